@@ -1,0 +1,223 @@
+//! pgmcp's benchmark harness (`./scripts/bench.sh`, or `cargo bench --bench pgmcp -- [--smoke] [--peers]`).
+//!
+//! Starts a throwaway PostgreSQL, loads the dataset, runs every scenario against the release `pgmcp` and the raw
+//! floor, optionally drives the peer servers through one official SDK client, prints the tables and writes them
+//! into BENCHMARKS.md. Every loop is bounded in count and time.
+
+mod dataset;
+mod measure;
+mod peers;
+mod raw;
+mod report;
+mod stdio;
+mod stdio_scenarios;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use report::Section;
+use stdio_scenarios::Pgmcp;
+
+/// How much to run: the full plan for BENCHMARKS.md, or a smoke plan that finishes in well under a minute.
+pub struct Plan {
+    pub smoke: bool,
+    pub scale: u32,
+    pub mixed_rows: u32,
+    pub catalog_tables: u32,
+    pub series_rows: u64,
+    pub reps: usize,
+    pub warmup_calls: usize,
+    pub point_calls: usize,
+    pub wide_calls: usize,
+    pub catalog_calls: usize,
+    pub cold_starts: usize,
+    /// Upper bound on the wall time of one measured loop.
+    pub budget: Duration,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            smoke: false,
+            scale: 10,
+            mixed_rows: 100_000,
+            catalog_tables: 1000,
+            series_rows: 10_000_000,
+            reps: 5,
+            warmup_calls: 200,
+            point_calls: 3000,
+            wide_calls: 10,
+            catalog_calls: 50,
+            cold_starts: 10,
+            budget: Duration::from_secs(20),
+        }
+    }
+
+    fn smoke() -> Plan {
+        Plan {
+            smoke: true,
+            scale: 1,
+            mixed_rows: 10_000,
+            catalog_tables: 100,
+            series_rows: 1_000_000,
+            reps: 2,
+            warmup_calls: 20,
+            point_calls: 200,
+            wide_calls: 2,
+            catalog_calls: 5,
+            cold_starts: 2,
+            budget: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Options {
+    smoke: bool,
+    peers: bool,
+    output: Option<PathBuf>,
+}
+
+fn parse_options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        smoke: std::env::var("PGMCP_BENCH_SMOKE").is_ok_and(|v| v == "1"),
+        peers: false,
+        output: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--smoke" => options.smoke = true,
+            "--peers" => options.peers = true,
+            "--output" => {
+                options.output = Some(args.next().context("--output needs a path")?.into())
+            }
+            // `cargo bench` passes --bench to every bench target.
+            "--bench" => {}
+            other => {
+                anyhow::bail!("unknown argument `{other}` (known: --smoke, --peers, --output FILE)")
+            }
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> anyhow::Result<()> {
+    let options = parse_options()?;
+    let plan = if options.smoke {
+        Plan::smoke()
+    } else {
+        Plan::full()
+    };
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "pgmcp bench ({}): loading pgbench scale {}, {} mixed rows, {} catalog tables",
+        if plan.smoke { "smoke" } else { "full" },
+        plan.scale,
+        plan.mixed_rows,
+        plan.catalog_tables
+    );
+    let data = dataset::load(plan.scale, plan.mixed_rows, plan.catalog_tables)?;
+    println!("dataset ready in {:.1} s", started.elapsed().as_secs_f64());
+    let pgmcp = Pgmcp {
+        binary: env!("CARGO_BIN_EXE_pgmcp").to_string(),
+        url: data.url(),
+    };
+    let (wide, huge) = stdio_scenarios::big_queries(&plan, &data);
+
+    let mut sections: Vec<Section> = Vec::new();
+    let mut run = |name: &str, result: anyhow::Result<Section>| match result {
+        Ok(section) => sections.push(section),
+        Err(err) => {
+            println!("  {name} failed: {err:#}");
+            let mut failed = Section::new(format!("{name} (failed)"), &["error"]);
+            failed.row(vec![format!("{err:#}")]);
+            sections.push(failed);
+        }
+    };
+    println!("\n1. point query over stdio");
+    run(
+        "1. Point query",
+        stdio_scenarios::point_query(&plan, &pgmcp, &data, &rt),
+    );
+    println!("\n3. 10,000-row results");
+    run(
+        "3. 10,000-row results",
+        stdio_scenarios::wide_results(&plan, &pgmcp, &data, &wide, &rt),
+    );
+    println!("\n4. unbounded queries");
+    run(
+        "4. Unbounded queries",
+        stdio_scenarios::huge_results(&plan, &pgmcp, &data, &huge, &rt),
+    );
+    println!("\n5. start-up and memory");
+    run("5. Start-up", stdio_scenarios::startup(&plan, &pgmcp));
+    println!("\n6. catalog tools");
+    run(
+        "6. Catalog tools",
+        stdio_scenarios::catalog(&plan, &pgmcp, &data),
+    );
+    if options.peers {
+        println!("\n7. peers through the Python MCP SDK");
+        for section in peers::run(&plan, &pgmcp, &data, &wide, &huge) {
+            sections.push(section);
+        }
+    }
+
+    let mut body = environment(&plan, &data, &options)?;
+    for section in &sections {
+        body.push_str(&section.markdown());
+    }
+    let failures = sections
+        .iter()
+        .filter(|s| s.title.ends_with("(failed)"))
+        .count();
+    if let Some(path) = &options.output {
+        report::write_into(path, &body)?;
+        println!("\nwrote {}", path.display());
+    }
+    println!("bench finished in {:.1} s", started.elapsed().as_secs_f64());
+    drop(data);
+    anyhow::ensure!(failures == 0, "{failures} scenario(s) failed");
+    Ok(())
+}
+
+/// The machine and versions the figures belong to.
+fn environment(plan: &Plan, data: &dataset::Dataset, options: &Options) -> anyhow::Result<String> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let mut out = format!(
+        "## Results ({} run)\n\n- Machine: {cores} cores ({cpu}), load average at the end {}\n- PostgreSQL: {}\n\
+         - Dataset: `pgbench -i -s {}` ({} accounts), `mixed` with {} rows of 13 types, schema `many` with {} tables\n\
+         - pgmcp {} (release build), driven over stdio by the bench's own minimal JSON-RPC client unless noted\n",
+        if plan.smoke { "smoke" } else { "full" },
+        load.join(" "),
+        data.server_version,
+        plan.scale,
+        data.accounts(),
+        data.mixed_rows,
+        data.catalog_tables,
+        env!("CARGO_PKG_VERSION"),
+    );
+    if options.peers {
+        out.push_str(&peers::versions_line());
+    }
+    out.push('\n');
+    Ok(out)
+}

@@ -1,0 +1,101 @@
+//! Numbers: percentiles, medians over repetitions, and what the kernel says a process costs (CPU, memory).
+
+use std::time::Duration;
+
+/// Clock ticks per second of /proc/<pid>/stat's utime and stime; 100 on every Linux configuration we run on.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU time a process has used so far (all its threads, living and exited).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: fields are counted after the last ')'.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, i.e. 12 and 13 after the name and state.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_secs_f64(
+        (utime + stime) / CLOCK_TICKS_PER_SECOND,
+    ))
+}
+
+/// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
+/// Latencies of one run, sorted once.
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    pub fn new(mut samples: Vec<Duration>) -> Latencies {
+        samples.sort();
+        Latencies(samples)
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * (self.0.len() as f64 - 1.0)).round() as usize;
+        self.0[rank.min(self.0.len() - 1)]
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Median and range of one figure over several repetitions.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        let median = if sorted.len().is_multiple_of(2) {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        } else {
+            sorted[mid]
+        };
+        Some(Spread {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+        })
+    }
+}
+
+/// A tiny deterministic generator for random ids, so runs are repeatable without another dependency.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed.max(1))
+    }
+
+    /// A value in 1..=max.
+    pub fn next_in(&mut self, max: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % max.max(1) + 1
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

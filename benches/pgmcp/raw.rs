@@ -1,0 +1,124 @@
+//! The raw floor: the same SQL through plain tokio-postgres with prepared statements and a pool, the least any
+//! server in front of PostgreSQL could cost.
+
+use std::str::FromStr;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::{StreamExt, pin_mut};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use crate::measure::XorShift;
+
+pub const POINT_SQL: &str = "SELECT * FROM pgbench_accounts WHERE aid = $1";
+
+pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    pool_with(url, size, RecyclingMethod::Fast)
+}
+
+pub fn pool_with(
+    url: &str,
+    size: usize,
+    recycling_method: RecyclingMethod,
+) -> anyhow::Result<Pool> {
+    let config = tokio_postgres::Config::from_str(url).context("parsing the database URL")?;
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method });
+    Ok(Pool::builder(manager).max_size(size).build()?)
+}
+
+/// Point queries from `concurrency` tasks until `calls` are done or `budget` is spent; returns every latency and
+/// the wall time of the whole run.
+pub async fn point_queries(
+    pool: &Pool,
+    concurrency: usize,
+    calls: usize,
+    budget: Duration,
+    accounts: u64,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let started = Instant::now();
+    let per_task = calls.div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for task in 0..concurrency {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = XorShift::new(0x9e37_79b9 + task as u64);
+            let mut latencies = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                if started.elapsed() > budget {
+                    break;
+                }
+                let call = Instant::now();
+                let client = pool.get().await?;
+                let statement = client.prepare_cached(POINT_SQL).await?;
+                let aid = ids.next_in(accounts) as i32;
+                let rows = client.query(&statement, &[&aid]).await?;
+                anyhow::ensure!(rows.len() == 1, "account {aid} not found");
+                latencies.push(call.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.context("raw task panicked")??);
+    }
+    Ok((all, started.elapsed()))
+}
+
+/// pgmcp's own statement sequence without pgmcp: read-only transaction, prepare, bind a portal, fetch with a row
+/// limit, rollback (queued, not awaited). With a `Clean` pool it is the database floor of one pgmcp call.
+pub async fn pgmcp_sequence(
+    pool: &Pool,
+    calls: usize,
+    budget: Duration,
+    accounts: u64,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let started = Instant::now();
+    let mut ids = XorShift::new(0x5eed);
+    let mut latencies = Vec::with_capacity(calls);
+    while latencies.len() < calls && started.elapsed() < budget {
+        let call = Instant::now();
+        let mut client = pool.get().await?;
+        let txn = client.build_transaction().read_only(true).start().await?;
+        let statement = txn.prepare(POINT_SQL).await?;
+        let aid = ids.next_in(accounts) as i32;
+        let portal = txn.bind_raw(&statement, [aid]).await?;
+        let stream = txn.query_portal_raw(&portal, 1001).await?;
+        pin_mut!(stream);
+        while let Some(row) = stream.next().await {
+            row?;
+        }
+        drop(txn);
+        latencies.push(call.elapsed());
+    }
+    Ok((latencies, started.elapsed()))
+}
+
+/// Fetches a whole result (prepared, binary rows, nothing rendered) and returns its time.
+pub async fn fetch_all(pool: &Pool, sql: &str) -> anyhow::Result<(Duration, usize)> {
+    let started = Instant::now();
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(sql).await?;
+    let rows = client.query(&statement, &[]).await?;
+    Ok((started.elapsed(), rows.len()))
+}
+
+/// The first `rows` rows of a result through a portal, as a server that truncates must do at best.
+pub async fn fetch_first(pool: &Pool, sql: &str, rows: i32) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut client = pool.get().await?;
+    let txn = client.transaction().await?;
+    let statement = txn.prepare(sql).await?;
+    let params: [&(dyn ToSql + Sync); 0] = [];
+    let portal = txn.bind(&statement, &params).await?;
+    let stream = txn.query_portal_raw(&portal, rows).await?;
+    pin_mut!(stream);
+    while let Some(row) = stream.next().await {
+        row?;
+    }
+    txn.rollback().await?;
+    Ok(started.elapsed())
+}

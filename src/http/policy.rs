@@ -1,0 +1,268 @@
+//! Authorization policy for authenticated callers: which tools a caller may see and call, decided from the roles
+//! (app-only tokens) and scopes (delegated tokens) in its token. Authentication has already required the
+//! configured role or scope; the policy only narrows what an admitted caller can do.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use crate::http::Caller;
+use crate::tools::registry::{ALL_TOOL_NAMES, WRITE_TOOL_NAMES};
+
+/// The role (or scope of the same name) that grants `execute_write` in the default policy.
+pub const DEFAULT_WRITE_ROLE: &str = "MCP.Write";
+
+/// Stands for every read-only tool in a grant's `tools`.
+const ALL_READ_TOOLS: &str = "*";
+
+/// The `[policy]` table of the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Role or scope granting `execute_write` when no `grants` are written.
+    #[serde(default)]
+    pub write_role: Option<String>,
+    /// Explicit grants; when present they replace the default policy entirely.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// A caller holding any of `roles` or any of `scopes` may see and call `tools`. A grant with neither roles nor
+/// scopes applies to every authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Tool names, or `*` for every read-only tool. Write tools must be named.
+    pub tools: Vec<String>,
+}
+
+impl Grant {
+    fn applies_to(&self, caller: &Caller) -> bool {
+        if self.roles.is_empty() && self.scopes.is_empty() {
+            return true;
+        }
+        self.roles.iter().any(|role| caller.roles.contains(role))
+            || self
+                .scopes
+                .iter()
+                .any(|scope| caller.scopes.contains(scope))
+    }
+
+    fn grants(&self, tool: &str) -> bool {
+        self.tools.iter().any(|granted| {
+            granted == tool || (granted == ALL_READ_TOOLS && !WRITE_TOOL_NAMES.contains(&tool))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    grants: Vec<Grant>,
+}
+
+impl Policy {
+    /// The default: every admitted caller gets the read-only tools; `write_role` (as an app role or a delegated
+    /// scope) additionally gets `execute_write`.
+    pub fn default_with_write_role(write_role: &str) -> Policy {
+        Policy {
+            grants: vec![
+                Grant {
+                    roles: Vec::new(),
+                    scopes: Vec::new(),
+                    tools: vec![ALL_READ_TOOLS.to_string()],
+                },
+                Grant {
+                    roles: vec![write_role.to_string()],
+                    scopes: vec![write_role.to_string()],
+                    tools: WRITE_TOOL_NAMES.iter().map(|t| t.to_string()).collect(),
+                },
+            ],
+        }
+    }
+
+    /// Builds the policy from the `[policy]` table and the `--write-role` override; errors name the setting.
+    pub fn from_file(
+        file: &PolicyFile,
+        write_role_override: Option<&str>,
+    ) -> anyhow::Result<Policy> {
+        if file.grants.is_empty() {
+            let write_role = write_role_override
+                .or(file.write_role.as_deref())
+                .unwrap_or(DEFAULT_WRITE_ROLE);
+            if write_role.trim().is_empty() {
+                anyhow::bail!(
+                    "invalid `policy.write_role` / `--write-role`: empty — name the app role or scope that may run execute_write, e.g. {DEFAULT_WRITE_ROLE}"
+                );
+            }
+            return Ok(Policy::default_with_write_role(write_role));
+        }
+        if write_role_override.is_some() || file.write_role.is_some() {
+            anyhow::bail!(
+                "`policy.write_role` / `--write-role` applies only to the default policy: with `[[policy.grants]]`, grant execute_write in a grant instead"
+            );
+        }
+        for (index, grant) in file.grants.iter().enumerate() {
+            if grant.tools.is_empty() {
+                anyhow::bail!(
+                    "invalid `policy.grants[{index}].tools`: empty — list tool names, or \"*\" for every read-only tool"
+                );
+            }
+            for tool in &grant.tools {
+                if tool != ALL_READ_TOOLS && !ALL_TOOL_NAMES.contains(&tool.as_str()) {
+                    anyhow::bail!(
+                        "invalid `policy.grants[{index}].tools`: unknown tool `{tool}` — use \"*\" or one of: {}",
+                        ALL_TOOL_NAMES.join(", ")
+                    );
+                }
+            }
+        }
+        Ok(Policy {
+            grants: file.grants.clone(),
+        })
+    }
+
+    pub fn may_use(&self, caller: &Caller, tool: &str) -> bool {
+        self.grants
+            .iter()
+            .any(|grant| grant.applies_to(caller) && grant.grants(tool))
+    }
+
+    /// The names among `tools` this caller may use.
+    pub fn visible<'a>(
+        &self,
+        caller: &Caller,
+        tools: impl IntoIterator<Item = &'a str>,
+    ) -> BTreeSet<String> {
+        tools
+            .into_iter()
+            .filter(|tool| self.may_use(caller, tool))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(roles: &[&str], scopes: &[&str]) -> Caller {
+        Caller {
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            app_only: scopes.is_empty(),
+            ..Caller::default()
+        }
+    }
+
+    fn visible(policy: &Policy, caller: &Caller) -> Vec<String> {
+        policy
+            .visible(caller, ALL_TOOL_NAMES.iter().copied())
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn default_policy_gives_read_tools_to_every_admitted_caller() {
+        let policy = Policy::from_file(&PolicyFile::default(), None).unwrap();
+        let tools = visible(&policy, &caller(&["MCP.Access"], &[]));
+        assert!(tools.contains(&"execute_query".to_string()));
+        assert!(tools.contains(&"list_tables".to_string()));
+        assert!(!tools.contains(&"execute_write".to_string()));
+        assert_eq!(tools.len(), ALL_TOOL_NAMES.len() - 1);
+    }
+
+    #[test]
+    fn default_policy_needs_the_write_role_or_scope_for_writes() {
+        let policy = Policy::from_file(&PolicyFile::default(), None).unwrap();
+        assert!(policy.may_use(&caller(&["MCP.Access", "MCP.Write"], &[]), "execute_write"));
+        assert!(policy.may_use(&caller(&[], &["MCP.Write"]), "execute_write"));
+        assert!(!policy.may_use(&caller(&["MCP.Writer"], &["mcp.write"]), "execute_write"));
+    }
+
+    #[test]
+    fn write_role_is_configurable() {
+        let policy = Policy::from_file(&PolicyFile::default(), Some("Db.Writer")).unwrap();
+        assert!(policy.may_use(&caller(&["Db.Writer"], &[]), "execute_write"));
+        assert!(!policy.may_use(&caller(&["MCP.Write"], &[]), "execute_write"));
+    }
+
+    #[test]
+    fn explicit_grants_replace_the_default() {
+        let file: PolicyFile = toml::from_str(
+            r#"
+            [[grants]]
+            roles = ["Catalog.Read"]
+            tools = ["list_schemas", "list_tables", "describe_table"]
+            [[grants]]
+            scopes = ["Data.Read"]
+            tools = ["*"]
+            [[grants]]
+            roles = ["Data.Write"]
+            tools = ["execute_write"]
+            "#,
+        )
+        .unwrap();
+        let policy = Policy::from_file(&file, None).unwrap();
+        assert_eq!(
+            visible(&policy, &caller(&["Catalog.Read"], &[])),
+            vec!["describe_table", "list_schemas", "list_tables"]
+        );
+        assert!(visible(&policy, &caller(&["Other"], &[])).is_empty());
+        let reader = visible(&policy, &caller(&[], &["Data.Read"]));
+        assert!(reader.contains(&"execute_query".to_string()));
+        assert!(!reader.contains(&"execute_write".to_string()));
+        assert_eq!(
+            visible(&policy, &caller(&["Data.Write"], &[])),
+            vec!["execute_write"]
+        );
+    }
+
+    #[test]
+    fn star_never_grants_writes() {
+        let file = PolicyFile {
+            write_role: None,
+            grants: vec![Grant {
+                roles: Vec::new(),
+                scopes: Vec::new(),
+                tools: vec!["*".into()],
+            }],
+        };
+        let policy = Policy::from_file(&file, None).unwrap();
+        assert!(!policy.may_use(&caller(&["MCP.Write"], &[]), "execute_write"));
+    }
+
+    #[test]
+    fn unknown_tools_and_empty_grants_are_start_up_errors() {
+        let unknown = PolicyFile {
+            write_role: None,
+            grants: vec![Grant {
+                roles: vec!["A".into()],
+                scopes: Vec::new(),
+                tools: vec!["drop_database".into()],
+            }],
+        };
+        let err = Policy::from_file(&unknown, None).unwrap_err().to_string();
+        assert!(
+            err.contains("policy.grants[0].tools") && err.contains("drop_database"),
+            "{err}"
+        );
+        let empty = PolicyFile {
+            write_role: None,
+            grants: vec![Grant {
+                roles: vec!["A".into()],
+                scopes: Vec::new(),
+                tools: Vec::new(),
+            }],
+        };
+        assert!(Policy::from_file(&empty, None).is_err());
+        let both = PolicyFile {
+            write_role: Some("X".into()),
+            grants: unknown.grants.clone(),
+        };
+        assert!(Policy::from_file(&both, None).is_err());
+    }
+}

@@ -1,0 +1,302 @@
+//! `pgmcp serve --http`: the axum application around rmcp's Streamable HTTP service, its start-up checks and its
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::http::auth::{self, AuthMode, Authenticator, ResourceInfo};
+use crate::http::body::{McpGate, check_host, check_json_body};
+use crate::http::endpoints::{self, EndpointState};
+use crate::http::settings::HttpSettings;
+use crate::mcp::{Databases, PgMcpServer};
+use crate::telemetry::audit::AuditLog;
+use crate::telemetry::metrics::Metrics;
+
+pub const MCP_PATH: &str = "/mcp";
+pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// Refuses configurations that would expose data to anyone who can reach the port, or that cannot check the
+/// Host header. Runs before binding, so a refused start never opens the port.
+pub fn check_exposure(settings: &HttpSettings) -> anyhow::Result<()> {
+    let loopback = settings.listen.ip().is_loopback();
+    if settings.auth.mode == AuthMode::None && !loopback {
+        if !settings.allow_unauthenticated {
+            anyhow::bail!(
+                "refusing to serve without authentication on {} (not a loopback address): anyone who can reach it could query the database — set `--auth-mode entra` or `oidc`, bind to 127.0.0.1, or pass `--allow-unauthenticated` if a gateway in front authenticates callers",
+                settings.listen
+            );
+        }
+        tracing::warn!(
+            listen = %settings.listen,
+            "serving WITHOUT authentication on a non-loopback address (--allow-unauthenticated): every caller can use every tool"
+        );
+    }
+    if settings.listen.ip().is_unspecified() && settings.public_url.is_none() {
+        anyhow::bail!(
+            "`--http {}` listens on every interface, so pgmcp cannot tell which Host header is legitimate — set `--public-url` (or `http.public_url`) to the URL clients use, e.g. https://pgmcp.example.com",
+            settings.listen
+        );
+    }
+    for origin in &settings.allowed_origins {
+        if origin != "null" && !origin.starts_with("https://") && !origin.starts_with("http://") {
+            anyhow::bail!(
+                "invalid `--allowed-origin` / `http.allowed_origins` = \"{origin}\": an origin is scheme://host[:port], e.g. https://app.example.com or http://localhost:*"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The Host values /mcp accepts: the public URL's host, plus the loopback names when bound to loopback (local
+/// clients), or the bound address itself when bound to one specific non-loopback address.
+pub fn allowed_hosts(settings: &HttpSettings) -> Vec<String> {
+    let mut hosts = Vec::new();
+    if let Some(host) = settings.public_url.as_ref().and_then(|u| u.host_str()) {
+        hosts.push(host.to_string());
+    }
+    let ip = settings.listen.ip();
+    if ip.is_loopback() {
+        hosts.extend(["localhost", "127.0.0.1", "::1"].map(String::from));
+    } else if settings.public_url.is_none() && !ip.is_unspecified() {
+        hosts.push(ip.to_string());
+    }
+    hosts
+}
+
+/// The base URL the resource is known by: the public URL when set (a proxy's address, never the bind address),
+/// otherwise the bound address.
+pub fn public_base(settings: &HttpSettings, bound: SocketAddr) -> String {
+    match &settings.public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_string(),
+        None => format!("http://{bound}"),
+    }
+}
+
+/// Origins always accepted besides `--allowed-origin`: the server's own (a page it serves is not cross-origin),
+/// i.e. the public URL's origin, and the loopback names on the bound port when bound to loopback.
+pub fn own_origins(settings: &HttpSettings, bound: SocketAddr) -> Vec<String> {
+    let mut origins = Vec::new();
+    if let Some(url) = &settings.public_url
+        && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+    {
+        // An explicit port: rmcp treats a port-less entry as "any port", which is wider than needed.
+        origins.push(format!("{}://{host}:{port}", url.scheme()));
+    }
+    if bound.ip().is_loopback() {
+        let port = bound.port();
+        origins.extend([
+            format!("http://localhost:{port}"),
+            format!("http://127.0.0.1:{port}"),
+            format!("http://[::1]:{port}"),
+        ]);
+    }
+    origins
+}
+
+fn request_timeout(settings: &HttpSettings, databases: &Databases) -> Duration {
+    settings.request_timeout.unwrap_or_else(|| {
+        let longest = databases
+            .all()
+            .iter()
+            .map(|db| db.profile.statement_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        longest + Duration::from_secs(15)
+    })
+}
+
+pub async fn serve_http(
+    databases: Arc<Databases>,
+    settings: HttpSettings,
+    audit: Option<Arc<AuditLog>>,
+) -> anyhow::Result<()> {
+    check_exposure(&settings)?;
+    let terminated = termination_signal();
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("could not listen on `--http {}`", settings.listen))?;
+    let bound = listener.local_addr().context("the bound address")?;
+    let base = public_base(&settings, bound);
+    let resource = format!("{base}{MCP_PATH}");
+
+    let authenticator = match settings.auth.mode {
+        AuthMode::None => None,
+        _ => Some(
+            Authenticator::new(
+                &settings.auth,
+                ResourceInfo {
+                    resource: resource.clone(),
+                    metadata_url: format!("{base}{PRM_PATH}{MCP_PATH}"),
+                },
+            )
+            .await
+            .context("authentication settings ([auth] / --auth-mode ...)")?,
+        ),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let server = PgMcpServer::new(databases.clone())
+        .with_policy(
+            authenticator
+                .as_ref()
+                .map(|_| Arc::new(settings.policy.clone())),
+        )
+        .with_audit(audit)
+        .with_metrics(Some(metrics.clone()));
+
+    let hosts = allowed_hosts(&settings);
+    let stop_sessions = CancellationToken::new();
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(settings.legacy_sessions)
+        .with_json_response(true)
+        .with_allowed_hosts(hosts.clone())
+        .with_allowed_origins(
+            settings
+                .allowed_origins
+                .iter()
+                .cloned()
+                .chain(own_origins(&settings, bound)),
+        )
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(settings.max_body_bytes)
+        .with_cancellation_token(stop_sessions.clone());
+    let mcp_service = StreamableHttpService::new(
+        move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let gate = McpGate {
+        max_body_bytes: settings.max_body_bytes,
+        allowed_hosts: Arc::new(hosts),
+    };
+    // Layers run outside-in: Host check, then authentication, then the timeout and the body check, then rmcp.
+    let mut mcp = Router::new()
+        .route_service(MCP_PATH, mcp_service)
+        .layer(axum::middleware::from_fn_with_state(
+            gate.clone(),
+            check_json_body,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout(&settings, &databases),
+        ));
+    if let Some(authenticator) = &authenticator {
+        mcp = mcp.route_layer(auth::require_bearer(authenticator.clone()));
+    }
+    let mcp = mcp.route_layer(axum::middleware::from_fn_with_state(gate, check_host));
+
+    let state = EndpointState {
+        databases: databases.clone(),
+        auth: authenticator.clone(),
+        metrics,
+        resource: resource.clone(),
+        resource_name: settings.resource_name.clone(),
+        resource_documentation: settings.resource_documentation.clone(),
+    };
+    let mut endpoints = Router::new()
+        .route("/healthz", get(endpoints::healthz))
+        .route("/readyz", get(endpoints::readyz));
+    if authenticator.is_some() {
+        endpoints = endpoints
+            .route(PRM_PATH, get(endpoints::protected_resource_metadata))
+            .route(
+                &format!("{PRM_PATH}{MCP_PATH}"),
+                get(endpoints::protected_resource_metadata),
+            );
+    }
+    if settings.metrics {
+        endpoints = endpoints.route("/metrics", get(endpoints::metrics));
+    }
+    let app = mcp.merge(endpoints.with_state(state));
+
+    for db in databases.all() {
+        tracing::info!(
+            profile = %db.profile.name,
+            connection = %db.profile.conn.redacted(),
+            access_mode = db.profile.access_mode.as_str(),
+            "serving MCP over HTTP"
+        );
+        let db = db.clone();
+        tokio::spawn(async move { db.warm_up().await });
+    }
+    tracing::info!(
+        resource = %resource,
+        auth = ?settings.auth.mode,
+        legacy_sessions = settings.legacy_sessions,
+        "listening on http://{bound}"
+    );
+
+    let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut running = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        outcome = &mut running => {
+            stop_sessions.cancel();
+            close(&databases);
+            outcome.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+            anyhow::bail!("the HTTP server stopped unexpectedly");
+        }
+        _ = terminated => {}
+    }
+    tracing::info!(
+        bound_secs = settings.shutdown_timeout.as_secs_f64(),
+        "termination signal received: no new connections, waiting for in-flight calls"
+    );
+    let _ = stop_accepting.send(());
+    match tokio::time::timeout(settings.shutdown_timeout, &mut running).await {
+        Ok(_) => tracing::info!("in-flight calls finished"),
+        Err(_) => {
+            tracing::warn!("in-flight calls did not finish in time; closing them");
+            running.abort();
+        }
+    }
+    stop_sessions.cancel();
+    close(&databases);
+    Ok(())
+}
+
+/// Registers SIGTERM and SIGINT handlers now, before the address is announced: a supervisor (or a test) that
+/// signals right after start must get a graceful stop, not the default action.
+fn termination_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => crate::app::shutdown_signal().await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        crate::app::shutdown_signal()
+    }
+}
+
+fn close(databases: &Databases) {
+    for db in databases.all() {
+        db.close();
+    }
+}

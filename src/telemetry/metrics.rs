@@ -1,0 +1,257 @@
+//! Prometheus metrics: tool calls by outcome and latency are counted as they happen; connection pools and the
+//! authenticator's counters are read on each scrape, so a scrape always shows their current state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::http::auth::AuthStats;
+
+type Labels = Vec<(String, String)>;
+
+/// Latency buckets from 1 ms to about 65 s: catalog calls take milliseconds, analytical queries seconds.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 17,
+    ))
+}
+
+pub struct Metrics {
+    calls: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            calls: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+/// A pool's state at scrape time.
+#[derive(Debug, Clone)]
+pub struct PoolSnapshot {
+    pub profile: String,
+    pub in_use: i64,
+    pub idle: i64,
+    pub waiting: i64,
+    pub max: i64,
+}
+
+impl PoolSnapshot {
+    pub fn new(profile: &str, status: deadpool_postgres::Status) -> PoolSnapshot {
+        let idle = status.available as i64;
+        PoolSnapshot {
+            profile: profile.to_string(),
+            in_use: (status.size as i64 - idle).max(0),
+            idle,
+            waiting: status.waiting as i64,
+            max: status.max_size as i64,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn record_call(&self, tool: &str, outcome: &str, duration: Duration) {
+        self.calls
+            .get_or_create(&vec![
+                ("tool".to_string(), tool.to_string()),
+                ("outcome".to_string(), outcome.to_string()),
+            ])
+            .inc();
+        self.latency
+            .get_or_create(&vec![("tool".to_string(), tool.to_string())])
+            .observe(duration.as_secs_f64());
+    }
+
+    /// The metrics in the OpenMetrics text format (which Prometheus reads).
+    pub fn render(&self, pools: Vec<PoolSnapshot>, auth: Option<AuthStats>) -> String {
+        let mut registry = Registry::with_prefix("pgmcp");
+        registry.register(
+            "tool_calls",
+            "Tool calls by tool and outcome (ok or the error kind)",
+            self.calls.clone(),
+        );
+        registry.register(
+            "tool_call_duration_seconds",
+            "Tool call latency, from dispatch to result",
+            self.latency.clone(),
+        );
+        registry.register_collector(Box::new(Snapshot { pools, auth }));
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+            return "# EOF\n".to_string();
+        }
+        text
+    }
+}
+
+struct Snapshot {
+    pools: Vec<PoolSnapshot>,
+    auth: Option<AuthStats>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
+}
+
+fn gauge_family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Labels, i64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for (labels, value) in values {
+        ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: &[(Labels, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (labels, value) in values {
+        if labels.is_empty() {
+            ConstCounter::new(*value).encode(family)?;
+            break;
+        }
+        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let by_profile = |pick: fn(&PoolSnapshot) -> i64| -> Vec<(Labels, i64)> {
+            self.pools
+                .iter()
+                .map(|p| (vec![("profile".to_string(), p.profile.clone())], pick(p)))
+                .collect()
+        };
+        gauge_family(
+            &mut encoder,
+            "pool_connections_in_use",
+            "Connections checked out of the pool",
+            &by_profile(|p| p.in_use),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "pool_connections_idle",
+            "Open connections waiting in the pool",
+            &by_profile(|p| p.idle),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "pool_waiting",
+            "Calls waiting for a connection",
+            &by_profile(|p| p.waiting),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "pool_max_connections",
+            "The pool's connection limit",
+            &by_profile(|p| p.max),
+        )?;
+        if let Some(auth) = &self.auth {
+            let failures: Vec<(Labels, u64)> = auth
+                .failures_by_reason
+                .iter()
+                .map(|(reason, n)| (vec![("reason".to_string(), reason.clone())], *n))
+                .collect();
+            counter(
+                &mut encoder,
+                "auth_failures",
+                "Rejected requests by reason",
+                &failures,
+            )?;
+            counter(
+                &mut encoder,
+                "jwks_refreshes",
+                "Signing key set downloads that succeeded",
+                &[(Vec::new(), auth.jwks_refreshes)],
+            )?;
+            counter(
+                &mut encoder,
+                "jwks_refresh_failures",
+                "Signing key set downloads that failed",
+                &[(Vec::new(), auth.jwks_refresh_failures)],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Pool snapshots for every profile.
+pub fn pool_snapshots(databases: &crate::mcp::Databases) -> Vec<PoolSnapshot> {
+    databases
+        .all()
+        .iter()
+        .map(|db| PoolSnapshot::new(&db.profile.name, db.status()))
+        .collect()
+}
+
+pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_calls_latency_pools_and_auth() {
+        let metrics = Metrics::default();
+        metrics.record_call("execute_query", "ok", Duration::from_millis(3));
+        metrics.record_call("execute_query", "database", Duration::from_millis(5));
+        let text = metrics.render(
+            vec![PoolSnapshot {
+                profile: "main".into(),
+                in_use: 1,
+                idle: 2,
+                waiting: 0,
+                max: 10,
+            }],
+            Some(AuthStats {
+                failures_by_reason: vec![("expired".into(), 4)],
+                jwks_refreshes: 2,
+                jwks_refresh_failures: 1,
+            }),
+        );
+        assert!(
+            text.contains(r#"pgmcp_tool_calls_total{tool="execute_query",outcome="ok"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"pgmcp_tool_calls_total{tool="execute_query",outcome="database"} 1"#)
+        );
+        assert!(text.contains(r#"pgmcp_tool_call_duration_seconds_count{tool="execute_query"} 2"#));
+        assert!(text.contains(r#"pgmcp_pool_connections_idle{profile="main"} 2"#));
+        assert!(text.contains(r#"pgmcp_auth_failures_total{reason="expired"} 4"#));
+        assert!(text.contains("pgmcp_jwks_refreshes_total 2"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,48 @@
+//! list_profiles: which databases this server exposes, for models choosing the `profile` argument.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::mcp::Databases;
+
+pub const LIST_PROFILES_DESCRIPTION: &str = "List the database profiles this server exposes: name, a one-line description, \
+access mode, database and host. Pass a profile's name as the `profile` argument of the other tools; without it they use the default (first) profile.";
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListProfilesParams {}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProfileSummary {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub access_mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    pub default: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ListProfilesOutput {
+    pub profiles: Vec<ProfileSummary>,
+}
+
+pub fn list_profiles(databases: &Databases) -> ListProfilesOutput {
+    let profiles = databases
+        .all()
+        .iter()
+        .enumerate()
+        .map(|(index, db)| ProfileSummary {
+            name: db.profile.name.clone(),
+            description: db.profile.description.clone(),
+            access_mode: db.profile.access_mode.as_str().to_string(),
+            database: db.profile.conn.dbname.clone(),
+            host: db.profile.conn.hosts.first().cloned(),
+            default: index == 0,
+        })
+        .collect();
+    ListProfilesOutput { profiles }
+}

@@ -1,0 +1,482 @@
+//! The query family: execute_query, execute_write, explain_query, read_table.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Database;
+use crate::db::exec::{self, CallContext, Intent, Limits, QueryOutput};
+use crate::db::quote_ident;
+use crate::guard::{self, StatementClass};
+use crate::tools::ToolError;
+
+pub const EXECUTE_QUERY_DESCRIPTION: &str = "Run one read-only SQL statement (SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN) and return its rows. \
+Pass values as bind parameters ($1, $2, … in `sql`, values in `params`) instead of writing them into the SQL. \
+The statement runs in a read-only transaction with a timeout; writes, DDL, transaction control, SET and functions that change state are refused with the reason. \
+Results: `columns` (name and PostgreSQL type), `rows` as arrays in column order, `truncated: true` when more rows exist than `limit` (add ORDER BY and narrow the query, or page with LIMIT/OFFSET). \
+numeric values are exact strings, timestamps ISO 8601, bytea \"\\\\x…\" hex. On a PostgreSQL error the result carries SQLSTATE, message, detail, hint and the error position. \
+Look up table and column names with list_tables / describe_table / search_tables first.";
+
+pub const EXECUTE_WRITE_DESCRIPTION: &str = "Run one data-modifying SQL statement (INSERT, UPDATE, DELETE or MERGE; DDL only where the profile allows it) and commit it. \
+Only available for profiles whose access_mode is read_write. Use RETURNING to see changed rows. Pass values as bind parameters ($1, $2, …). \
+Prefer execute_query for anything that only reads.";
+
+pub const EXPLAIN_QUERY_DESCRIPTION: &str = "Show PostgreSQL's execution plan for one read-only statement, as a JSON plan and an indented text tree with costs and row estimates. \
+Set `analyze: true` to also run the statement (inside a read-only transaction that is rolled back) and report actual times and row counts. \
+Pass the statement without the EXPLAIN keyword. Use it to find slow joins, missing indexes or sequential scans on large tables.";
+
+pub const READ_TABLE_DESCRIPTION: &str = "Read rows from one table or view without writing SQL: optional column list, ordering and pagination with limit/offset. \
+Rows come back in primary-key order unless `order_by` says otherwise, so paging is stable. \
+Names are checked against the catalog (call list_tables / describe_table to see them). When `truncated` is true, call again with `offset` = `next_offset`.";
+
+fn default_params() -> Vec<Value> {
+    Vec::new()
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteQueryParams {
+    /// Exactly one SQL statement. Use $1, $2, … for values and pass them in `params`.
+    pub sql: String,
+    /// Values for $1, $2, … in order: strings, numbers, booleans, null, arrays (for array parameters) or objects
+    /// (for json/jsonb parameters). Each is parsed by PostgreSQL as the type the statement expects.
+    #[serde(default = "default_params")]
+    pub params: Vec<Value>,
+    /// Maximum number of rows to return. Default: the profile's max_rows (1000 unless configured).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub limit: Option<u64>,
+    /// Database profile to use (see list_profiles); default: the first profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainQueryParams {
+    /// The statement to explain, without the EXPLAIN keyword. Must be read-only.
+    pub sql: String,
+    /// Also execute the statement (in a read-only transaction that is rolled back) and report actual times, row
+    /// counts and buffer usage.
+    #[serde(default)]
+    pub analyze: bool,
+    /// Values for $1, $2, … placeholders, as in execute_query.
+    #[serde(default = "default_params")]
+    pub params: Vec<Value>,
+    /// Database profile to use (see list_profiles); default: the first profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExplainOutput {
+    /// The plan as PostgreSQL's EXPLAIN (FORMAT JSON) returns it: the top-level object with "Plan" and timings.
+    pub plan: Value,
+    /// The same plan as an indented tree, one node per line with cost, rows and (with analyze) actual time.
+    pub text: String,
+    pub analyzed: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadTableParams {
+    /// Table or view name; "schema.table" is accepted when `schema` is not given.
+    pub table: String,
+    /// Schema of the table. Default: taken from `table` when qualified, else "public".
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Columns to return, in this order. Default: all columns.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    /// Sort keys, each a column name optionally followed by " asc" or " desc" (e.g. ["created_at desc", "id"]).
+    /// Default: the primary key, so pages are stable.
+    #[serde(default)]
+    pub order_by: Option<Vec<String>>,
+    /// Rows per page. Default 100.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub limit: Option<u64>,
+    /// Rows to skip. Default 0.
+    #[serde(default)]
+    pub offset: u64,
+    /// Database profile to use (see list_profiles); default: the first profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReadTableOutput {
+    pub schema: String,
+    pub table: String,
+    #[serde(flatten)]
+    pub result: QueryOutput,
+    pub offset: u64,
+    /// Offset of the next page when `truncated` is true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<u64>,
+}
+
+impl ReadTableOutput {
+    /// The same JSON as `serde_json::to_value(&self)` (the result flattened in), without copying the rows.
+    pub fn into_value(self) -> Value {
+        let mut map = serde_json::Map::new();
+        map.insert("schema".into(), Value::String(self.schema));
+        map.insert("table".into(), Value::String(self.table));
+        self.result.insert_into(&mut map);
+        map.insert("offset".into(), Value::from(self.offset));
+        if let Some(next) = self.next_offset {
+            map.insert("next_offset".into(), Value::from(next));
+        }
+        Value::Object(map)
+    }
+}
+
+const READ_TABLE_DEFAULT_LIMIT: u64 = 100;
+
+fn call_context<'a>(
+    db: &'a Database,
+    limits: Limits,
+    cancel: &'a CancellationToken,
+) -> CallContext<'a> {
+    CallContext {
+        policy: &db.policy,
+        limits,
+        cancel,
+        tls: db.connector().tls(),
+    }
+}
+
+/// The limits for one call: the caller's `limit`, bounded by the profile's ceiling.
+pub fn limits_for(db: &Database, requested: Option<u64>) -> Result<Limits, ToolError> {
+    let profile = &db.profile;
+    let max_rows = match requested {
+        None => profile.max_rows,
+        Some(0) => return Err(ToolError::invalid("`limit` must be at least 1")),
+        Some(n) if n as usize > profile.max_rows_ceiling => {
+            return Err(ToolError::invalid(format!(
+                "`limit` {n} is above this profile's ceiling of {} rows; ask for fewer rows or aggregate in SQL",
+                profile.max_rows_ceiling
+            )));
+        }
+        Some(n) => n as usize,
+    };
+    Ok(Limits {
+        max_rows,
+        max_bytes: profile.max_result_bytes,
+        timeout: profile.statement_timeout,
+    })
+}
+
+pub async fn execute_query(
+    db: &Database,
+    client: &mut Client,
+    params: ExecuteQueryParams,
+    cancel: &CancellationToken,
+) -> Result<QueryOutput, ToolError> {
+    let ctx = call_context(db, limits_for(db, params.limit)?, cancel);
+    exec::run_user_sql(client, &ctx, &params.sql, &params.params, Intent::ReadOnly).await
+}
+
+pub async fn execute_write(
+    db: &Database,
+    client: &mut Client,
+    params: ExecuteQueryParams,
+    cancel: &CancellationToken,
+) -> Result<QueryOutput, ToolError> {
+    if db.profile.access_mode != crate::config::AccessMode::ReadWrite {
+        return Err(ToolError::invalid(format!(
+            "profile `{}` is read-only; writes need a profile with access_mode = \"read_write\"",
+            db.profile.name
+        )));
+    }
+    let ctx = call_context(db, limits_for(db, params.limit)?, cancel);
+    exec::run_user_sql(client, &ctx, &params.sql, &params.params, Intent::Write).await
+}
+
+pub async fn explain_query(
+    db: &Database,
+    client: &mut Client,
+    params: ExplainQueryParams,
+    cancel: &CancellationToken,
+) -> Result<ExplainOutput, ToolError> {
+    let mut read_only = db.policy.clone();
+    read_only.access_mode = crate::config::AccessMode::ReadOnly;
+    let verdict =
+        guard::check(&params.sql, &read_only).map_err(|e| ToolError::rejected(e.reason))?;
+    if matches!(verdict.class, StatementClass::Explain { .. }) {
+        return Err(ToolError::invalid(
+            "pass the statement without the EXPLAIN keyword",
+        ));
+    }
+    let options = if params.analyze {
+        "ANALYZE, BUFFERS, FORMAT JSON"
+    } else {
+        "FORMAT JSON"
+    };
+    let explain_sql = format!("EXPLAIN ({options}) {}", params.sql);
+    let limits = Limits {
+        max_rows: 1,
+        max_bytes: usize::MAX,
+        timeout: db.profile.statement_timeout,
+    };
+    let ctx = CallContext {
+        policy: &read_only,
+        ..call_context(db, limits, cancel)
+    };
+    // The composed text goes through the guard again, so no suffix in `sql` can change what EXPLAIN wraps.
+    let output =
+        exec::run_user_sql(client, &ctx, &explain_sql, &params.params, Intent::ReadOnly).await?;
+    let plan = output
+        .rows
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+        .and_then(|cell| match cell {
+            Value::Array(mut items) if !items.is_empty() => Some(items.swap_remove(0)),
+            _ => None,
+        })
+        .ok_or_else(|| ToolError::invalid("PostgreSQL returned no plan"))?;
+    let text = plan_text(&plan);
+    Ok(ExplainOutput {
+        plan,
+        text,
+        analyzed: params.analyze,
+    })
+}
+
+/// Renders EXPLAIN's JSON as the familiar indented tree, so the model can read the plan at a glance.
+pub fn plan_text(plan: &Value) -> String {
+    let mut out = String::new();
+    if let Some(root) = plan.get("Plan") {
+        write_plan_node(root, 0, &mut out);
+    }
+    for (key, label) in [
+        ("Planning Time", "Planning Time"),
+        ("Execution Time", "Execution Time"),
+    ] {
+        if let Some(ms) = plan.get(key).and_then(Value::as_f64) {
+            out.push_str(&format!("{label}: {ms:.3} ms\n"));
+        }
+    }
+    out
+}
+
+fn write_plan_node(node: &Value, depth: usize, out: &mut String) {
+    let text = |key: &str| node.get(key).and_then(Value::as_str);
+    let num = |key: &str| node.get(key).and_then(Value::as_f64);
+    let indent = "  ".repeat(depth);
+    let arrow = if depth > 0 { "-> " } else { "" };
+    let mut line = format!("{indent}{arrow}{}", text("Node Type").unwrap_or("?"));
+    if let Some(strategy) = text("Strategy").filter(|s| *s != "Plain") {
+        line = format!(
+            "{indent}{arrow}{strategy} {}",
+            text("Node Type").unwrap_or("?")
+        );
+    }
+    if let Some(index) = text("Index Name") {
+        line.push_str(&format!(" using {index}"));
+    }
+    if let Some(relation) = text("Relation Name") {
+        match text("Alias").filter(|a| *a != relation) {
+            Some(alias) => line.push_str(&format!(" on {relation} {alias}")),
+            None => line.push_str(&format!(" on {relation}")),
+        }
+    }
+    if let (Some(start), Some(total), Some(rows)) =
+        (num("Startup Cost"), num("Total Cost"), num("Plan Rows"))
+    {
+        line.push_str(&format!(" (cost={start:.2}..{total:.2} rows={rows})"));
+    }
+    if let (Some(start), Some(total), Some(rows), Some(loops)) = (
+        num("Actual Startup Time"),
+        num("Actual Total Time"),
+        num("Actual Rows"),
+        num("Actual Loops"),
+    ) {
+        line.push_str(&format!(
+            " (actual time={start:.3}..{total:.3} rows={rows} loops={loops})"
+        ));
+    }
+    out.push_str(&line);
+    out.push('\n');
+    for key in [
+        "Index Cond",
+        "Hash Cond",
+        "Merge Cond",
+        "Join Filter",
+        "Filter",
+        "Sort Key",
+    ] {
+        if let Some(value) = node.get(key) {
+            let rendered = match value {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => other.to_string(),
+            };
+            out.push_str(&format!("{indent}     {key}: {rendered}\n"));
+        }
+    }
+    if let Some(children) = node.get("Plans").and_then(Value::as_array) {
+        for child in children {
+            write_plan_node(child, depth + 1, out);
+        }
+    }
+}
+
+pub async fn read_table(
+    db: &Database,
+    client: &mut Client,
+    params: ReadTableParams,
+    cancel: &CancellationToken,
+) -> Result<ReadTableOutput, ToolError> {
+    let (schema, table) = match (&params.schema, params.table.split_once('.')) {
+        (Some(schema), _) => (schema.clone(), params.table.clone()),
+        (None, Some((schema, table))) => (schema.to_string(), table.to_string()),
+        (None, None) => ("public".to_string(), params.table.clone()),
+    };
+    let catalog = client
+        .query(
+            "SELECT a.attname::text, \
+                    coalesce(array_position(pk.indkey::int2[], a.attnum), 0) AS pk_position \
+             FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             LEFT JOIN pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r','v','m','f','p') \
+             ORDER BY a.attnum",
+            &[&schema, &table],
+        )
+        .await?;
+    if catalog.is_empty() {
+        return Err(ToolError::invalid(format!(
+            "table {schema}.{table} does not exist or is not visible; call list_tables to see the tables"
+        )));
+    }
+    let known: Vec<String> = catalog.iter().map(|r| r.get::<_, String>(0)).collect();
+    let check_column = |name: &str| -> Result<String, ToolError> {
+        if known.iter().any(|k| k == name) {
+            Ok(quote_ident(name))
+        } else {
+            Err(ToolError::invalid(format!(
+                "column `{name}` does not exist in {schema}.{table}; its columns are: {}",
+                known.join(", ")
+            )))
+        }
+    };
+    let select_list = match &params.columns {
+        Some(columns) if !columns.is_empty() => columns
+            .iter()
+            .map(|c| check_column(c))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(", "),
+        _ => "*".to_string(),
+    };
+    let order_keys: Vec<String> = match &params.order_by {
+        Some(keys) if !keys.is_empty() => keys
+            .iter()
+            .map(|key| {
+                let trimmed = key.trim();
+                let (name, direction) = match trimmed.rsplit_once(' ') {
+                    Some((name, dir)) if dir.eq_ignore_ascii_case("desc") => (name.trim(), " DESC"),
+                    Some((name, dir)) if dir.eq_ignore_ascii_case("asc") => (name.trim(), " ASC"),
+                    _ => (trimmed, ""),
+                };
+                Ok(format!("{}{direction}", check_column(name)?))
+            })
+            .collect::<Result<Vec<_>, ToolError>>()?,
+        _ => {
+            let mut pk: Vec<(i32, String)> = catalog
+                .iter()
+                .filter_map(|r| {
+                    let position: i32 = r.get(1);
+                    (position > 0).then(|| (position, quote_ident(&r.get::<_, String>(0))))
+                })
+                .collect();
+            pk.sort();
+            pk.into_iter().map(|(_, name)| name).collect()
+        }
+    };
+    let order_clause = if order_keys.is_empty() {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", order_keys.join(", "))
+    };
+    let limit = params
+        .limit
+        .unwrap_or(READ_TABLE_DEFAULT_LIMIT.min(db.profile.max_rows as u64));
+    let limits = limits_for(db, Some(limit))?;
+    let sql = format!(
+        "SELECT {select_list} FROM {}.{}{order_clause} LIMIT $1 OFFSET $2",
+        quote_ident(&schema),
+        quote_ident(&table)
+    );
+    // One row beyond the page tells whether another page exists.
+    let bind = [Value::from(limit + 1), Value::from(params.offset)];
+    let result =
+        exec::run_internal_read(client, &call_context(db, limits, cancel), &sql, &bind).await?;
+    let next_offset = result
+        .truncated
+        .then(|| params.offset + result.row_count as u64);
+    Ok(ReadTableOutput {
+        schema,
+        table,
+        result,
+        offset: params.offset,
+        next_offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ReadTableOutput, plan_text};
+    use crate::db::exec::{ColumnInfo, QueryOutput};
+    use serde_json::json;
+
+    #[test]
+    fn read_table_into_value_is_the_serde_encoding_with_the_same_key_order() {
+        for next_offset in [None, Some(5)] {
+            let output = ReadTableOutput {
+                schema: "public".into(),
+                table: "books".into(),
+                result: QueryOutput {
+                    columns: vec![ColumnInfo {
+                        name: "title".into(),
+                        type_name: "text".into(),
+                    }],
+                    rows: vec![vec![json!("a")]],
+                    row_count: 1,
+                    truncated: next_offset.is_some(),
+                    truncated_by: next_offset.map(|_| "max_rows".to_string()),
+                    rows_affected: None,
+                },
+                offset: 4,
+                next_offset,
+            };
+            let expected = serde_json::to_value(&output).expect("encode");
+            let moved = output.into_value();
+            assert_eq!(moved.to_string(), expected.to_string());
+        }
+    }
+
+    #[test]
+    fn plan_text_shows_nodes_costs_and_conditions() {
+        let plan = json!({"Plan": {"Node Type": "Hash Join", "Startup Cost": 1.0, "Total Cost": 20.5, "Plan Rows": 10,
+            "Hash Cond": "(a.id = b.a_id)",
+            "Plans": [{"Node Type": "Seq Scan", "Relation Name": "a", "Alias": "a", "Startup Cost": 0.0, "Total Cost": 5.0, "Plan Rows": 100}]},
+            "Planning Time": 0.25});
+        let text = plan_text(&plan);
+        assert!(
+            text.starts_with("Hash Join (cost=1.00..20.50 rows=10)\n"),
+            "{text}"
+        );
+        assert!(text.contains("Hash Cond: (a.id = b.a_id)"));
+        assert!(text.contains("  -> Seq Scan on a (cost=0.00..5.00 rows=100)"));
+        assert!(text.contains("Planning Time: 0.250 ms"));
+    }
+}

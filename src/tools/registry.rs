@@ -1,0 +1,194 @@
+//! The tool list clients see: names, descriptions, input and output schemas, annotations. Deterministic order,
+//! most general first, so an agent reading top-down learns the database before it queries it.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::common::{schema_for_output, schema_for_type};
+use rmcp::model::{JsonObject, Tool, ToolAnnotations};
+use schemars::JsonSchema;
+use serde_json::{Value, json};
+
+use crate::config::AccessMode;
+use crate::db::exec::QueryOutput;
+use crate::mcp::Databases;
+use crate::tools::{catalog, info, profiles, query, stats};
+
+/// Every tool pgmcp can offer (which ones a server lists depends on its profiles). Policies name tools from here.
+pub const ALL_TOOL_NAMES: &[&str] = &[
+    "list_profiles",
+    "server_info",
+    "list_databases",
+    "list_schemas",
+    "list_tables",
+    "describe_table",
+    "search_tables",
+    "get_table_stats",
+    "read_table",
+    "execute_query",
+    "explain_query",
+    "execute_write",
+];
+
+/// The tools that change data: a policy grants them only by name, never through `*`.
+pub const WRITE_TOOL_NAMES: &[&str] = &["execute_write"];
+
+/// Whether a tool only reads. Writes are marked destructive so clients can ask before running them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Reads,
+    Writes,
+}
+
+fn tool<P: JsonSchema + 'static, O: JsonSchema + 'static>(
+    name: &'static str,
+    title: &str,
+    description: &'static str,
+    effect: Effect,
+) -> Tool {
+    let annotations = ToolAnnotations::with_title(title)
+        .read_only(effect == Effect::Reads)
+        .destructive(effect == Effect::Writes)
+        .idempotent(effect == Effect::Reads)
+        // The tools reach one configured database, not the open internet.
+        .open_world(false);
+    let mut tool = Tool::new(name, description, schema_for_type::<P>()).annotate(annotations);
+    tool.title = Some(title.to_string());
+    tool.output_schema = Some(schema_for_output::<O>());
+    tool
+}
+
+pub fn tool_list(databases: &Databases) -> Vec<Tool> {
+    let several = databases.all().len() > 1;
+    let any_writable = databases
+        .all()
+        .iter()
+        .any(|db| db.profile.access_mode == AccessMode::ReadWrite);
+    let mut tools = Vec::new();
+    if several {
+        tools.push(tool::<
+            profiles::ListProfilesParams,
+            profiles::ListProfilesOutput,
+        >(
+            "list_profiles",
+            "List database profiles",
+            profiles::LIST_PROFILES_DESCRIPTION,
+            Effect::Reads,
+        ));
+    }
+    tools.extend([
+        tool::<info::ServerInfoParams, info::ServerInfo>(
+            "server_info",
+            "Server information",
+            info::SERVER_INFO_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<catalog::ListDatabasesParams, catalog::DatabaseList>(
+            "list_databases",
+            "List databases",
+            catalog::LIST_DATABASES_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<catalog::ListSchemasParams, catalog::SchemaList>(
+            "list_schemas",
+            "List schemas",
+            catalog::LIST_SCHEMAS_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<catalog::ListTablesParams, catalog::TableList>(
+            "list_tables",
+            "List tables",
+            catalog::LIST_TABLES_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<catalog::DescribeTableParams, catalog::TableDescription>(
+            "describe_table",
+            "Describe a table",
+            catalog::DESCRIBE_TABLE_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<catalog::SearchTablesParams, catalog::SearchResults>(
+            "search_tables",
+            "Search tables and columns",
+            catalog::SEARCH_TABLES_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<stats::GetTableStatsParams, stats::TableStats>(
+            "get_table_stats",
+            "Table statistics",
+            stats::GET_TABLE_STATS_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<query::ReadTableParams, query::ReadTableOutput>(
+            "read_table",
+            "Read table rows",
+            query::READ_TABLE_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<query::ExecuteQueryParams, QueryOutput>(
+            "execute_query",
+            "Run a read-only query",
+            query::EXECUTE_QUERY_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<query::ExplainQueryParams, query::ExplainOutput>(
+            "explain_query",
+            "Explain a query plan",
+            query::EXPLAIN_QUERY_DESCRIPTION,
+            Effect::Reads,
+        ),
+    ]);
+    if any_writable {
+        tools.push(tool::<query::ExecuteQueryParams, QueryOutput>(
+            "execute_write",
+            "Run a data-modifying statement",
+            query::EXECUTE_WRITE_DESCRIPTION,
+            Effect::Writes,
+        ));
+    }
+    for tool in &mut tools {
+        tool.input_schema = Arc::new(adapt_schema(
+            &tool.name,
+            tool.input_schema.as_ref().clone(),
+            databases,
+        ));
+    }
+    tools
+}
+
+/// Tailors generic schemas to this server: the `profile` argument lists the real profile names (or disappears when
+/// there is only one), and `limit` states the real default and ceiling.
+fn adapt_schema(tool_name: &str, mut schema: JsonObject, databases: &Databases) -> JsonObject {
+    let Some(Value::Object(properties)) = schema.get_mut("properties") else {
+        return schema;
+    };
+    if databases.all().len() > 1 {
+        let names: Vec<String> = if tool_name == "execute_write" {
+            databases
+                .all()
+                .iter()
+                .filter(|db| db.profile.access_mode == AccessMode::ReadWrite)
+                .map(|db| db.profile.name.clone())
+                .collect()
+        } else {
+            databases.names()
+        };
+        properties.insert(
+            "profile".into(),
+            json!({
+                "type": "string",
+                "enum": names,
+                "description": format!("Database profile to use (see list_profiles). Default: {}.", databases.names()[0]),
+            }),
+        );
+    } else {
+        properties.remove("profile");
+    }
+    let default_db = &databases.all()[0].profile;
+    if let Some(Value::Object(limit)) = properties.get_mut("limit") {
+        limit.insert("maximum".into(), json!(default_db.max_rows_ceiling));
+        if matches!(tool_name, "execute_query" | "execute_write") {
+            limit.insert("default".into(), json!(default_db.max_rows));
+        }
+    }
+    schema
+}

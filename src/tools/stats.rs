@@ -1,0 +1,252 @@
+//! get_table_stats: exact and estimated row counts, sizes, column type mix and the activity counters of one table.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Row};
+
+use crate::db::quote_ident;
+use crate::tools::ToolError;
+use crate::tools::catalog::RelationKind;
+use crate::tools::catalog::resolve::resolve_relation;
+
+pub const GET_TABLE_STATS_DESCRIPTION: &str = "Statistics for one table, view or materialized view: exact row \
+count (SELECT count(*), subject to the statement timeout; skip it with exact_count=false on huge tables; if it is \
+cancelled or not permitted, exact_row_count is null and exact_count_error says why while the other figures are \
+still returned), the \
+planner's row estimate, sizes on disk split into heap, indexes and TOAST plus the total (bytes and human units; \
+partitioned tables sum their partitions; null for views and foreign tables), how many columns have each data type, \
+and activity counters from pg_stat_all_tables (sequential and index scans, live and dead tuples, rows inserted / \
+updated / deleted since the statistics were reset, last manual and automatic VACUUM and ANALYZE as ISO 8601 UTC \
+timestamps; null when the server keeps no statistics for the relation). Use it to judge how big a table is before \
+querying it, whether indexes are used, or whether statistics are stale.";
+
+fn default_exact_count() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct GetTableStatsParams {
+    /// Table, view or materialized view name: "orders", "sales.orders" or with SQL quotes for unusual names
+    /// (public."Mixed Case").
+    pub table: String,
+    /// Schema of `table` when it is not qualified. Default: "public".
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Run SELECT count(*) for an exact row count. It scans the whole table and is cancelled by the statement
+    /// timeout; pass false for very large tables and rely on estimated_rows. Default: true.
+    #[serde(default = "default_exact_count")]
+    pub exact_count: bool,
+    /// Database profile to use (see list_profiles); default: the first profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SizeInfo {
+    pub bytes: i64,
+    /// bytes in human units, e.g. "1.2 GB".
+    pub pretty: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TableSizes {
+    /// Main table data including free space and visibility maps, excluding TOAST and indexes.
+    pub table: SizeInfo,
+    /// All indexes of the table.
+    pub indexes: SizeInfo,
+    /// Out-of-line storage for large values (TOAST table and its index).
+    pub toast: SizeInfo,
+    /// table + indexes + toast.
+    pub total: SizeInfo,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TypeCount {
+    /// Type without modifiers, e.g. "character varying", "numeric".
+    pub data_type: String,
+    pub columns: i64,
+}
+
+/// Counters from pg_stat_all_tables, cumulative since the statistics were last reset.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TableActivity {
+    /// Sequential scans started on the table.
+    pub seq_scan: i64,
+    /// Index scans started on the table's indexes; null when the table has no indexes.
+    pub idx_scan: Option<i64>,
+    /// Estimated live rows.
+    pub n_live_tup: i64,
+    /// Estimated dead rows awaiting VACUUM.
+    pub n_dead_tup: i64,
+    pub inserted_rows: i64,
+    pub updated_rows: i64,
+    pub deleted_rows: i64,
+    /// ISO 8601 UTC timestamp of the last manual VACUUM; null if never.
+    pub last_vacuum: Option<String>,
+    pub last_autovacuum: Option<String>,
+    pub last_analyze: Option<String>,
+    pub last_autoanalyze: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TableStats {
+    pub schema: String,
+    pub name: String,
+    pub kind: RelationKind,
+    /// Result of SELECT count(*); null when exact_count was false or the count failed.
+    pub exact_row_count: Option<i64>,
+    /// Why the exact count is missing although it was requested, e.g. "canceling statement due to statement
+    /// timeout" or "permission denied for table orders"; null otherwise.
+    pub exact_count_error: Option<String>,
+    /// Planner estimate (pg_class.reltuples, summed over partitions); null when never analyzed.
+    pub estimated_rows: Option<i64>,
+    /// Null for views and foreign tables, which store nothing locally.
+    pub sizes: Option<TableSizes>,
+    /// Number of columns per data type, most frequent first.
+    pub column_types: Vec<TypeCount>,
+    /// Null when the server has no statistics row for the relation (views, or statistics not yet collected).
+    pub activity: Option<TableActivity>,
+}
+
+// A partitioned table stores nothing itself; its partitions do. pg_partition_tree lists the whole tree for a
+// partitioned table and nothing for a plain one, hence the UNION with the relation itself.
+const SIZES_SQL: &str = "WITH tree AS (
+    SELECT c.oid, c.relkind, c.reltuples, c.reltoastrelid
+    FROM (SELECT relid FROM pg_partition_tree($1::oid::regclass) UNION SELECT $1::oid::regclass) AS t
+    JOIN pg_class c ON c.oid = t.relid
+), sums AS (
+    SELECT sum(pg_total_relation_size(oid))::bigint AS total,
+           sum(pg_indexes_size(oid))::bigint AS indexes,
+           sum(CASE WHEN reltoastrelid <> 0 THEN pg_total_relation_size(reltoastrelid) ELSE 0 END)::bigint AS toast,
+           sum(reltuples) FILTER (WHERE reltuples >= 0 AND relkind <> 'p')::bigint AS estimated_rows
+    FROM tree
+)
+SELECT estimated_rows, total - indexes - toast, indexes, toast, total,
+       pg_size_pretty(total - indexes - toast), pg_size_pretty(indexes), pg_size_pretty(toast),
+       pg_size_pretty(total)
+FROM sums";
+
+const COLUMN_TYPES_SQL: &str = "SELECT format_type(a.atttypid, NULL), count(*)
+FROM pg_attribute a
+WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+GROUP BY 1
+ORDER BY 2 DESC, 1";
+
+/// Renders a timestamptz column as ISO 8601 in UTC, independent of the session's TimeZone.
+macro_rules! iso_utc {
+    ($column:literal) => {
+        concat!(
+            "to_char(s.",
+            $column,
+            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        )
+    };
+}
+
+const ACTIVITY_SQL: &str = concat!(
+    "SELECT s.seq_scan, s.idx_scan, s.n_live_tup, s.n_dead_tup, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, ",
+    iso_utc!("last_vacuum"),
+    ", ",
+    iso_utc!("last_autovacuum"),
+    ", ",
+    iso_utc!("last_analyze"),
+    ", ",
+    iso_utc!("last_autoanalyze"),
+    " FROM pg_stat_all_tables s WHERE s.relid = $1"
+);
+
+/// Count failures that still leave the rest of the statistics worth returning: the statement timeout fired, or
+/// the role may read the catalog but not the table.
+const COUNT_FAILURES_TO_REPORT: &[SqlState] =
+    &[SqlState::QUERY_CANCELED, SqlState::INSUFFICIENT_PRIVILEGE];
+
+pub async fn get_table_stats(
+    client: &Client,
+    params: GetTableStatsParams,
+) -> Result<TableStats, ToolError> {
+    let rel = resolve_relation(client, &params.table, params.schema.as_deref()).await?;
+    let count_sql = format!(
+        "SELECT count(*) FROM {}.{}",
+        quote_ident(&rel.schema),
+        quote_ident(&rel.name)
+    );
+    // Sent last, so the catalog queries are already answered when a long count is cancelled.
+    let exact_count = async {
+        if !params.exact_count {
+            return Ok::<_, tokio_postgres::Error>((None, None));
+        }
+        match client.query_one(&count_sql, &[]).await {
+            Ok(row) => Ok((Some(row.try_get::<_, i64>(0)?), None)),
+            Err(err) => match err.as_db_error() {
+                Some(db) if COUNT_FAILURES_TO_REPORT.contains(db.code()) => {
+                    Ok((None, Some(db.message().to_string())))
+                }
+                _ => Err(err),
+            },
+        }
+    };
+    let oid: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&rel.oid];
+    let (sizes, column_types, activity, (exact_row_count, exact_count_error)) = tokio::try_join!(
+        client.query_one(SIZES_SQL, &oid),
+        client.query(COLUMN_TYPES_SQL, &oid),
+        client.query_opt(ACTIVITY_SQL, &oid),
+        exact_count,
+    )?;
+
+    let has_storage = !matches!(rel.kind, RelationKind::View | RelationKind::ForeignTable);
+    Ok(TableStats {
+        estimated_rows: sizes.try_get(0)?,
+        sizes: if has_storage {
+            Some(sizes_from_row(&sizes)?)
+        } else {
+            None
+        },
+        column_types: column_types
+            .iter()
+            .map(|row| {
+                Ok(TypeCount {
+                    data_type: row.try_get(0)?,
+                    columns: row.try_get(1)?,
+                })
+            })
+            .collect::<Result<_, ToolError>>()?,
+        activity: activity.as_ref().map(activity_from_row).transpose()?,
+        exact_row_count,
+        exact_count_error,
+        schema: rel.schema,
+        name: rel.name,
+        kind: rel.kind,
+    })
+}
+
+fn sizes_from_row(row: &Row) -> Result<TableSizes, ToolError> {
+    let size = |bytes: usize, pretty: usize| -> Result<SizeInfo, ToolError> {
+        Ok(SizeInfo {
+            bytes: row.try_get(bytes)?,
+            pretty: row.try_get(pretty)?,
+        })
+    };
+    Ok(TableSizes {
+        table: size(1, 5)?,
+        indexes: size(2, 6)?,
+        toast: size(3, 7)?,
+        total: size(4, 8)?,
+    })
+}
+
+fn activity_from_row(row: &Row) -> Result<TableActivity, ToolError> {
+    Ok(TableActivity {
+        seq_scan: row.try_get(0)?,
+        idx_scan: row.try_get(1)?,
+        n_live_tup: row.try_get(2)?,
+        n_dead_tup: row.try_get(3)?,
+        inserted_rows: row.try_get(4)?,
+        updated_rows: row.try_get(5)?,
+        deleted_rows: row.try_get(6)?,
+        last_vacuum: row.try_get(7)?,
+        last_autovacuum: row.try_get(8)?,
+        last_analyze: row.try_get(9)?,
+        last_autoanalyze: row.try_get(10)?,
+    })
+}

@@ -1,0 +1,194 @@
+//! Shared test harness: one throwaway PostgreSQL cluster per test binary, fixtures, and pgmcp driven over stdio by
+//! the official Rust MCP client (rmcp).
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use pgmcp::demo::cluster::{ClusterOptions, TempCluster};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ProtocolVersion};
+use rmcp::service::RunningService;
+use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient};
+use serde_json::{Map, Value};
+
+pub const FIXTURES: &str = include_str!("fixtures.sql");
+
+static CLUSTER: OnceLock<TempCluster> = OnceLock::new();
+
+/// The cluster shared by every test in this binary, with the `app` database loaded from fixtures.sql.
+pub fn cluster() -> &'static TempCluster {
+    CLUSTER.get_or_init(|| {
+        let cluster =
+            TempCluster::start(&ClusterOptions::default()).expect("start a throwaway PostgreSQL");
+        cluster
+            .psql("postgres", "CREATE DATABASE app")
+            .expect("create the app database");
+        cluster.psql("app", FIXTURES).expect("load fixtures");
+        cluster
+    })
+}
+
+/// URL of the `app` database as the least-privilege role `reader` (SELECT only), as users are told to configure it.
+pub fn reader_url() -> String {
+    let c = cluster();
+    format!("postgresql://reader@{}:{}/app", c.host(), c.port())
+}
+
+pub fn superuser_url() -> String {
+    cluster().url("app")
+}
+
+pub type Client = RunningService<RoleClient, ()>;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Era {
+    /// `initialize` handshake, protocol 2025-11-25 sessions.
+    Legacy,
+    /// Stateless 2026-07-28: `server/discover` and per-request `_meta`.
+    Stateless,
+}
+
+/// Spawns `pgmcp serve` with the given arguments and environment and connects an rmcp client in the given era.
+pub async fn spawn(args: &[&str], env: &[(&str, &str)], era: Era) -> Client {
+    spawn_with_pid(args, env, era).await.0
+}
+
+/// Like `spawn`, also returning the server's process id (to read its memory use from /proc).
+pub async fn spawn_with_pid(args: &[&str], env: &[(&str, &str)], era: Era) -> (Client, u32) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmcp")).configure(|cmd| {
+        cmd.args(&args);
+        // A clean slate: the machine's own PG* variables must not leak into what a test configures.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PG") || key == "DATABASE_URL" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("PGMCP_LOG", "warn");
+        for (key, value) in &env {
+            cmd.env(key, value);
+        }
+    });
+    let transport = TokioChildProcess::new(command).expect("spawn pgmcp");
+    let pid = transport.id().expect("child pid");
+    let lifecycle = match era {
+        Era::Legacy => ClientLifecycleMode::Initialize,
+        Era::Stateless => ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    };
+    let client =
+        ().serve_with_lifecycle(transport, lifecycle)
+            .await
+            .expect("MCP handshake with pgmcp");
+    (client, pid)
+}
+
+/// Peak resident memory of a process in KiB (VmHWM).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// pgmcp serving the `app` database as `reader`.
+pub async fn serve_app(era: Era) -> Client {
+    let url = reader_url();
+    spawn(&["serve", "--database-url", &url], &[], era).await
+}
+
+pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    let arguments: Map<String, Value> = match arguments {
+        Value::Object(map) => map,
+        Value::Null => Map::new(),
+        other => panic!("arguments must be an object, got {other}"),
+    };
+    let mut params = CallToolRequestParams::new(tool.to_string());
+    params.arguments = Some(arguments);
+    client.call_tool(params).await.expect("tools/call answered")
+}
+
+/// Calls a tool that must succeed and returns its structured content.
+pub async fn call_ok(client: &Client, tool: &str, arguments: Value) -> Value {
+    let result = call(client, tool, arguments.clone()).await;
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "{tool} {arguments} failed: {result:?}"
+    );
+    let structured = result
+        .structured_content
+        .clone()
+        .expect("structuredContent");
+    // The text block is the same value as compact JSON, so a client that only reads text sees everything.
+    let text = result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .expect("text content");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("text is JSON"),
+        structured
+    );
+    structured
+}
+
+/// Calls a tool that must fail with `isError: true` and returns the structured error.
+pub async fn call_err(client: &Client, tool: &str, arguments: Value) -> Value {
+    let result = call(client, tool, arguments.clone()).await;
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} {arguments} should have failed: {result:?}"
+    );
+    result.structured_content.expect("structured error")
+}
+
+/// Rows of an execute_query result.
+pub fn rows(result: &Value) -> &Vec<Value> {
+    result["rows"].as_array().expect("rows array")
+}
+
+/// A superuser connection for looking at the server from outside pgmcp (pg_stat_activity, fingerprints).
+pub async fn observer() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&superuser_url(), tokio_postgres::NoTls)
+        .await
+        .expect("observer connection");
+    tokio::spawn(connection);
+    client
+}
+
+/// How many other sessions are running a statement whose text contains `marker`.
+pub async fn active_statements(observer: &tokio_postgres::Client, marker: &str) -> i64 {
+    observer
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND state = 'active' \
+             AND pid <> pg_backend_pid()",
+            &[&marker],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0)
+}
+
+/// The Python interpreter of the venv that holds the official MCP SDK (made by ./scripts/test.sh).
+pub fn python() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("PGMCP_TEST_PYTHON") {
+        return std::path::PathBuf::from(path);
+    }
+    let venv =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "the Python MCP SDK is not installed: run ./scripts/test.sh (it creates tests/python/.venv)"
+    );
+    venv
+}

