@@ -122,6 +122,11 @@ pub fn fixture() -> &'static Fixture {
 
 /// Creates a login role (if missing) that can read `app`.
 pub fn create_role(role: &str) {
+    // Concurrent GRANTs on one database fail with "tuple concurrently updated": tests create roles one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     fixture().psql(&format!(
         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN \
            CREATE ROLE \"{role}\" LOGIN; END IF; END $$; GRANT CONNECT ON DATABASE app TO \"{role}\";"
