@@ -74,6 +74,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .transpose()?;
     let profiles = resolve_profiles(&args.database)?;
     let databases = open_databases(profiles)?;
+    if http.is_none()
+        && let Some(db) = databases.all().iter().find(|db| db.per_caller())
+    {
+        anyhow::bail!(
+            "profile `{}` has db_identity = on_behalf_of, which logs in as each signed-in caller of `serve --http`; \
+             over stdio there is no signed-in caller: serve over HTTP with `--auth-mode entra`, or use \
+             `--db-identity service`",
+            db.profile.name
+        );
+    }
     match http {
         Some(settings) => crate::http::server::serve_http(databases, settings, audit).await,
         None => serve_stdio_with(databases, audit).await,

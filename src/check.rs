@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use crate::config::{AccessMode, Profile};
 use crate::db::connect::PgConnector;
+use crate::identity::DbIdentity;
+use crate::identity::obo::OnBehalfOf;
 
 pub struct CheckReport {
     pub ok: bool,
@@ -15,6 +17,27 @@ pub async fn run(profile: &Profile) -> CheckReport {
     let mut text = String::new();
     let _ = writeln!(text, "profile:        {}", profile.name);
     let _ = writeln!(text, "connection:     {}", profile.conn.redacted());
+    if profile.identity.db_identity == DbIdentity::OnBehalfOf {
+        // Callers log in as themselves only inside `serve --http`; here the exchange's own settings are checked,
+        // and the login below is pgmcp's own credential.
+        match OnBehalfOf::from_env(profile, &|name| std::env::var(name).ok()) {
+            Ok(exchange) => {
+                let _ = writeln!(
+                    text,
+                    "db identity:    each signed-in HTTP caller, by {}; the login below is pgmcp's own",
+                    exchange.describe()
+                );
+            }
+            Err(error) => {
+                let _ = writeln!(text, "db identity:    on_behalf_of cannot work: {error}");
+                let _ = writeln!(
+                    text,
+                    "status:         FAILED: db_identity = on_behalf_of is not configured"
+                );
+                return CheckReport { ok: false, text };
+            }
+        }
+    }
     match inspect(profile, &mut text).await {
         Ok(()) => CheckReport { ok: true, text },
         Err(err) => {

@@ -242,6 +242,7 @@ impl ServerHandler for PgMcpServer {
                     &request.name,
                     arguments,
                     &context.ct,
+                    crate::http::request_user(&context.extensions),
                 )
                 .instrument(span)
                 .await;
@@ -292,12 +293,13 @@ impl ServerHandler for PgMcpServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         let db = &self.databases.all()[0];
-        let tables = tools::dispatch::table_names(db)
-            .await
-            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let tables =
+            tools::dispatch::table_names(db, crate::http::request_user(&context.extensions))
+                .await
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
         let resources = tables
             .into_iter()
             .map(|(schema, table)| {
@@ -317,7 +319,7 @@ impl ServerHandler for PgMcpServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let uri = request.uri.clone();
         let parts: Vec<&str> = uri
@@ -332,9 +334,11 @@ impl ServerHandler for PgMcpServer {
                 None,
             ));
         };
-        let value = tools::dispatch::describe_for_resource(&self.databases, profile, schema, table)
-            .await
-            .map_err(|e| McpError::resource_not_found(e.to_string(), None))?;
+        let user = crate::http::request_user(&context.extensions);
+        let value =
+            tools::dispatch::describe_for_resource(&self.databases, profile, schema, table, user)
+                .await
+                .map_err(|e| McpError::resource_not_found(e.to_string(), None))?;
         let contents = ResourceContents::TextResourceContents {
             uri: uri.clone(),
             mime_type: Some("application/json".into()),

@@ -4,6 +4,7 @@
 //! identity used as a federated credential. App-only tokens and missing consent get clear errors.
 
 mod identity_support;
+mod oidc_support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,19 +24,23 @@ fn prepare_database() {
     ONCE.call_once(create_tables);
 }
 
+/// Two pairs of users with the same shape of rights (alice/erin may read salaries, bob/frank may not), one pair
+/// per test that exchanges tokens for them.
 fn create_tables() {
-    create_role("alice@contoso.com");
-    create_role("bob@contoso.com");
+    for user in ["alice", "bob", "erin", "frank"] {
+        create_role(&format!("{user}@contoso.com"));
+    }
     fixture().psql(
         "CREATE TABLE IF NOT EXISTS notes (owner text NOT NULL, body text NOT NULL);
          TRUNCATE notes;
-         INSERT INTO notes VALUES ('alice@contoso.com', 'a1'), ('alice@contoso.com', 'a2'), ('bob@contoso.com', 'b1');
+         INSERT INTO notes VALUES ('alice@contoso.com', 'a1'), ('alice@contoso.com', 'a2'), ('bob@contoso.com', 'b1'),
+                                  ('erin@contoso.com', 'e1'), ('erin@contoso.com', 'e2'), ('frank@contoso.com', 'f1');
          ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
          DROP POLICY IF EXISTS own_notes ON notes;
          CREATE POLICY own_notes ON notes USING (owner = current_user);
-         GRANT SELECT ON notes TO \"alice@contoso.com\", \"bob@contoso.com\";
+         GRANT SELECT ON notes TO \"alice@contoso.com\", \"bob@contoso.com\", \"erin@contoso.com\", \"frank@contoso.com\";
          CREATE TABLE IF NOT EXISTS salaries (amount int);
-         GRANT SELECT ON salaries TO \"alice@contoso.com\";",
+         GRANT SELECT ON salaries TO \"alice@contoso.com\", \"erin@contoso.com\";",
     );
 }
 
@@ -152,7 +157,7 @@ async fn users_see_their_own_rows_through_one_server() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(pools.len().await, 2);
+    assert_eq!(pools.len(), 2);
 
     // Different grants: alice may read salaries, bob may not.
     let session = pools.get(&alice.0, &alice.1).await.unwrap();
@@ -175,7 +180,7 @@ async fn users_see_their_own_rows_through_one_server() {
         whoami_and_notes(&bounded, &bob.0, &bob.1).await.0,
         "bob@contoso.com"
     );
-    assert_eq!(bounded.len().await, 1);
+    assert_eq!(bounded.len(), 1);
     assert_eq!(
         whoami_and_notes(&bounded, &alice.0, &alice.1).await.0,
         "alice@contoso.com"
@@ -262,4 +267,309 @@ async fn secretless_exchange_with_a_managed_identity_as_federated_credential() {
         Some("app_service"),
         "{requests:?}"
     );
+}
+
+/// The user tokens of the HTTP test, minted by the real OpenID provider in Entra's v2 delegated shape.
+fn signed_in_users() -> Vec<serde_json::Value> {
+    let user = |client_id: &str, oid: &str, upn: &str, extra: serde_json::Value| {
+        let mut claims = json!({
+            "iss": format!("{{base}}/{}/v2.0", oidc_support::TENANT), "aud": oidc_support::CLIENT_ID,
+            "tid": oidc_support::TENANT, "oid": oid, "azp": oidc_support::AGENT_APP, "ver": "2.0",
+            "scp": "user_impersonation", "preferred_username": upn, "name": upn,
+            "roles": null, "client_id": null, "scope": null,
+        });
+        if let (Some(target), Some(more)) = (claims.as_object_mut(), extra.as_object()) {
+            target.extend(more.clone());
+        }
+        json!({"client_id": client_id, "client_secret": oidc_support::SECRET, "claims": claims})
+    };
+    let mut clients = vec![
+        user("erin", "erin-oid", "erin@contoso.com", json!({})),
+        user("frank", "frank-oid", "frank@contoso.com", json!({})),
+        user(
+            "carol",
+            "carol-oid",
+            "carol@contoso.com",
+            json!({"consent": "missing"}),
+        ),
+        user(
+            "dave",
+            "dave-oid",
+            "dave@contoso.com",
+            json!({"mfa": "required"}),
+        ),
+    ];
+    clients.extend(
+        oidc_support::entra_clients("{base}")
+            .into_iter()
+            .filter(|c| c["client_id"] == "v2-app"),
+    );
+    clients
+}
+
+struct HttpAnswer {
+    status: u16,
+    challenge: Option<String>,
+    body: serde_json::Value,
+}
+
+/// `execute_query` of `sql` as the bearer of `token`, by raw Streamable HTTP.
+async fn http_query(
+    server: &oidc_support::pgmcp_http::PgmcpHttp,
+    token: &str,
+    sql: &str,
+) -> HttpAnswer {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let response = client
+        .post(server.mcp_url())
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "execute_query", "arguments": {"sql": sql}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("pgmcp answers");
+    HttpAnswer {
+        status: response.status().as_u16(),
+        challenge: response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string()),
+        body: response.json().await.unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// pgmcp logging in to the fixture (a loopback host, hence the allow-list entry) as each caller.
+const OBO_ARGS: [&str; 6] = [
+    "--db-auth",
+    "entra",
+    "--db-identity",
+    "on_behalf_of",
+    "--token-host-allow",
+    "127.0.0.1",
+];
+
+const WHOAMI: &str = "SELECT current_user::text, coalesce((SELECT string_agg(body, ',' ORDER BY body) FROM notes), '')";
+
+/// Through `serve --http`: the caller's Entra-shaped token is validated, exchanged on behalf of the user, and the
+/// tool runs as that user, so row-level security and grants apply per person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_callers_query_as_themselves() {
+    use base64::Engine;
+
+    prepare_database();
+    // Erin and Frank are this test's own users: other tests' exchanges reset their users' passwords.
+    let azure = stand_in().await;
+    azure.with(|s| {
+        for user in ["erin", "frank", "dave"] {
+            s.users
+                .insert(format!("{user}-oid"), format!("{user}@contoso.com"));
+        }
+        s.principals.push(Principal {
+            client_id: "pgmcp-app".into(),
+            oid: "app-oid".into(),
+            secret: Some("obo-http-secret-5521".into()),
+            ..Principal::default()
+        })
+    });
+    let provider = oidc_support::Provider::start(signed_in_users());
+    let env = [
+        ("AZURE_TENANT_ID", TENANT.to_string()),
+        ("AZURE_CLIENT_ID", "pgmcp-app".to_string()),
+        ("AZURE_CLIENT_SECRET", "obo-http-secret-5521".to_string()),
+        ("AZURE_AUTHORITY_HOST", azure.url.clone()),
+    ];
+    let server = oidc_support::pgmcp_http::PgmcpHttp::start_entra_with_env(
+        &fixture().url("pgmcp"),
+        &provider.base,
+        &OBO_ARGS,
+        &env,
+    );
+    let erin = provider.token("erin").await;
+    let frank = provider.token("frank").await;
+
+    // Each user's first call does the exchange; afterwards many calls run at once from both users, and every one
+    // must run as its own caller and see only that caller's rows.
+    for (token, user) in [(&erin, "erin@contoso.com"), (&frank, "frank@contoso.com")] {
+        let answer = http_query(&server, &token, WHOAMI).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(
+            answer.body["result"]["structuredContent"]["rows"][0][0], user,
+            "{}",
+            answer.body
+        );
+    }
+    let server = Arc::new(server);
+    let mut calls = Vec::new();
+    for call in 0..40 {
+        let (token, user, notes) = if call % 2 == 0 {
+            (erin.clone(), "erin@contoso.com", "e1,e2")
+        } else {
+            (frank.clone(), "frank@contoso.com", "f1")
+        };
+        let server = server.clone();
+        calls.push(tokio::spawn(async move {
+            let answer = http_query(&server, &token, WHOAMI).await;
+            let row = &answer.body["result"]["structuredContent"]["rows"][0];
+            assert_eq!(
+                row,
+                &json!([user, notes]),
+                "a call ran as someone else: {}",
+                answer.body
+            );
+        }));
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+
+    // Grants are the user's own: erin may read salaries, frank is refused by PostgreSQL itself.
+    let allowed = http_query(&server, &erin, "SELECT count(*) FROM salaries").await;
+    assert_eq!(allowed.body["result"]["isError"], false, "{}", allowed.body);
+    let refused = http_query(&server, &frank, "SELECT count(*) FROM salaries").await;
+    assert_eq!(refused.body["result"]["isError"], true, "{}", refused.body);
+    assert_eq!(
+        refused.body["result"]["structuredContent"]["sqlstate"], "42501",
+        "{}",
+        refused.body
+    );
+
+    // An application's token has no user to act for: a tool error that says so.
+    let app = provider.token("v2-app").await;
+    let app_only = http_query(&server, &app, "SELECT 1").await;
+    assert_eq!(app_only.status, 200);
+    assert_eq!(
+        app_only.body["result"]["isError"], true,
+        "{}",
+        app_only.body
+    );
+    assert_eq!(
+        app_only.body["result"]["structuredContent"]["error"],
+        "caller_login"
+    );
+    let text = app_only.body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("application's (no user)"), "{text}");
+
+    // Missing consent: a 401 challenge, so the client signs the user in again (where Entra asks for consent).
+    let carol = provider.token("carol").await;
+    let consent = http_query(&server, &carol, "SELECT 'marker-carol'").await;
+    assert_eq!(consent.status, 401, "{}", consent.body);
+    let challenge = consent.challenge.unwrap_or_default();
+    assert!(
+        challenge.starts_with(&format!(
+            "Bearer resource_metadata=\"{}\"",
+            server.metadata_url()
+        )),
+        "{challenge}"
+    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(
+        server.audit_lines_with("marker-carol").is_empty(),
+        "the call ran"
+    );
+
+    // Conditional access asks for multi-factor sign-in: Entra's claims challenge is passed on, base64-encoded.
+    let dave = provider.token("dave").await;
+    let mfa = http_query(&server, &dave, "SELECT 1").await;
+    assert_eq!(mfa.status, 401, "{}", mfa.body);
+    let challenge = mfa.challenge.unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(identity_support::azure::MFA_CLAIMS_CHALLENGE);
+    assert!(
+        challenge.contains("error=\"insufficient_claims\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(&format!("claims=\"{encoded}\"")),
+        "{challenge}"
+    );
+
+    // Calls that need no database do not exchange anything: carol can still list the tools.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listed = reqwest::Client::new()
+        .post(server.mcp_url())
+        .bearer_auth(&carol)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+
+    // No user token and no client secret ever reaches the audit log.
+    let audit = std::fs::read_to_string(&server.audit).unwrap_or_default();
+    let mut secrets = azure.secrets();
+    secrets.extend([
+        erin.clone(),
+        frank.clone(),
+        carol.clone(),
+        "obo-http-secret-5521".to_string(),
+    ]);
+    assert_no_secrets(&audit, &secrets);
+    assert!(!audit.contains("eyJ"), "a token reached the audit log");
+}
+
+/// On-behalf-of needs signed-in callers: without them pgmcp refuses to start and says what to change; `check`
+/// reports the exchange's client (never its secret) and its own login.
+#[tokio::test]
+async fn on_behalf_of_needs_http_with_authentication() {
+    prepare_database();
+    let azure = stand_in().await;
+    let url = fixture().url("pgmcp");
+    let db_args = [&["--database-url", url.as_str()][..], &OBO_ARGS].concat();
+    let env = [
+        ("AZURE_TENANT_ID", TENANT.to_string()),
+        ("AZURE_CLIENT_ID", "pgmcp-app".to_string()),
+        ("AZURE_CLIENT_SECRET", "obo-check-secret-7731".to_string()),
+        ("AZURE_AUTHORITY_HOST", azure.url.clone()),
+    ];
+    let stdio = identity_support::pgmcp(&[&["serve"][..], &db_args].concat(), &env).await;
+    assert!(!stdio.success);
+    assert!(
+        stdio
+            .output
+            .contains("over stdio there is no signed-in caller"),
+        "{}",
+        stdio.output
+    );
+    let anonymous = identity_support::pgmcp(
+        &[&["serve", "--http", "127.0.0.1:0"][..], &db_args].concat(),
+        &env,
+    )
+    .await;
+    assert!(!anonymous.success);
+    assert!(
+        anonymous.output.contains("`--auth-mode` is none"),
+        "{}",
+        anonymous.output
+    );
+    let check = identity_support::pgmcp(&[&["check"][..], &db_args].concat(), &env).await;
+    assert!(
+        check.output.contains(
+            "db identity:    each signed-in HTTP caller, by on-behalf-of (client id pgmcp-app"
+        ),
+        "{}",
+        check.output
+    );
+    let unconfigured = identity_support::pgmcp(&[&["check"][..], &db_args].concat(), &[]).await;
+    assert!(!unconfigured.success);
+    assert!(
+        unconfigured.output.contains("AZURE_TENANT_ID is not set"),
+        "{}",
+        unconfigured.output
+    );
+    for run in [&stdio, &anonymous, &check, &unconfigured] {
+        assert_no_secrets(&run.output, &["obo-check-secret-7731".to_string()]);
+    }
 }

@@ -145,6 +145,31 @@ impl PgConnector {
         Ok(client)
     }
 
+    /// Whether a configured host accepts TCP connections: a readiness check that needs no login.
+    pub async fn server_accepts_connections(&self) -> bool {
+        let ports = self.config.get_ports();
+        for (index, host) in self.config.get_hosts().iter().enumerate() {
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            let reachable = match host {
+                tokio_postgres::config::Host::Tcp(name) => {
+                    tokio::net::TcpStream::connect((name.as_str(), port))
+                        .await
+                        .is_ok()
+                }
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(dir) => {
+                    tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
+                        .await
+                        .is_ok()
+                }
+            };
+            if reachable {
+                return true;
+            }
+        }
+        false
+    }
+
     /// The per-connection credential source (Entra or Key Vault), if the profile has one.
     pub fn credentials(&self) -> Option<&DbCredentials> {
         self.credentials.as_deref()

@@ -10,4 +10,4 @@ pub mod exec;
 pub mod params;
 pub mod pool;
 
-pub use pool::Database;
+pub use pool::{Database, UserLogin};

@@ -1,21 +1,41 @@
-//! One connection pool per profile. Connections come back clean: the pool resets session state on recycle, so no
-//! caller can leave a `search_path`, role or setting behind for the next one.
+//! One connection pool per profile (or, with `db_identity = on_behalf_of`, one per signed-in caller). Connections
+//! come back clean: the pool resets session state on recycle, so no caller can leave a `search_path`, role or
+//! setting behind for the next one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 
-use crate::config::{AccessMode, Profile};
+use crate::config::{AccessMode, Profile, Secret};
 use crate::db::connect::PgConnector;
 use crate::guard::GuardPolicy;
+use crate::http::Caller;
+use crate::identity::obo::{UserPools, UserSessionError};
+use crate::identity::{DbIdentity, IdentityError, IdentityErrorKind};
 use crate::tools::ToolError;
 
-/// A profile's database: its pool, its guard policy and its limits.
+/// The signed-in caller of an HTTP request, with the access token they presented: what an on-behalf-of profile
+/// logs in with. The token is only ever exchanged with Entra, never sent to PostgreSQL.
+#[derive(Clone, Copy)]
+pub struct UserLogin<'a> {
+    pub caller: &'a Caller,
+    pub token: &'a Secret,
+}
+
+/// Who logs in to PostgreSQL for a profile.
+enum Logins {
+    /// pgmcp's own identity, one pool for every caller.
+    Service(Pool),
+    /// Each caller as themself (`db_identity = on_behalf_of`), a pool per principal.
+    PerCaller(Box<UserPools>),
+}
+
+/// A profile's database: its pool(s), its guard policy and its limits.
 pub struct Database {
     pub profile: Profile,
     pub policy: GuardPolicy,
-    pool: Pool,
+    logins: Logins,
     connector: Arc<PgConnector>,
 }
 
@@ -31,25 +51,19 @@ impl Database {
         profile: Profile,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Database> {
-        let connector = Arc::new(PgConnector::with_env(&profile, env)?);
-        let manager = Manager::from_connect(
-            connector.pg_config().clone(),
-            SharedConnector(connector.clone()),
-            ManagerConfig {
-                // `Clean` is DISCARD ALL without DEALLOCATE ALL (session authorization, settings, temp tables,
-                // LISTEN, advisory locks, cursors, sequences' state). Prepared statements stay because tokio-postgres
-                // caches its own type-lookup statements per connection; callers cannot create any (the guard refuses
-                // PREPARE, and pgmcp's own statements are closed when dropped).
-                recycling_method: RecyclingMethod::Clean,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(profile.pool_max)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(profile.connect_timeout + Duration::from_secs(5)))
-            .create_timeout(Some(profile.connect_timeout))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()?;
+        let (logins, connector) = if profile.identity.db_identity == DbIdentity::OnBehalfOf {
+            let pools = UserPools::new(&profile, env).map_err(|error| {
+                anyhow::anyhow!("db_identity = on_behalf_of: {}", error.message)
+            })?;
+            let connector = pools.connector();
+            (Logins::PerCaller(Box::new(pools)), connector)
+        } else {
+            let connector = Arc::new(PgConnector::with_env(&profile, env)?);
+            (
+                Logins::Service(service_pool(&profile, connector.clone())?),
+                connector,
+            )
+        };
         let mut policy = match profile.access_mode {
             AccessMode::ReadOnly => GuardPolicy::read_only(),
             AccessMode::ReadWrite => GuardPolicy::read_write(profile.allow_ddl),
@@ -66,17 +80,25 @@ impl Database {
         Ok(Database {
             profile,
             policy,
-            pool,
+            logins,
             connector,
         })
+    }
+
+    /// Whether each caller logs in as themself (`db_identity = on_behalf_of`).
+    pub fn per_caller(&self) -> bool {
+        matches!(self.logins, Logins::PerCaller(_))
     }
 
     /// Opens `pool_min` connections ahead of the first call, so the first agent request does not pay for TLS and
     /// authentication. Failures are only logged: the pool retries on demand.
     pub async fn warm_up(&self) {
+        let Logins::Service(pool) = &self.logins else {
+            return;
+        };
         let mut held = Vec::new();
         for _ in 0..self.profile.pool_min {
-            match self.pool.get().await {
+            match pool.get().await {
                 Ok(conn) => held.push(conn),
                 Err(err) => {
                     tracing::warn!(profile = %self.profile.name, error = %err, "could not pre-open a connection");
@@ -86,18 +108,64 @@ impl Database {
         }
     }
 
+    /// A session with pgmcp's own identity.
     pub async fn get(&self) -> Result<Object, ToolError> {
-        self.pool.get().await.map_err(|error| {
-            // A credential that could not be obtained says why in its own words, not as a generic I/O error.
-            if let deadpool_postgres::PoolError::Backend(backend) = &error
-                && let Some(failure) = crate::db::connect::credential_failure_of(backend)
-            {
-                return ToolError::Unavailable {
-                    message: format!("database credential unavailable: {failure}"),
-                };
-            }
-            ToolError::from(error)
-        })
+        self.session(None).await
+    }
+
+    /// A session for one call: as `user` when this profile logs in per caller, else with pgmcp's own identity.
+    pub async fn session(&self, user: Option<UserLogin<'_>>) -> Result<Object, ToolError> {
+        match (&self.logins, user) {
+            (Logins::Service(pool), _) => pool.get().await.map_err(|error| {
+                // A credential that could not be obtained says why in its own words, not as a generic I/O error.
+                if let deadpool_postgres::PoolError::Backend(backend) = &error
+                    && let Some(failure) = crate::db::connect::credential_failure_of(backend)
+                {
+                    return ToolError::Unavailable {
+                        message: format!("database credential unavailable: {failure}"),
+                    };
+                }
+                ToolError::from(error)
+            }),
+            (Logins::PerCaller(pools), Some(user)) => pools
+                .get(user.caller, user.token)
+                .await
+                .map_err(|error| match error {
+                    UserSessionError::Identity(error) => caller_login_error(&error),
+                    UserSessionError::Database(error) => error,
+                }),
+            (Logins::PerCaller(_), None) => Err(ToolError::CallerLogin {
+                message: format!(
+                    "profile `{}` logs in to PostgreSQL as each signed-in caller (db_identity = on_behalf_of), \
+                     and this request carries no user's access token",
+                    self.profile.name
+                ),
+            }),
+        }
+    }
+
+    /// For per-caller profiles: makes sure `user` can log in (their token exchanged, or still cached), so that a
+    /// consent or conditional-access failure can be answered with an HTTP challenge before the call runs.
+    pub async fn prepare_login(&self, user: UserLogin<'_>) -> Result<(), IdentityError> {
+        match &self.logins {
+            Logins::Service(_) => Ok(()),
+            Logins::PerCaller(pools) => match pools.prepare(user.caller, user.token).await {
+                Ok(()) | Err(UserSessionError::Database(_)) => Ok(()),
+                Err(UserSessionError::Identity(error)) => Err(error),
+            },
+        }
+    }
+
+    /// Whether the database answers, for `/readyz`. A per-caller profile has no login of its own, so it checks
+    /// that the server accepts connections.
+    pub async fn reachable(&self) -> bool {
+        match &self.logins {
+            Logins::Service(_) => match self.get().await {
+                Ok(conn) => conn.simple_query("SELECT 1").await.is_ok(),
+                Err(_) => false,
+            },
+            Logins::PerCaller(_) => self.connector.server_accepts_connections().await,
+        }
     }
 
     pub fn connector(&self) -> &PgConnector {
@@ -105,12 +173,52 @@ impl Database {
     }
 
     pub fn status(&self) -> deadpool_postgres::Status {
-        self.pool.status()
+        match &self.logins {
+            Logins::Service(pool) => pool.status(),
+            Logins::PerCaller(pools) => pools.status(),
+        }
     }
 
     pub fn close(&self) {
-        self.pool.close();
+        match &self.logins {
+            Logins::Service(pool) => pool.close(),
+            Logins::PerCaller(pools) => pools.close(),
+        }
     }
+}
+
+fn service_pool(profile: &Profile, connector: Arc<PgConnector>) -> anyhow::Result<Pool> {
+    let manager = Manager::from_connect(
+        connector.pg_config().clone(),
+        SharedConnector(connector),
+        ManagerConfig {
+            // `Clean` is DISCARD ALL without DEALLOCATE ALL (session authorization, settings, temp tables,
+            // LISTEN, advisory locks, cursors, sequences' state). Prepared statements stay because tokio-postgres
+            // caches its own type-lookup statements per connection; callers cannot create any (the guard refuses
+            // PREPARE, and pgmcp's own statements are closed when dropped).
+            recycling_method: RecyclingMethod::Clean,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(profile.pool_max)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(profile.connect_timeout + Duration::from_secs(5)))
+        .create_timeout(Some(profile.connect_timeout))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()?)
+}
+
+/// A caller's failed login, worded for the caller: what was wrong with their sign-in, never a token.
+fn caller_login_error(error: &IdentityError) -> ToolError {
+    let message = match &error.kind {
+        IdentityErrorKind::InteractionRequired { .. } => format!(
+            "sign in again: Entra needs the user to consent or complete a sign-in requirement before pgmcp may \
+             log in to PostgreSQL on their behalf ({})",
+            error.message
+        ),
+        _ => error.message.clone(),
+    };
+    ToolError::CallerLogin { message }
 }
 
 struct SharedConnector(Arc<PgConnector>);

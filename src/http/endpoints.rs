@@ -33,13 +33,9 @@ pub async fn healthz() -> &'static str {
 
 async fn database_reachable(databases: &Databases) -> bool {
     let db = &databases.all()[0];
-    let probe = async {
-        let conn = db.get().await.ok()?;
-        conn.simple_query("SELECT 1").await.ok()
-    };
     matches!(
-        tokio::time::timeout(READINESS_TIMEOUT, probe).await,
-        Ok(Some(_))
+        tokio::time::timeout(READINESS_TIMEOUT, db.reachable()).await,
+        Ok(true)
     )
 }
 

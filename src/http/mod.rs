@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod caller;
 pub mod endpoints;
+pub mod on_behalf;
 pub mod policy;
 pub mod server;
 pub mod settings;
@@ -22,4 +23,14 @@ pub fn request_identity(extensions: &rmcp::model::Extensions) -> CallerIdentity 
             None => CallerIdentity::Anonymous,
         },
     }
+}
+
+/// The signed-in caller and the token they presented, for profiles that log in as each caller. None on stdio and
+/// on HTTP without authentication.
+pub fn request_user(extensions: &rmcp::model::Extensions) -> Option<crate::db::UserLogin<'_>> {
+    let parts = extensions.get::<axum::http::request::Parts>()?;
+    Some(crate::db::UserLogin {
+        caller: parts.extensions.get::<Caller>()?,
+        token: &parts.extensions.get::<auth::IncomingToken>()?.0,
+    })
 }

@@ -17,6 +17,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::http::auth::{self, AuthMode, Authenticator, ResourceInfo};
 use crate::http::body::{McpGate, check_host, check_json_body};
 use crate::http::endpoints::{self, EndpointState};
+use crate::http::on_behalf::{LoginGate, check_caller_login};
 use crate::http::settings::HttpSettings;
 use crate::mcp::{Databases, PgMcpServer};
 use crate::telemetry::audit::AuditLog;
@@ -121,6 +122,15 @@ pub async fn serve_http(
     audit: Option<Arc<AuditLog>>,
 ) -> anyhow::Result<()> {
     check_exposure(&settings)?;
+    if settings.auth.mode == AuthMode::None
+        && let Some(db) = databases.all().iter().find(|db| db.per_caller())
+    {
+        anyhow::bail!(
+            "profile `{}` has db_identity = on_behalf_of, which logs in as each signed-in caller, but `--auth-mode` is \
+             none, so no request carries a user: set `--auth-mode entra` (or oidc), or `--db-identity service`",
+            db.profile.name
+        );
+    }
     let terminated = termination_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -178,9 +188,23 @@ pub async fn serve_http(
         max_body_bytes: settings.max_body_bytes,
         allowed_hosts: Arc::new(hosts),
     };
-    // Layers run outside-in: Host check, then authentication, then the timeout and the body check, then rmcp.
-    let mut mcp = Router::new()
-        .route_service(MCP_PATH, mcp_service)
+    // Layers run outside-in: Host check, then authentication, then the timeout and the body check, then (on-behalf-of
+    // only) the caller's database login, then rmcp.
+    let mut mcp = Router::new().route_service(MCP_PATH, mcp_service);
+    if let Some(auth) = &authenticator
+        && databases.all().iter().any(|db| db.per_caller())
+    {
+        let login_gate = LoginGate {
+            databases: databases.clone(),
+            auth: auth.clone(),
+            max_body_bytes: settings.max_body_bytes,
+        };
+        mcp = mcp.layer(axum::middleware::from_fn_with_state(
+            login_gate,
+            check_caller_login,
+        ));
+    }
+    let mut mcp = mcp
         .layer(axum::middleware::from_fn_with_state(
             gate.clone(),
             check_json_body,

@@ -179,7 +179,7 @@ pub struct UserPools {
     profile: Profile,
     connector: Arc<PgConnector>,
     exchange: Arc<OnBehalfOf>,
-    pools: tokio::sync::Mutex<HashMap<String, UserPool>>,
+    pools: std::sync::Mutex<HashMap<String, UserPool>>,
     pub max_users: usize,
     pub idle_timeout: Duration,
     pub per_user_connections: usize,
@@ -201,7 +201,7 @@ impl UserPools {
             exchange: Arc::new(OnBehalfOf::from_env(profile, env)?),
             profile: base,
             connector: Arc::new(connector),
-            pools: tokio::sync::Mutex::new(HashMap::new()),
+            pools: std::sync::Mutex::new(HashMap::new()),
             max_users: 100,
             idle_timeout: Duration::from_secs(600),
             per_user_connections: profile.pool_max.clamp(1, 4),
@@ -213,12 +213,19 @@ impl UserPools {
     }
 
     /// How many principals have a pool now.
-    pub async fn len(&self) -> usize {
-        self.pools.lock().await.len()
+    pub fn len(&self) -> usize {
+        self.principals().len()
     }
 
-    pub async fn is_empty(&self) -> bool {
-        self.len().await == 0
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pools, even after a panic elsewhere poisoned the lock: the map itself is always consistent.
+    fn principals(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserPool>> {
+        self.pools
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A session as `caller`, who presented `incoming` (already validated by the HTTP authentication layer).
@@ -227,6 +234,38 @@ impl UserPools {
         caller: &Caller,
         incoming: &Secret,
     ) -> Result<Object, UserSessionError> {
+        let (pool, _) = self.entry(caller, incoming)?;
+        pool.get().await.map_err(|error| {
+            if let deadpool_postgres::PoolError::Backend(backend) = &error
+                && let Some(failure) = crate::db::connect::credential_failure_of(backend)
+            {
+                return UserSessionError::Identity(failure.clone());
+            }
+            UserSessionError::Database(ToolError::from(error))
+        })
+    }
+
+    /// Makes sure `caller` has a PostgreSQL token (exchanged now, or still cached) without opening a session, so
+    /// the HTTP layer can answer a consent or conditional-access failure with a 401 challenge before the call runs.
+    pub async fn prepare(
+        &self,
+        caller: &Caller,
+        incoming: &Secret,
+    ) -> Result<(), UserSessionError> {
+        let (_, credential) = self.entry(caller, incoming)?;
+        credential
+            .token()
+            .await
+            .map(|_| ())
+            .map_err(UserSessionError::Identity)
+    }
+
+    /// The principal's pool (created on first use) after recording `incoming` as its newest token.
+    fn entry(
+        &self,
+        caller: &Caller,
+        incoming: &Secret,
+    ) -> Result<(Pool, Arc<UserCredential>), UserSessionError> {
         if caller.app_only {
             return Err(UserSessionError::Identity(IdentityError::new(
                 IdentityErrorKind::AppOnly,
@@ -241,35 +280,55 @@ impl UserPools {
             )));
         };
         let key = format!("{}/{oid}", caller.tid.as_deref().unwrap_or(""));
-        let pool = {
-            let mut pools = self.pools.lock().await;
-            self.evict(&mut pools);
-            let entry = match pools.get_mut(&key) {
-                Some(entry) => entry,
-                None => {
-                    let entry = self.new_pool(role, incoming)?;
-                    pools.entry(key.clone()).or_insert(entry)
-                }
-            };
-            if entry.role != role {
-                // The same principal under a new name: its old sessions belong to the old role.
-                entry.pool.close();
-                *entry = self.new_pool(role, incoming)?;
+        let mut pools = self.principals();
+        self.evict(&mut pools);
+        let entry = match pools.get_mut(&key) {
+            Some(entry) => entry,
+            None => {
+                let entry = self.new_pool(role, incoming)?;
+                pools.entry(key.clone()).or_insert(entry)
             }
-            if let Ok(mut latest) = entry.credential.incoming.lock() {
-                *latest = incoming.clone();
-            }
-            entry.last_used = Instant::now();
-            entry.pool.clone()
         };
-        pool.get().await.map_err(|error| {
-            if let deadpool_postgres::PoolError::Backend(backend) = &error
-                && let Some(failure) = crate::db::connect::credential_failure_of(backend)
-            {
-                return UserSessionError::Identity(failure.clone());
-            }
-            UserSessionError::Database(ToolError::from(error))
-        })
+        if entry.role != role {
+            // The same principal under a new name: its old sessions belong to the old role.
+            entry.pool.close();
+            *entry = self.new_pool(role, incoming)?;
+        }
+        if let Ok(mut latest) = entry.credential.incoming.lock() {
+            *latest = incoming.clone();
+        }
+        entry.last_used = Instant::now();
+        Ok((entry.pool.clone(), entry.credential.clone()))
+    }
+
+    /// The pools' sizes added up, for `/metrics`.
+    pub fn status(&self) -> deadpool_postgres::Status {
+        let pools = self.principals();
+        let mut total = deadpool_postgres::Status {
+            max_size: self.per_user_connections * self.max_users,
+            size: 0,
+            available: 0,
+            waiting: 0,
+        };
+        for entry in pools.values() {
+            let status = entry.pool.status();
+            total.size += status.size;
+            total.available += status.available;
+            total.waiting += status.waiting;
+        }
+        total
+    }
+
+    /// Closes every principal's pool (shutdown).
+    pub fn close(&self) {
+        for (_, entry) in self.principals().drain() {
+            entry.pool.close();
+        }
+    }
+
+    /// The connector the pools share (TLS and session settings, no credential): cancel requests use it.
+    pub fn connector(&self) -> Arc<PgConnector> {
+        self.connector.clone()
     }
 
     fn evict(&self, pools: &mut HashMap<String, UserPool>) {

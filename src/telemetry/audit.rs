@@ -135,6 +135,7 @@ fn error_kind(err: &ToolError) -> &'static str {
         ToolError::InvalidArgument { .. } => "invalid_argument",
         ToolError::Timeout { .. } => "timeout",
         ToolError::Unavailable { .. } => "unavailable",
+        ToolError::CallerLogin { .. } => "caller_login",
     }
 }
 

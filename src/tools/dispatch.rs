@@ -4,7 +4,7 @@ use rmcp::model::JsonObject;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::Database;
+use crate::db::{Database, UserLogin};
 use crate::mcp::{Databases, parse_args, to_json};
 use crate::tools::{ToolError, catalog, info, profiles, query, stats};
 
@@ -23,13 +23,14 @@ pub async fn call_tool(
     name: &str,
     arguments: JsonObject,
     cancel: &CancellationToken,
+    user: Option<UserLogin<'_>>,
 ) -> Result<Value, ToolError> {
     if name == "list_profiles" {
         let _: profiles::ListProfilesParams = parse_args(arguments)?;
         return to_json(&profiles::list_profiles(databases));
     }
     let db = databases.select(requested_profile(&arguments)?.as_deref())?;
-    let mut conn = db.get().await?;
+    let mut conn = db.session(user).await?;
     let client: &mut tokio_postgres::Client = &mut conn;
     match name {
         "server_info" => {
@@ -71,8 +72,11 @@ pub async fn call_tool(
 }
 
 /// Tables of a profile for resources/list, bounded so a schema with thousands of tables stays a quick answer.
-pub async fn table_names(db: &Database) -> Result<Vec<(String, String)>, ToolError> {
-    let conn = db.get().await?;
+pub async fn table_names(
+    db: &Database,
+    user: Option<UserLogin<'_>>,
+) -> Result<Vec<(String, String)>, ToolError> {
+    let conn = db.session(user).await?;
     let rows = conn
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -89,9 +93,10 @@ pub async fn describe_for_resource(
     profile: &str,
     schema: &str,
     table: &str,
+    user: Option<UserLogin<'_>>,
 ) -> Result<Value, ToolError> {
     let db = databases.select(Some(profile))?;
-    let conn = db.get().await?;
+    let conn = db.session(user).await?;
     let mut arguments = JsonObject::new();
     arguments.insert("schema".into(), Value::String(schema.to_string()));
     arguments.insert("table".into(), Value::String(table.to_string()));

@@ -30,6 +30,10 @@ pub enum ToolError {
     /// The database could not be reached or the connection broke; nothing secret is included.
     #[error("database unavailable: {message}")]
     Unavailable { message: String },
+    /// The caller could not be logged in to PostgreSQL as themself (on-behalf-of): an application's token where a
+    /// user's is needed, a user unknown to the directory, consent or a sign-in requirement missing.
+    #[error("cannot log in to PostgreSQL as the caller: {message}")]
+    CallerLogin { message: String },
 }
 
 impl ToolError {

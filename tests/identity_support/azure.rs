@@ -31,6 +31,8 @@ pub const PG_RESOURCE: &str = "https://ossrdbms-aad.database.windows.net";
 pub const VAULT_RESOURCE: &str = "https://vault.azure.net";
 pub const EXCHANGE_RESOURCE: &str = "api://AzureADTokenExchange";
 pub const TENANT: &str = "72f988bf-0000-4000-8000-000000000001";
+/// The `claims` Entra returns with AADSTS50076 (conditional access asks for multi-factor sign-in).
+pub const MFA_CLAIMS_CHALLENGE: &str = r#"{"access_token":{"capolids":{"essential":true,"values":["c1b5e5f6-0000-4000-8000-00000000cafe"]}}}"#;
 pub const ISSUER_KEY: &[u8] = b"stand-in token signing key";
 pub const CLUSTER_ISSUER_KEY: &[u8] = b"kubernetes service account issuer key";
 pub const IDENTITY_HEADER: &str = "identity-header-secret-4f1d";
@@ -447,6 +449,21 @@ async fn token_endpoint(
                     "AADSTS65001: The user or administrator has not consented to use the application.",
                     &[65001],
                 );
+            }
+            if user.claims["mfa"] == json!("required") {
+                // Entra's answer when conditional access wants multi-factor sign-in: a claims challenge that the
+                // middle tier must hand back to the client.
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({
+                        "error": "invalid_grant",
+                        "error_description": "AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access 'ossrdbms-aad'.",
+                        "error_codes": [50076], "suberror": "basic_action",
+                        "claims": MFA_CLAIMS_CHALLENGE,
+                        "timestamp": "2025-01-01 00:00:00Z", "trace_id": "t", "correlation_id": "c",
+                    })),
+                )
+                    .into_response();
             }
             let Some(role) = stand_in.with(|s| s.users.get(&oid).cloned()) else {
                 return entra_error(

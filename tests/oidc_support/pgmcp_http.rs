@@ -21,6 +21,16 @@ impl PgmcpHttp {
     /// App ID URI, role, scope and client app come from the command-line flags, the loopback endpoints from the
     /// config file (they have no flags: only tests and sovereign clouds change them).
     pub fn start_entra(database_url: &str, provider_base: &str, extra_args: &[&str]) -> PgmcpHttp {
+        PgmcpHttp::start_entra_with_env(database_url, provider_base, extra_args, &[])
+    }
+
+    /// Like `start_entra` with extra environment variables for the server (e.g. the Azure ones).
+    pub fn start_entra_with_env(
+        database_url: &str,
+        provider_base: &str,
+        extra_args: &[&str],
+        env: &[(&str, String)],
+    ) -> PgmcpHttp {
         let config = format!(
             "[auth]\nentra_authority = \"{provider_base}\"\nentra_v1_issuer_host = \"{provider_base}\"\n\
              unknown_kid_cooldown_seconds = 30\n"
@@ -42,7 +52,7 @@ impl PgmcpHttp {
             AGENT_APP,
         ];
         args.extend_from_slice(extra_args);
-        PgmcpHttp::start(database_url, &config, &args)
+        PgmcpHttp::launch("127.0.0.1:0", database_url, &config, &args, env)
     }
 
     pub fn start(database_url: &str, config: &str, args: &[&str]) -> PgmcpHttp {
@@ -55,6 +65,16 @@ impl PgmcpHttp {
         database_url: &str,
         config: &str,
         args: &[&str],
+    ) -> PgmcpHttp {
+        PgmcpHttp::launch(listen, database_url, config, args, &[])
+    }
+
+    fn launch(
+        listen: &str,
+        database_url: &str,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, String)],
     ) -> PgmcpHttp {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("pgmcp.toml");
@@ -76,6 +96,9 @@ impl PgmcpHttp {
             if key.starts_with("PG") && key != "PGMCP_LOG" || key == "DATABASE_URL" {
                 command.env_remove(key);
             }
+        }
+        for (key, value) in env {
+            command.env(key, value);
         }
         let mut child = command.spawn().expect("spawn pgmcp serve --http");
         let stderr = child.stderr.take().expect("stderr");

@@ -5,7 +5,7 @@
 mod jwks;
 mod layer;
 mod reason;
-mod rejection;
+pub(crate) mod rejection;
 mod settings;
 mod verify;
 

@@ -90,7 +90,7 @@ impl IntoResponse for AuthRejection {
 
 /// Quoted-string content (RFC 9110 §5.6.4): backslash and double quote are escaped, control characters dropped
 /// (they cannot appear in a header value).
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
