@@ -399,7 +399,7 @@ async fn http_callers_query_as_themselves() {
     // Each user's first call does the exchange; afterwards many calls run at once from both users, and every one
     // must run as its own caller and see only that caller's rows.
     for (token, user) in [(&erin, "erin@contoso.com"), (&frank, "frank@contoso.com")] {
-        let answer = http_query(&server, &token, WHOAMI).await;
+        let answer = http_query(&server, token, WHOAMI).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert_eq!(
             answer.body["result"]["structuredContent"]["rows"][0][0], user,
