@@ -186,6 +186,21 @@ async fn users_see_their_own_rows_through_one_server() {
         "alice@contoso.com"
     );
 
+    // A principal that stops calling has its pool closed in the background, without waiting for other callers.
+    let mut idle = UserPools::new(&profile(), &env).unwrap();
+    idle.idle_timeout = std::time::Duration::from_secs(1);
+    let idle = Arc::new(idle);
+    UserPools::sweep_idle(&idle);
+    whoami_and_notes(&idle, &alice.0, &alice.1).await;
+    assert_eq!(idle.len(), 1);
+    for _ in 0..100 {
+        if idle.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(idle.is_empty(), "an idle principal's pool stayed open");
+
     // An application's token has no user to act for.
     let app_only = Caller {
         oid: Some("app-oid".into()),

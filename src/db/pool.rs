@@ -28,7 +28,7 @@ enum Logins {
     /// pgmcp's own identity, one pool for every caller.
     Service(Pool),
     /// Each caller as themself (`db_identity = on_behalf_of`), a pool per principal.
-    PerCaller(Box<UserPools>),
+    PerCaller(Arc<UserPools>),
 }
 
 /// A profile's database: its pool(s), its guard policy and its limits.
@@ -56,7 +56,9 @@ impl Database {
                 anyhow::anyhow!("db_identity = on_behalf_of: {}", error.message)
             })?;
             let connector = pools.connector();
-            (Logins::PerCaller(Box::new(pools)), connector)
+            let pools = Arc::new(pools);
+            UserPools::sweep_idle(&pools);
+            (Logins::PerCaller(pools), connector)
         } else {
             let connector = Arc::new(PgConnector::with_env(&profile, env)?);
             (

@@ -301,6 +301,26 @@ impl UserPools {
         Ok((entry.pool.clone(), entry.credential.clone()))
     }
 
+    /// Closes idle principals' pools in the background, so their connections do not stay open until the next
+    /// caller happens to arrive. Stops when the pools are dropped.
+    pub fn sweep_idle(pools: &Arc<UserPools>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(pools);
+        let period = (pools.idle_timeout / 4).max(Duration::from_secs(1));
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(pools) = weak.upgrade() else { break };
+                let mut principals = pools.principals();
+                pools.evict_idle(&mut principals);
+            }
+        });
+    }
+
     /// The pools' sizes added up, for `/metrics`.
     pub fn status(&self) -> deadpool_postgres::Status {
         let pools = self.principals();
@@ -331,7 +351,7 @@ impl UserPools {
         self.connector.clone()
     }
 
-    fn evict(&self, pools: &mut HashMap<String, UserPool>) {
+    fn evict_idle(&self, pools: &mut HashMap<String, UserPool>) {
         let now = Instant::now();
         pools.retain(|_, entry| {
             let keep = now.duration_since(entry.last_used) < self.idle_timeout;
@@ -340,6 +360,10 @@ impl UserPools {
             }
             keep
         });
+    }
+
+    fn evict(&self, pools: &mut HashMap<String, UserPool>) {
+        self.evict_idle(pools);
         while pools.len() >= self.max_users.max(1) {
             let Some(oldest) = pools
                 .iter()
