@@ -223,6 +223,23 @@ impl AuthSettings {
                 "copy the Application ID URI from the app registration's \"Expose an API\" page",
             ));
         }
+        if self.required_roles.is_empty()
+            && self.allowed_client_apps.is_empty()
+            && self.allowed_principals.is_empty()
+        {
+            // Entra hands an app-only token for this API to any service principal of the tenant that asks (unless
+            // the enterprise app requires assignment, which pgmcp cannot see), and such a token has no scope
+            // to check: without one of these rules every application in the tenant could query the database.
+            return Err(ConfigError::invalid(
+                "auth.required_roles",
+                "[]",
+                "with no required app role, allowed client app or allowed principal, any application in the \
+                 tenant can obtain a token for this API and call it",
+                "pass --required-role MCP.Access and assign that app role to the callers (and to no one if only \
+                 people call, who need --required-scope), or list the callers with --allowed-client-app / \
+                 --allowed-principal",
+            ));
+        }
         check_endpoint("auth.entra_authority", &self.entra_authority())?;
         check_endpoint("auth.entra_v1_issuer_host", &self.entra_v1_issuer_host())
     }
@@ -324,7 +341,28 @@ mod tests {
             entra_tenant_ids: vec![TENANT.into()],
             entra_client_id: Some(CLIENT.into()),
             entra_app_id_uri: Some(format!("api://{CLIENT}")),
+            required_roles: vec!["MCP.Access".into()],
             ..AuthSettings::default()
+        }
+    }
+
+    #[test]
+    fn entra_refuses_to_accept_every_application_of_the_tenant() {
+        let mut open = entra();
+        open.required_roles.clear();
+        open.required_scopes = vec!["user_impersonation".into()];
+        assert_eq!(
+            setting_of(open.validate().unwrap_err()),
+            "auth.required_roles"
+        );
+        for restrict in [
+            |s: &mut AuthSettings| s.required_roles = vec!["MCP.Access".into()],
+            |s: &mut AuthSettings| s.allowed_client_apps = vec![CLIENT.into()],
+            |s: &mut AuthSettings| s.allowed_principals = vec![CLIENT.into()],
+        ] {
+            let mut settings = open.clone();
+            restrict(&mut settings);
+            assert!(settings.validate().is_ok());
         }
     }
 
