@@ -448,6 +448,8 @@ async fn metadata_and_probes_are_anonymous() {
             json!([format!("{APP_ID_URI}/user_impersonation")])
         );
         assert_eq!(prm["bearer_methods_supported"], json!(["header"]));
+        // Unless configured, pgmcp does not invent a documentation page for the deployment.
+        assert!(prm.get("resource_documentation").is_none(), "{prm}");
     }
     let health = http()
         .get(format!("{}/healthz", server.base))

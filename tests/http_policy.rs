@@ -120,7 +120,8 @@ async fn each_caller_sees_and_calls_only_its_tools() {
 async fn explicit_grants_and_metadata_and_metrics() {
     let provider = Provider::start(clients());
     let config = format!(
-        "[auth]\nentra_authority = \"{b}\"\nentra_v1_issuer_host = \"{b}\"\n\
+        "[http]\nresource_documentation = \"https://wiki.contoso.example/pgmcp\"\n\
+         [auth]\nentra_authority = \"{b}\"\nentra_v1_issuer_host = \"{b}\"\n\
          [[policy.grants]]\nroles = [\"{ROLE}\"]\ntools = [\"list_tables\", \"describe_table\"]\n",
         b = provider.base
     );
@@ -177,7 +178,10 @@ async fn explicit_grants_and_metadata_and_metrics() {
                 .is_some_and(|a| !a.is_empty()),
             "{prm}"
         );
-        assert!(prm["resource_documentation"].is_string());
+        assert_eq!(
+            prm["resource_documentation"], "https://wiki.contoso.example/pgmcp",
+            "{prm}"
+        );
         assert!(prm["resource_name"].is_string());
     }
 

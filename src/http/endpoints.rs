@@ -24,7 +24,7 @@ pub struct EndpointState {
     /// `{public_url}/mcp`
     pub resource: String,
     pub resource_name: String,
-    pub resource_documentation: String,
+    pub resource_documentation: Option<String>,
 }
 
 pub async fn healthz() -> &'static str {
@@ -69,14 +69,16 @@ pub async fn protected_resource_metadata(State(state): State<EndpointState>) -> 
     let Some(auth) = &state.auth else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let body = json!({
+    let mut body = json!({
         "resource": state.resource,
         "authorization_servers": auth.authorization_servers(),
         "scopes_supported": auth.scopes_supported(),
         "bearer_methods_supported": ["header"],
         "resource_name": state.resource_name,
-        "resource_documentation": state.resource_documentation,
     });
+    if let Some(documentation) = &state.resource_documentation {
+        body["resource_documentation"] = json!(documentation);
+    }
     (
         [(header::CACHE_CONTROL, "public, max-age=3600")],
         axum::Json(body),

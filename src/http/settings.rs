@@ -11,8 +11,6 @@ use crate::http::body::DEFAULT_MAX_BODY_BYTES;
 use crate::http::policy::Policy;
 
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_RESOURCE_DOCUMENTATION: &str =
-    "https://github.com/pgmcp/pgmcp#remote-pgmcp-streamable-http";
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -26,7 +24,9 @@ pub struct HttpSettings {
     /// `None`: derived from the profiles' statement timeouts.
     pub request_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
-    pub resource_documentation: String,
+    /// Where people read how to use this server (RFC 9728 `resource_documentation`); only announced when set, since
+    /// pgmcp cannot know where a deployment documents itself.
+    pub resource_documentation: Option<String>,
     pub resource_name: String,
     pub metrics: bool,
     pub auth: AuthSettings,
@@ -150,10 +150,7 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
         request_timeout: duration(&http.request_timeout, "http.request_timeout")?,
         shutdown_timeout: duration(&http.shutdown_timeout, "http.shutdown_timeout")?
             .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
-        resource_documentation: http
-            .resource_documentation
-            .clone()
-            .unwrap_or_else(|| DEFAULT_RESOURCE_DOCUMENTATION.to_string()),
+        resource_documentation: http.resource_documentation.clone(),
         resource_name: http
             .resource_name
             .clone()
