@@ -522,6 +522,14 @@ async fn http_callers_query_as_themselves() {
         .unwrap();
     assert_eq!(listed.status(), 200);
 
+    // Ready without a login of its own: the database accepts connections and the signing keys are loaded.
+    let ready = reqwest::Client::new()
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
     // No user token and no client secret ever reaches the audit log.
     let audit = std::fs::read_to_string(&server.audit).unwrap_or_default();
     let mut secrets = azure.secrets();
