@@ -242,6 +242,7 @@ impl ServerHandler for PgMcpServer {
                     &request.name,
                     arguments,
                     &context.ct,
+                    &identity,
                 )
                 .instrument(span)
                 .await;

@@ -92,13 +92,20 @@ pub fn own_origins(settings: &HttpSettings, bound: SocketAddr) -> Vec<String> {
         // An explicit port: rmcp treats a port-less entry as "any port", which is wider than needed.
         origins.push(format!("{}://{host}:{port}", url.scheme()));
     }
+    let port = bound.port();
     if bound.ip().is_loopback() {
-        let port = bound.port();
         origins.extend([
             format!("http://localhost:{port}"),
             format!("http://127.0.0.1:{port}"),
             format!("http://[::1]:{port}"),
         ]);
+    } else if settings.public_url.is_none() && !bound.ip().is_unspecified() {
+        // Bound to one specific address, which is then also the accepted Host: the page served from it is ours.
+        let origin = match bound.ip() {
+            std::net::IpAddr::V4(ip) => format!("http://{ip}:{port}"),
+            std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+        };
+        origins.push(origin);
     }
     origins
 }
@@ -121,11 +128,24 @@ pub async fn serve_http(
     audit: Option<Arc<AuditLog>>,
 ) -> anyhow::Result<()> {
     check_exposure(&settings)?;
-    let terminated = termination_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("could not listen on `--http {}`", settings.listen))?;
+    serve_http_on(listener, databases, settings, audit).await
+}
+
+/// Serves on a listener the caller bound (`pgmcp demo --http` binds first, to fall back to a free port and to
+/// print the address before serving).
+pub async fn serve_http_on(
+    listener: tokio::net::TcpListener,
+    databases: Arc<Databases>,
+    mut settings: HttpSettings,
+    audit: Option<Arc<AuditLog>>,
+) -> anyhow::Result<()> {
     let bound = listener.local_addr().context("the bound address")?;
+    settings.listen = bound;
+    check_exposure(&settings)?;
+    let terminated = termination_signal();
     let base = public_base(&settings, bound);
     let resource = format!("{base}{MCP_PATH}");
 
@@ -216,7 +236,10 @@ pub async fn serve_http(
     if settings.metrics {
         endpoints = endpoints.route("/metrics", get(endpoints::metrics));
     }
-    let app = mcp.merge(endpoints.with_state(state));
+    let mut app = mcp.merge(endpoints.with_state(state));
+    if settings.ui {
+        app = app.merge(crate::web::router());
+    }
 
     for db in databases.all() {
         tracing::info!(
@@ -232,6 +255,7 @@ pub async fn serve_http(
         resource = %resource,
         auth = ?settings.auth.mode,
         legacy_sessions = settings.legacy_sessions,
+        web_client = settings.ui,
         "listening on http://{bound}"
     );
 

@@ -29,6 +29,8 @@ pub struct HttpSettings {
     pub resource_documentation: String,
     pub resource_name: String,
     pub metrics: bool,
+    /// Serve the browser console at `/`.
+    pub ui: bool,
     pub auth: AuthSettings,
     pub policy: Policy,
 }
@@ -159,6 +161,7 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
             .clone()
             .unwrap_or_else(|| "pgmcp (PostgreSQL for MCP)".to_string()),
         metrics: http.metrics.unwrap_or(true),
+        ui: !args.no_ui && http.ui.unwrap_or(true),
         auth: merge_auth(args, &file.auth)?,
         policy: Policy::from_file(&file.policy, write_role)?,
     }))
