@@ -324,3 +324,44 @@ fn close(databases: &Databases) {
         db.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::HttpArgs;
+    use crate::config::file::ConfigFile;
+
+    fn settings(listen: &str, public_url: Option<&str>) -> HttpSettings {
+        let args = HttpArgs {
+            listen: Some(listen.into()),
+            public_url: public_url.map(str::to_string),
+            allow_unauthenticated: true,
+            ..HttpArgs::default()
+        };
+        crate::http::settings::resolve(&args, &ConfigFile::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The web client at `/` posts to `/mcp` with its own origin: whatever address serves the page must accept it.
+    #[test]
+    fn the_origin_that_serves_the_page_is_always_allowed() {
+        let loopback = settings("127.0.0.1:8808", None);
+        let origins = own_origins(&loopback, loopback.listen);
+        assert!(origins.contains(&"http://127.0.0.1:8808".to_string()));
+        assert!(origins.contains(&"http://localhost:8808".to_string()));
+
+        let specific = settings("192.0.2.10:8080", None);
+        assert_eq!(
+            own_origins(&specific, specific.listen),
+            vec!["http://192.0.2.10:8080"]
+        );
+        assert_eq!(allowed_hosts(&specific), vec!["192.0.2.10"]);
+
+        let public = settings("0.0.0.0:8080", Some("https://pgmcp.example.com/"));
+        assert_eq!(
+            own_origins(&public, public.listen),
+            vec!["https://pgmcp.example.com:443"]
+        );
+    }
+}

@@ -244,6 +244,22 @@ mod tests {
     }
 
     #[test]
+    fn the_web_client_is_on_unless_the_flag_or_the_file_turns_it_off() {
+        let file = ConfigFile::default();
+        assert!(resolve(&args("127.0.0.1:0"), &file).unwrap().unwrap().ui);
+        let mut off = args("127.0.0.1:0");
+        off.no_ui = true;
+        assert!(!resolve(&off, &file).unwrap().unwrap().ui);
+        let file_off = ConfigFile::parse("[http]\nui = false\n").unwrap();
+        assert!(
+            !resolve(&args("127.0.0.1:0"), &file_off)
+                .unwrap()
+                .unwrap()
+                .ui
+        );
+    }
+
+    #[test]
     fn public_url_path_is_kept_without_trailing_slash() {
         let url = parse_public_url("https://example.com/tools/pgmcp/").unwrap();
         assert_eq!(url.as_str(), "https://example.com/tools/pgmcp");

@@ -76,6 +76,7 @@ function openScenario() {
     await waitConnected(page);
     const status = await text(page.locator('#status'));
     check(/pgmcp/.test(status) && /read-only/.test(status), `status: ${status}`);
+    check(!(await page.locator('#connection').evaluate((d) => d.open)), 'the connection form folds away once connected');
   });
 
   step('lists every tool with its annotations', async ({ page }) => {
@@ -133,6 +134,8 @@ function openScenario() {
       check(body.includes(expected), `table detail lacks ${expected}`);
     }
     await page.fill('#schema-search', '');
+    await page.waitForFunction(() => document.querySelectorAll('.table-item .hit').length === 0, null, { timeout: TIMEOUT });
+    check(await page.locator('.table-item').count() === 6, 'clearing the filter shows every relation again');
     await page.locator('.table-item[data-table="public.restaurants"]').click();
     await page.locator('[data-testid="table-detail"] h2', { hasText: 'restaurants' }).waitFor({ timeout: TIMEOUT });
     await shot(page, 'schema-light');
@@ -269,6 +272,10 @@ function openScenario() {
   });
 
   step('switches to dark and renders the main screens', async ({ page }) => {
+    await runSql(page, 'SELECT c.name AS cuisine, count(DISTINCT r.id) AS restaurants,\n       round(avg(v.rating), 2) AS avg_rating, count(v.id) AS reviews\nFROM cuisines c\nJOIN restaurants r ON r.cuisine_id = c.id\nJOIN reviews v ON v.restaurant_id = r.id\nGROUP BY c.name\nORDER BY avg_rating DESC');
+    check((await text(page.locator('[data-testid="result-summary"]'))).startsWith('16 rows'), 'one row per cuisine');
+    await page.evaluate(() => document.activeElement.blur());
+    await shot(page, 'overview-light');
     await runSql(page, 'SELECT r.name, r.city, c.name AS cuisine, r.price_range, r.opened_on\nFROM restaurants r JOIN cuisines c ON c.id = r.cuisine_id\nORDER BY r.id\nLIMIT 200');
     await shot(page, 'sql-light');
     await page.locator('#theme').click(); // auto → light
@@ -332,6 +339,7 @@ function authScenario() {
   });
 
   step('explains a rejected token', async ({ page }) => {
+    check(await page.locator('#connection').evaluate((d) => d.open), 'the connection form is open while not connected');
     await page.fill('#token', 'not-a-real-token');
     await page.locator('#connect-button').click();
     await page.locator('[data-testid="auth-explanation"] h2', { hasText: 'rejected your token' }).waitFor({ timeout: TIMEOUT });

@@ -189,6 +189,8 @@ async function connect() {
     state.tools = await state.client.listTools();
   } catch (err) {
     $('#main').hidden = true;
+    $('#connection').open = true;
+    $('#connection-summary').textContent = 'Connection';
     setStatus('Not connected', 'error');
     if (err instanceof HttpError && (err.status === 401 || (err.status === 403 && err.wwwAuthenticate) || (err.status === 400 && err.wwwAuthenticate))) {
       clear(problem, await explainRefusal(err, Boolean(token)));
@@ -206,6 +208,9 @@ async function connect() {
   const server = state.init.serverInfo || {};
   setStatus(`Connected to ${server.name || 'server'} ${server.version || ''} · ${state.init.protocolVersion}`, 'ok');
   $('#main').hidden = false;
+  // Once connected the form folds away (it stays one keystroke from reach) so the console gets the room.
+  $('#connection').open = false;
+  $('#connection-summary').textContent = `Connection: ${url}${token ? ' with a bearer token' : ''} (change)`;
   renderTools();
   await Promise.all([renderServer(), loadSchema()]);
   announce('Connected');

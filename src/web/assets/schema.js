@@ -42,8 +42,12 @@ export class SchemaBrowser {
 
   async searchColumns() {
     const term = this.search.value.trim();
+    const hadHits = this.columnHits.size > 0;
     this.columnHits = new Map();
-    if (term.length < 2 || !this.api.has('search_tables')) return;
+    if (term.length < 2 || !this.api.has('search_tables')) {
+      if (hadHits) this.renderTree();
+      return;
+    }
     try {
       const result = await this.api.call('search_tables', { term, limit: 200 });
       if (this.search.value.trim() !== term) return;

@@ -89,6 +89,7 @@ export class SqlEditor {
       'data-testid': 'sql-input',
     });
     this.errorAt = null;
+    this.host = host;
     host.classList.add('sql-editor');
     host.append(this.highlight, this.textarea);
     this.textarea.addEventListener('input', () => {
@@ -145,6 +146,9 @@ export class SqlEditor {
     // A trailing newline in a <pre> collapses; a space keeps the last line's height equal to the textarea's.
     nodes.push(' ');
     clear(this.highlight, nodes);
+    // The editor grows with its text (within bounds), so a query is seen whole without an inner scrollbar.
+    const lines = sql.split('\n').length;
+    this.host.style.height = `calc(${Math.min(Math.max(lines + 1, 5), 20) * 1.5 * 13.5}px + 1.2rem + 2px)`;
     this.syncScroll();
   }
 
