@@ -236,11 +236,12 @@ async fn demo_http(
             return Err(err).with_context(|| format!("could not listen on `--http {wanted}`"));
         }
     };
-    let bound = listener.local_addr().context("the bound address")?;
-    eprintln!(
-        "pgmcp demo: serving MCP over HTTP at http://{bound}/mcp against the sample database (Ctrl-C to stop)"
-    );
-    // stdout carries no protocol here, so the one line a person (or a script) needs goes there.
-    println!("Open the pgmcp web client: http://{bound}/");
-    crate::http::server::serve_http_on(listener, databases, settings, None).await
+    crate::http::server::serve_http_on(listener, databases, settings, None, |bound| {
+        eprintln!(
+            "pgmcp demo: serving MCP over HTTP at http://{bound}/mcp against the sample database (Ctrl-C to stop)"
+        );
+        // stdout carries no protocol here, so the one line a person (or a script) needs goes there.
+        println!("Open the pgmcp web client: http://{bound}/");
+    })
+    .await
 }

@@ -95,6 +95,8 @@ fn run_browser(scenario: &str, url: &str, env: &[(&str, &str)]) {
     );
 }
 
+/// With legacy sessions, so the page must carry the Mcp-Session-Id it is given; the authentication scenario below
+/// runs against the default stateless server.
 #[test]
 fn chromium_uses_the_web_client_on_the_demo_database() {
     let server = HttpServer::start(
@@ -102,12 +104,17 @@ fn chromium_uses_the_web_client_on_the_demo_database() {
             "serve",
             "--http",
             "127.0.0.1:0",
+            "--legacy-sessions",
             "--database-url",
             demo_url(),
         ],
         &[],
     );
-    run_browser("open", &server.url("/"), &[]);
+    run_browser(
+        "open",
+        &server.url("/"),
+        &[("PGMCP_WEB_EXPECT_SESSION", "1")],
+    );
 }
 
 #[tokio::test]

@@ -131,16 +131,18 @@ pub async fn serve_http(
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("could not listen on `--http {}`", settings.listen))?;
-    serve_http_on(listener, databases, settings, audit).await
+    serve_http_on(listener, databases, settings, audit, |_| {}).await
 }
 
-/// Serves on a listener the caller bound (`pgmcp demo --http` binds first, to fall back to a free port and to
-/// print the address before serving).
+/// Serves on a listener the caller bound (`pgmcp demo --http` binds first, to fall back to a free port).
+/// `on_listening` runs once the server is about to accept and a termination signal would stop it gracefully, so
+/// whatever it announces is safe to act on at once.
 pub async fn serve_http_on(
     listener: tokio::net::TcpListener,
     databases: Arc<Databases>,
     mut settings: HttpSettings,
     audit: Option<Arc<AuditLog>>,
+    on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let bound = listener.local_addr().context("the bound address")?;
     settings.listen = bound;
@@ -258,6 +260,7 @@ pub async fn serve_http_on(
         web_client = settings.ui,
         "listening on http://{bound}"
     );
+    on_listening(bound);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut running = tokio::spawn(

@@ -7,7 +7,8 @@
 //
 // Environment: PGMCP_WEB_URL (the page, e.g. http://127.0.0.1:PORT/), PGMCP_WEB_ARTIFACTS (screenshot folder),
 // PGMCP_WEB_TOKEN (auth: a valid token), PGMCP_WEB_ISSUER (auth: the provider that must be named),
-// PGMCP_WEB_CALLER (auth: the oid the page must show), PGMCP_WEB_BROWSER (default /usr/bin/chromium).
+// PGMCP_WEB_CALLER (auth: the oid the page must show), PGMCP_WEB_EXPECT_SESSION=1 (open: the server keeps legacy
+// sessions, so the page must carry Mcp-Session-Id), PGMCP_WEB_BROWSER (default /usr/bin/chromium).
 // Prints one line per passed step and exits non-zero at the first failure, with a screenshot of the page then.
 
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -115,6 +116,17 @@ function openScenario() {
     check(info.includes('read-only'), 'access mode');
     check(info.includes('restaurants'), 'database');
     check((await text(page.locator('[data-testid="caller"]'))).includes('anonymous'), 'caller without authentication');
+    if (process.env.PGMCP_WEB_EXPECT_SESSION === '1') {
+      check(info.includes('initialize handshake, session'), 'the Mcp-Session-Id the server issued is carried');
+    }
+  });
+
+  step('reads answers framed as server-sent events', async ({ page }) => {
+    const messages = await page.evaluate(async () => {
+      const { parseSse } = await import(new URL('ui/mcp.js', window.location.href).href);
+      return parseSse('event: message\r\nid: 7\r\ndata: {"jsonrpc":"2.0",\r\ndata: "id":3,"result":{}}\r\n\r\n: keep-alive\n\ndata: {"jsonrpc":"2.0","method":"notifications/message"}\n\n');
+    });
+    check(messages.length === 2 && messages[0].id === 3 && messages[1].method === 'notifications/message', JSON.stringify(messages));
   });
 
   step('browses the schema: search, columns, keys and indexes', async ({ page }) => {

@@ -124,6 +124,11 @@ async function call(name, args) {
 function describeFailure(err) {
   if (err instanceof ToolFailure) return err.message;
   if (err instanceof RpcError) return `${err.message} (JSON-RPC error ${err.code})`;
+  if (err instanceof HttpError && (err.status === 401 || err.status === 403)) {
+    // A token that expired mid-session: the connection form is where a new one goes.
+    $('#connection').open = true;
+    return `The server refused the token (HTTP ${err.status}${err.wwwAuthenticate?.includes('invalid_token') ? ', invalid_token' : ''}): it may have expired. Paste a new one under Connection and connect again.`;
+  }
   if (err instanceof HttpError) return `The server answered ${err.status}: ${err.body || err.message}`;
   return err?.message || String(err);
 }
