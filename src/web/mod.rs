@@ -17,7 +17,7 @@ pub const ASSET_PREFIX: &str = "/ui";
 /// Scripts only from files the server serves (never inline or eval), requests only back to this origin, and no
 /// framing: a page that holds a bearer token must not be scriptable or clickjackable by anyone else.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-img-src 'self' data: blob:; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; \
+img-src 'self'; connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; \
 frame-ancestors 'none'";
 
 struct Asset {

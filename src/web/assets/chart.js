@@ -189,7 +189,8 @@ export class ResultChart {
         ctx.textBaseline = 'top';
         for (const t of xTicks) ctx.fillText(label(t), left + ((t - xMin) / (xMax - xMin || 1)) * plotW, top + plotH + 6);
       } else {
-        xPos = (p, n) => left + (points.length === 1 ? plotW / 2 : (n / (points.length - 1)) * plotW);
+        // Categories sit in the middle of equal slots, as bars do, so the first and last stay clear of the edges.
+        xPos = (p, n) => left + ((n + 0.5) / points.length) * plotW;
         ctx.fillStyle = muted;
         ctx.textAlign = 'center';
         ctx.textBaseline = 'top';

@@ -1,6 +1,7 @@
 // A form generated from a tool's inputSchema (JSON Schema 2020-12 as schemars writes it): strings, numbers and
-// integers with bounds, booleans, enums, arrays of enums, and JSON for anything else. Defaults fill the fields;
-// required fields are marked; only fields the person filled (or that differ from the default) are sent.
+// integers with bounds, booleans, enums, arrays of enums, and JSON for anything else. Defaults are shown (as the
+// placeholder, the preselected choice and a note) and left to the server to apply; required fields are marked; only
+// fields the person filled (or that differ from the default) are sent.
 
 import { h } from './dom.js';
 
