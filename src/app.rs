@@ -220,6 +220,7 @@ async fn demo_http(
     settings: crate::http::settings::HttpSettings,
 ) -> anyhow::Result<()> {
     let wanted = settings.listen;
+    crate::http::server::check_exposure(&settings)?;
     let listener = match tokio::net::TcpListener::bind(wanted).await {
         Ok(listener) => listener,
         // Only the default address falls back: an address the user typed is one they meant.

@@ -134,10 +134,10 @@ pub async fn serve_http(
     serve_http_on(listener, databases, settings, audit, |_| {}).await
 }
 
-/// Serves on a listener the caller bound (`pgmcp demo --http` binds first, to fall back to a free port).
-/// `on_listening` runs once the server is about to accept and a termination signal would stop it gracefully, so
-/// whatever it announces is safe to act on at once.
-pub async fn serve_http_on(
+/// Serves on a listener the caller bound (`pgmcp demo --http` binds first, to fall back to a free port); the caller
+/// has run `check_exposure` before binding. `on_listening` runs once the server is about to accept and a
+/// termination signal would stop it gracefully, so whatever it announces is safe to act on at once.
+pub(crate) async fn serve_http_on(
     listener: tokio::net::TcpListener,
     databases: Arc<Databases>,
     mut settings: HttpSettings,
@@ -146,7 +146,6 @@ pub async fn serve_http_on(
 ) -> anyhow::Result<()> {
     let bound = listener.local_addr().context("the bound address")?;
     settings.listen = bound;
-    check_exposure(&settings)?;
     let terminated = termination_signal();
     let base = public_base(&settings, bound);
     let resource = format!("{base}{MCP_PATH}");

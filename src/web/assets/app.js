@@ -151,6 +151,8 @@ function setupConnect() {
   $('#forget-token').addEventListener('click', () => {
     token.value = '';
     sessionStorage.removeItem('pgmcp.token');
+    // Forgetting means this page sends it no more, not only that it is not shown.
+    if (state.client) state.client.token = '';
     announce('Token forgotten');
     token.focus();
   });
