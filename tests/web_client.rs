@@ -95,25 +95,41 @@ fn run_browser(scenario: &str, url: &str, env: &[(&str, &str)]) {
     );
 }
 
-/// With legacy sessions, so the page must carry the Mcp-Session-Id it is given; the authentication scenario below
-/// runs against the default stateless server.
+/// With legacy sessions, so the page must carry the Mcp-Session-Id it is given (the authentication scenario below
+/// runs against the default stateless server), and with a second profile (the test fixtures) to switch to.
 #[test]
 fn chromium_uses_the_web_client_on_the_demo_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgmcp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_profile = \"demo\"\n\
+             [profiles.demo]\ndescription = \"The restaurants sample\"\nurl = \"{}\"\n\
+             [profiles.fixtures]\ndescription = \"The test fixtures\"\nurl = \"{}\"\n",
+            demo_url(),
+            common::reader_url()
+        ),
+    )
+    .unwrap();
     let server = HttpServer::start(
         &[
             "serve",
             "--http",
             "127.0.0.1:0",
             "--legacy-sessions",
-            "--database-url",
-            demo_url(),
+            "--config",
+            config.to_str().unwrap(),
         ],
         &[],
     );
     run_browser(
         "open",
         &server.url("/"),
-        &[("PGMCP_WEB_EXPECT_SESSION", "1")],
+        &[
+            ("PGMCP_WEB_EXPECT_SESSION", "1"),
+            ("PGMCP_WEB_PROFILES", "demo,fixtures"),
+        ],
     );
 }
 

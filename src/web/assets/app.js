@@ -121,6 +121,42 @@ async function call(name, args) {
   return value;
 }
 
+/** The profiles the server offers (the enum of execute_query's `profile` argument), or [] for a single one. */
+function offeredProfiles() {
+  const schema = state.tools.find((t) => t.name === 'execute_query')?.inputSchema;
+  let property = schema?.properties?.profile;
+  if (property?.$ref?.startsWith('#/$defs/')) property = schema.$defs?.[property.$ref.slice(8)];
+  return Array.isArray(property?.enum) ? property.enum.map(String) : [];
+}
+
+/** Calls a tool on the chosen profile (the SQL editor, the schema browser and the server panel share it). */
+function callOnProfile(name, args) {
+  const tool = state.tools.find((t) => t.name === name);
+  const takesProfile = Boolean(tool?.inputSchema?.properties?.profile);
+  return call(name, state.profile && takesProfile ? { ...args, profile: state.profile } : args);
+}
+
+function setupProfiles() {
+  const profiles = offeredProfiles();
+  const picker = $('#profile-picker');
+  picker.hidden = profiles.length < 2;
+  const remembered = sessionStorage.getItem('pgmcp.profile');
+  state.profile = profiles.length < 2 ? null : profiles.includes(remembered) ? remembered : profiles[0];
+  clear($('#profile'), profiles.map((p) => h('option', { value: p, selected: p === state.profile }, p)));
+}
+
+async function switchProfile(profile) {
+  state.profile = profile;
+  sessionStorage.setItem('pgmcp.profile', profile);
+  state.result = null;
+  $('#result').hidden = true;
+  clear($('#sql-error'));
+  clear($('#plan-host'));
+  clear($('#schema-detail'), h('p', { class: 'muted' }, 'Choose a table or view to see its columns, keys and indexes.'));
+  await Promise.all([renderServer(), loadSchema()]);
+  announce(`Profile ${profile}`);
+}
+
 function describeFailure(err) {
   if (err instanceof ToolFailure) return err.message;
   if (err instanceof RpcError) return `${err.message} (JSON-RPC error ${err.code})`;
@@ -214,6 +250,7 @@ async function connect() {
   }
   const server = state.init.serverInfo || {};
   setStatus(`Connected to ${server.name || 'server'} ${server.version || ''} · ${state.init.protocolVersion}`, 'ok');
+  setupProfiles();
   $('#main').hidden = false;
   // Once connected the form folds away (it stays one keystroke from reach) so the console gets the room.
   $('#connection').open = false;
@@ -241,7 +278,7 @@ async function renderServer() {
   let info = null;
   if (hasTool('server_info')) {
     try {
-      info = await call('server_info', {});
+      info = await callOnProfile('server_info', {});
     } catch (err) {
       blocks.push(h('p', { class: 'error' }, `server_info failed: ${describeFailure(err)}`));
     }
@@ -275,7 +312,7 @@ async function renderServer() {
       ])),
     );
     const mode = info.access_mode === 'read_only' ? 'read-only' : 'read-write';
-    setStatus(`Connected to ${server.name || 'server'} ${server.version || ''} · ${info.current_database} · ${mode}${caller.kind === 'token' ? ` · ${who}` : ''}`, 'ok');
+    setStatus(`Connected to ${server.name || 'server'} ${server.version || ''} · ${state.profile ? `${state.profile}: ` : ''}${info.current_database} · ${mode}${caller.kind === 'token' ? ` · ${who}` : ''}`, 'ok');
   }
   clear(host, blocks);
 }
@@ -453,7 +490,7 @@ async function runQuery() {
   setBusy(true, 'Running query…');
   const started = performance.now();
   try {
-    const value = await call('execute_query', args);
+    const value = await callOnProfile('execute_query', args);
     showResult(value, Math.round(performance.now() - started));
     announce(`${value.row_count} rows`);
   } catch (err) {
@@ -476,7 +513,7 @@ async function explainQuery() {
   state.editor.markError(null);
   setBusy(true, 'Explaining…');
   try {
-    const value = await call('explain_query', { sql, analyze: $('#analyze').checked });
+    const value = await callOnProfile('explain_query', { sql, analyze: $('#analyze').checked });
     $('#result').hidden = true;
     clear($('#plan-host'), planView(value));
     announce('Plan shown');
@@ -580,8 +617,9 @@ function start() {
   setupTabs();
   setupConnect();
   setupSql();
+  $('#profile').addEventListener('change', (event) => switchProfile(event.target.value));
   state.schema = new SchemaBrowser($('#schema-tree'), $('#schema-detail'), $('#schema-search'), {
-    call,
+    call: callOnProfile,
     has: hasTool,
     onQuery: openInEditor,
   });
