@@ -138,6 +138,7 @@ async fn chromium_explains_a_missing_token_and_works_with_a_valid_one() {
     let provider = Provider::start(entra_clients("{base}"));
     let server = PgmcpHttp::start_entra(demo_url(), &provider.base, &[]);
     let token = provider.token("v2-app").await;
+    let weak_token = provider.token("v2-wrong-role").await;
     let client = http();
     // The page is public; /mcp is not.
     let page = client
@@ -170,6 +171,7 @@ async fn chromium_explains_a_missing_token_and_works_with_a_valid_one() {
             &url,
             &[
                 ("PGMCP_WEB_TOKEN", &token),
+                ("PGMCP_WEB_WEAK_TOKEN", &weak_token),
                 ("PGMCP_WEB_ISSUER", &issuer),
                 ("PGMCP_WEB_CALLER", AGENT_OID),
             ],

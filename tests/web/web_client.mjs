@@ -6,7 +6,7 @@
 //   auth   pgmcp with Entra authentication: the explanation without a token, a rejected token, then a valid one
 //
 // Environment: PGMCP_WEB_URL (the page, e.g. http://127.0.0.1:PORT/), PGMCP_WEB_ARTIFACTS (screenshot folder),
-// PGMCP_WEB_TOKEN (auth: a valid token), PGMCP_WEB_ISSUER (auth: the provider that must be named),
+// PGMCP_WEB_TOKEN (auth: a valid token), PGMCP_WEB_WEAK_TOKEN (auth: a valid token without the role), PGMCP_WEB_ISSUER (auth: the provider that must be named),
 // PGMCP_WEB_CALLER (auth: the oid the page must show), PGMCP_WEB_EXPECT_SESSION=1 (open: the server keeps legacy
 // sessions, so the page must carry Mcp-Session-Id), PGMCP_WEB_PROFILES=a,b (open: the server has these two profiles,
 // the first the default), PGMCP_WEB_BROWSER (default /usr/bin/chromium).
@@ -32,9 +32,9 @@ async function text(locator) {
 }
 
 async function waitConnected(page) {
-  await page.waitForSelector('#status[data-state="ok"]', { timeout: TIMEOUT });
-  // server_info fills the status with the database name once it has answered.
-  await page.waitForFunction(() => document.querySelector('#status').textContent.includes('·'), null, { timeout: TIMEOUT });
+  // The page marks #main ready once the server panel (server_info) and the schema are in.
+  await page.waitForSelector('#main[data-ready="true"]', { timeout: TIMEOUT });
+  check((await page.getAttribute('#status', 'data-state')) === 'ok', 'status says connected');
 }
 
 async function runSql(page, sql, { limit = '' } = {}) {
@@ -266,6 +266,11 @@ function openScenario() {
     const csv = readFileSync(await download.path(), 'utf8');
     const expected = 'id,txt,nothing,empty,quoted,doc\r\n1,"a,b",,"","say ""hi""","{""k"":[1,2]}"\r\n2,plain,x,y,z,[]\r\n';
     check(csv === expected, `CSV was ${JSON.stringify(csv)}`);
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write']);
+    await page.locator('#copy-tsv').click();
+    await page.locator('#copy-tsv', { hasText: 'Copied' }).waitFor({ timeout: TIMEOUT });
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    check(copied.split('\n')[1] === '1\ta,b\t\t\tsay "hi"\t{"k":[1,2]}', `copied ${JSON.stringify(copied)}`);
     const [json] = await Promise.all([page.waitForEvent('download', { timeout: TIMEOUT }), page.locator('#download-json').click()]);
     const records = JSON.parse(readFileSync(await json.path(), 'utf8'));
     check(records.length === 2 && records[0].nothing === null && records[0].empty === '' && records[0].doc.k[1] === 2, JSON.stringify(records));
@@ -301,6 +306,12 @@ function openScenario() {
     check(body.includes('Limit') && body.includes('Seq Scan on reviews') && /cost \d+\.\d\d\.\.\d+\.\d\d/.test(body), body.slice(0, 400));
     check(await plan.locator('[role="treeitem"]').count() >= 4, 'nested plan nodes');
     await shot(page, 'plan-light');
+    await page.locator('#analyze').check();
+    await page.locator('#explain').click();
+    await page.locator('[data-testid="plan"] .actual').first().waitFor({ timeout: TIMEOUT });
+    const analyzed = await text(page.locator('[data-testid="plan"]'));
+    check(analyzed.includes('Executed (ANALYZE)') && /actual \d+\.\d\d\.\.\d+\.\d\d ms, rows \d+/.test(analyzed), analyzed.slice(0, 400));
+    await page.locator('#analyze').uncheck();
   });
 
   step('keeps history locally', async ({ page }) => {
@@ -404,6 +415,15 @@ function authScenario() {
     await page.locator('#connect-button').click();
     await page.locator('[data-testid="auth-explanation"] h2', { hasText: 'rejected your token' }).waitFor({ timeout: TIMEOUT });
     check((await text(page.locator('[data-testid="auth-explanation"]'))).includes('invalid_token'), 'error code shown');
+  });
+
+  step('explains a valid token that lacks the role (403)', async ({ page }) => {
+    await page.fill('#token', process.env.PGMCP_WEB_WEAK_TOKEN);
+    await page.locator('#connect-button').click();
+    const explanation = page.locator('[data-testid="auth-explanation"]');
+    await explanation.locator('h2', { hasText: 'does not grant access' }).waitFor({ timeout: TIMEOUT });
+    const body = await text(explanation);
+    check(body.includes('insufficient_scope') && body.includes('403'), body);
   });
 
   step('connects with a valid token, kept in session storage only', async ({ page }) => {

@@ -224,6 +224,7 @@ async function connect() {
   if (token) sessionStorage.setItem('pgmcp.token', token);
   else sessionStorage.removeItem('pgmcp.token');
   setStatus('Connecting…', 'busy');
+  delete $('#main').dataset.ready;
   $('#connect-button').disabled = true;
   state.client = new McpClient(url, token, recordExchange);
   try {
@@ -257,6 +258,8 @@ async function connect() {
   $('#connection-summary').textContent = `Connection: ${url}${token ? ' with a bearer token' : ''} (change)`;
   renderTools();
   await Promise.all([renderServer(), loadSchema()]);
+  // For scripts and tests: everything the connection shows is in place.
+  $('#main').dataset.ready = 'true';
   announce('Connected');
 }
 
