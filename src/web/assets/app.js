@@ -480,9 +480,16 @@ function currentSql() {
   return state.editor.value.trim();
 }
 
+/** Whether the caller may use `tool`; otherwise says so where SQL errors go (a policy can hide tools). */
+function offered(tool) {
+  if (hasTool(tool)) return true;
+  clear($('#sql-error'), h('div', { class: 'sql-problem', role: 'alert', 'data-testid': 'sql-error' }, h('h2', {}, `${tool} is not available`), h('p', {}, `This server does not offer ${tool} to you (tools/list does not include it): the authorization policy may grant you only some tools.`)));
+  return false;
+}
+
 async function runQuery() {
   const sql = currentSql();
-  if (!sql || state.busy || !state.client) return;
+  if (!sql || state.busy || !state.client || !offered('execute_query')) return;
   remember(state.editor.value);
   const args = { sql };
   const limit = $('#limit').value.trim();
@@ -509,7 +516,7 @@ async function runQuery() {
 
 async function explainQuery() {
   const sql = currentSql();
-  if (!sql || state.busy || !state.client) return;
+  if (!sql || state.busy || !state.client || !offered('explain_query')) return;
   remember(state.editor.value);
   clear($('#sql-error'));
   clear($('#plan-host'));
