@@ -9,7 +9,8 @@ current_timestamp current_user default desc distinct else end except exists expl
 foreign from full group having ilike in inner intersect interval is join last lateral left like limit natural not
 null nulls offset on only or order outer over partition primary range recursive references right row rows select
 session_user similar some table then ties true union unique user using values verbose view when where window with
-within analyze show`.split(/\s+/),
+within analyze show insert into update set delete merge returning create alter drop truncate grant revoke begin
+commit rollback copy do call conflict nothing`.split(/\s+/),
 );
 
 /**
