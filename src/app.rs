@@ -170,6 +170,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // Checked before the cluster starts, so a bad address costs nothing.
+    let http = args.http.as_deref().map(demo_http_settings).transpose()?;
     let demo = tokio::task::spawn_blocking(crate::demo::start_demo)
         .await
         .context("the demo start-up task failed")??;
@@ -180,6 +182,15 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     // The demo ignores the caller's PG* variables and config file: it serves only its own sample database.
     let profiles = config::resolve(&sources(&database_args, HashMap::new())?)?;
+    let outcome = match http {
+        Some(settings) => demo_http(open_databases(profiles)?, settings).await,
+        None => demo_stdio(open_databases(profiles)?).await,
+    };
+    drop(demo);
+    outcome
+}
+
+async fn demo_stdio(databases: Arc<Databases>) -> anyhow::Result<()> {
     eprintln!(
         "pgmcp demo: serving MCP on stdio against the sample database (Ctrl-D or close the client to stop)"
     );
@@ -190,11 +201,58 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| "pgmcp".into());
         eprintln!(
             "pgmcp demo: this is an MCP server speaking JSON-RPC on stdin/stdout; connect a client instead of typing:\n  \
+             `{binary} demo --http` serves it with a web client to open in a browser,\n  \
              `{binary} demo --print-config` prints Claude Desktop / VS Code settings, or\n  \
              `npx @modelcontextprotocol/inspector {binary} demo` opens the MCP Inspector"
         );
     }
-    let outcome = serve_stdio(open_databases(profiles)?).await;
-    drop(demo);
-    outcome
+    serve_stdio(databases).await
+}
+
+/// The demo's HTTP settings: loopback only (it serves without authentication), the web client on.
+fn demo_http_settings(listen: &str) -> anyhow::Result<crate::http::settings::HttpSettings> {
+    let args = crate::cli::HttpArgs {
+        listen: Some(listen.to_string()),
+        ..Default::default()
+    };
+    let settings = crate::http::settings::resolve(&args, &ConfigFile::default())?
+        .context("the demo's HTTP address")?;
+    if !settings.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "`pgmcp demo --http {listen}`: the demo serves without authentication, so it listens on loopback only — use e.g. 127.0.0.1:8808"
+        );
+    }
+    Ok(settings)
+}
+
+async fn demo_http(
+    databases: Arc<Databases>,
+    settings: crate::http::settings::HttpSettings,
+) -> anyhow::Result<()> {
+    let wanted = settings.listen;
+    crate::http::server::check_exposure(&settings)?;
+    let listener = match tokio::net::TcpListener::bind(wanted).await {
+        Ok(listener) => listener,
+        // Only the default address falls back: an address the user typed is one they meant.
+        Err(err)
+            if err.kind() == std::io::ErrorKind::AddrInUse
+                && wanted.to_string() == crate::cli::DEMO_HTTP_DEFAULT =>
+        {
+            eprintln!("pgmcp demo: {wanted} is in use; taking a free port instead");
+            tokio::net::TcpListener::bind((wanted.ip(), 0))
+                .await
+                .context("could not listen on a free loopback port")?
+        }
+        Err(err) => {
+            return Err(err).with_context(|| format!("could not listen on `--http {wanted}`"));
+        }
+    };
+    crate::http::server::serve_http_on(listener, databases, settings, None, |bound| {
+        eprintln!(
+            "pgmcp demo: serving MCP over HTTP at http://{bound}/mcp against the sample database (Ctrl-C to stop)"
+        );
+        // stdout carries no protocol here, so the one line a person (or a script) needs goes there.
+        println!("Open the pgmcp web client: http://{bound}/");
+    })
+    .await
 }

@@ -18,6 +18,7 @@ The database comes from, in order: --database-url, DATABASE_URL, a profile from 
 PGMCP_CONFIG, selected with --profile / PGMCP_PROFILE), or libpq's PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, \
 PGSSLMODE, PGSSLROOTCERT, PGAPPNAME (with ~/.pgpass honoured).",
     after_help = "Examples:\n  pgmcp demo                                   # sample database, MCP on stdio\n  \
+pgmcp demo --http                            # sample database and the web client at http://127.0.0.1:8808/\n  \
 pgmcp serve --database-url postgresql://readonly@localhost/app\n  \
 PGHOST=db.example.com PGUSER=reader pgmcp check\n  \
 pgmcp serve --config pgmcp.toml --profile local --profile azure_dev"
@@ -49,6 +50,7 @@ pub enum Command {
     /// Connect once and report the server, the session's security and the role's privileges; exit non-zero on failure.
     Check(Box<DatabaseArgs>),
     /// Start a throwaway PostgreSQL with a sample restaurants database and serve MCP on stdio against it.
+    /// With --http, serve it over HTTP on loopback with the web client and print the URL to open.
     Demo(DemoArgs),
 }
 
@@ -100,6 +102,10 @@ pub struct HttpArgs {
     /// `http.legacy_sessions`.
     #[arg(long, env = "PGMCP_LEGACY_SESSIONS")]
     pub legacy_sessions: bool,
+
+    /// Do not serve the browser console at / (the web client; /mcp is unaffected). Config: `http.ui = false`.
+    #[arg(long, env = "PGMCP_NO_UI")]
+    pub no_ui: bool,
 
     /// Inbound authentication: none, entra (Microsoft Entra ID) or oidc (any OpenID provider). Config: `auth.mode`.
     #[arg(long, env = "PGMCP_AUTH_MODE", value_name = "none|entra|oidc")]
@@ -267,11 +273,25 @@ impl DatabaseArgs {
     }
 }
 
+/// Where `pgmcp demo --http` listens when no address is given.
+pub const DEMO_HTTP_DEFAULT: &str = "127.0.0.1:8808";
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Print ready-to-paste client configuration (Claude Desktop, VS Code) for the demo and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Serve MCP over HTTP with the web client instead of stdio, on this loopback address (default
+    /// 127.0.0.1:8808, or a free port when that one is taken), and print the URL to open in a browser.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = DEMO_HTTP_DEFAULT,
+        conflicts_with = "print_config"
+    )]
+    pub http: Option<String>,
 }
 
 fn parse_access_mode(value: &str) -> Result<AccessMode, String> {

@@ -15,3 +15,4 @@ pub mod identity;
 pub mod mcp;
 pub mod telemetry;
 pub mod tools;
+pub mod web;

@@ -243,6 +243,7 @@ impl ServerHandler for PgMcpServer {
                     arguments,
                     &context.ct,
                     crate::http::request_user(&context.extensions),
+                    &identity,
                 )
                 .instrument(span)
                 .await;

@@ -2,6 +2,7 @@
 //! report. One cluster serves all checks, which run in sequence in one test to keep the suite fast.
 
 use pgmcp::config::AccessMode;
+use pgmcp::telemetry::audit::CallerIdentity;
 use pgmcp::tools::ToolError;
 use pgmcp::tools::catalog::{
     self, DescribeTableParams, ForeignKeyAction, IdentityKind, ListDatabasesParams,
@@ -596,13 +597,19 @@ async fn check_table_stats(client: &Client) {
 }
 
 async fn check_server_info(client: &Client) {
-    let info = server_info(client, AccessMode::ReadOnly, "local")
-        .await
-        .unwrap();
+    let info = server_info(
+        client,
+        AccessMode::ReadOnly,
+        "local",
+        &CallerIdentity::Local,
+    )
+    .await
+    .unwrap();
     assert!(info.server_version_num >= 150000);
     assert!(info.version.starts_with("PostgreSQL "));
     assert_eq!(info.current_user, "postgres");
     assert_eq!(info.session_user, "postgres");
+    assert_eq!(info.caller.kind, "local");
     assert_eq!(info.current_database, client_database(client).await);
     assert_eq!(info.server_address.as_deref(), Some("127.0.0.1"));
     assert!(info.server_port.is_some());

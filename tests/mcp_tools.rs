@@ -285,6 +285,8 @@ async fn catalog_tools_describe_the_fixture_schema() {
     let text = info.to_string();
     assert!(text.contains("\"reader\""), "current user in {text}");
     assert!(text.contains("read_only"), "access mode in {text}");
+    // On stdio the caller is whoever started pgmcp.
+    assert_eq!(info["caller"]["kind"], json!("local"), "{text}");
     client.cancel().await.ok();
 }
 

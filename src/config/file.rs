@@ -51,6 +51,8 @@ pub struct HttpFile {
     pub resource_name: Option<String>,
     /// Serve /metrics (default true).
     pub metrics: Option<bool>,
+    /// Serve the browser console at `/` (default true; `--no-ui`).
+    pub ui: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -93,13 +93,20 @@ pub fn own_origins(settings: &HttpSettings, bound: SocketAddr) -> Vec<String> {
         // An explicit port: rmcp treats a port-less entry as "any port", which is wider than needed.
         origins.push(format!("{}://{host}:{port}", url.scheme()));
     }
+    let port = bound.port();
     if bound.ip().is_loopback() {
-        let port = bound.port();
         origins.extend([
             format!("http://localhost:{port}"),
             format!("http://127.0.0.1:{port}"),
             format!("http://[::1]:{port}"),
         ]);
+    } else if settings.public_url.is_none() && !bound.ip().is_unspecified() {
+        // Bound to one specific address, which is then also the accepted Host: the page served from it is ours.
+        let origin = match bound.ip() {
+            std::net::IpAddr::V4(ip) => format!("http://{ip}:{port}"),
+            std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+        };
+        origins.push(origin);
     }
     origins
 }
@@ -131,11 +138,25 @@ pub async fn serve_http(
             db.profile.name
         );
     }
-    let terminated = termination_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("could not listen on `--http {}`", settings.listen))?;
+    serve_http_on(listener, databases, settings, audit, |_| {}).await
+}
+
+/// Serves on a listener the caller bound (`pgmcp demo --http` binds first, to fall back to a free port); the caller
+/// has run `check_exposure` before binding. `on_listening` runs once the server is about to accept and a
+/// termination signal would stop it gracefully, so whatever it announces is safe to act on at once.
+pub(crate) async fn serve_http_on(
+    listener: tokio::net::TcpListener,
+    databases: Arc<Databases>,
+    mut settings: HttpSettings,
+    audit: Option<Arc<AuditLog>>,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let bound = listener.local_addr().context("the bound address")?;
+    settings.listen = bound;
+    let terminated = termination_signal();
     let base = public_base(&settings, bound);
     let resource = format!("{base}{MCP_PATH}");
 
@@ -240,7 +261,10 @@ pub async fn serve_http(
     if settings.metrics {
         endpoints = endpoints.route("/metrics", get(endpoints::metrics));
     }
-    let app = mcp.merge(endpoints.with_state(state));
+    let mut app = mcp.merge(endpoints.with_state(state));
+    if settings.ui {
+        app = app.merge(crate::web::router());
+    }
 
     for db in databases.all() {
         tracing::info!(
@@ -256,8 +280,10 @@ pub async fn serve_http(
         resource = %resource,
         auth = ?settings.auth.mode,
         legacy_sessions = settings.legacy_sessions,
+        web_client = settings.ui,
         "listening on http://{bound}"
     );
+    on_listening(bound);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut running = tokio::spawn(
@@ -322,5 +348,46 @@ fn termination_signal() -> impl std::future::Future<Output = ()> {
 fn close(databases: &Databases) {
     for db in databases.all() {
         db.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::HttpArgs;
+    use crate::config::file::ConfigFile;
+
+    fn settings(listen: &str, public_url: Option<&str>) -> HttpSettings {
+        let args = HttpArgs {
+            listen: Some(listen.into()),
+            public_url: public_url.map(str::to_string),
+            allow_unauthenticated: true,
+            ..HttpArgs::default()
+        };
+        crate::http::settings::resolve(&args, &ConfigFile::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    /// The web client at `/` posts to `/mcp` with its own origin: whatever address serves the page must accept it.
+    #[test]
+    fn the_origin_that_serves_the_page_is_always_allowed() {
+        let loopback = settings("127.0.0.1:8808", None);
+        let origins = own_origins(&loopback, loopback.listen);
+        assert!(origins.contains(&"http://127.0.0.1:8808".to_string()));
+        assert!(origins.contains(&"http://localhost:8808".to_string()));
+
+        let specific = settings("192.0.2.10:8080", None);
+        assert_eq!(
+            own_origins(&specific, specific.listen),
+            vec!["http://192.0.2.10:8080"]
+        );
+        assert_eq!(allowed_hosts(&specific), vec!["192.0.2.10"]);
+
+        let public = settings("0.0.0.0:8080", Some("https://pgmcp.example.com/"));
+        assert_eq!(
+            own_origins(&public, public.listen),
+            vec!["https://pgmcp.example.com:443"]
+        );
     }
 }

@@ -29,6 +29,8 @@ pub struct HttpSettings {
     pub resource_documentation: Option<String>,
     pub resource_name: String,
     pub metrics: bool,
+    /// Serve the browser console at `/`.
+    pub ui: bool,
     pub auth: AuthSettings,
     pub policy: Policy,
 }
@@ -156,6 +158,7 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
             .clone()
             .unwrap_or_else(|| "pgmcp (PostgreSQL for MCP)".to_string()),
         metrics: http.metrics.unwrap_or(true),
+        ui: !args.no_ui && http.ui.unwrap_or(true),
         auth: merge_auth(args, &file.auth)?,
         policy: Policy::from_file(&file.policy, write_role)?,
     }))
@@ -235,6 +238,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_web_client_is_on_unless_the_flag_or_the_file_turns_it_off() {
+        let file = ConfigFile::default();
+        assert!(resolve(&args("127.0.0.1:0"), &file).unwrap().unwrap().ui);
+        let mut off = args("127.0.0.1:0");
+        off.no_ui = true;
+        assert!(!resolve(&off, &file).unwrap().unwrap().ui);
+        let file_off = ConfigFile::parse("[http]\nui = false\n").unwrap();
+        assert!(
+            !resolve(&args("127.0.0.1:0"), &file_off)
+                .unwrap()
+                .unwrap()
+                .ui
+        );
     }
 
     #[test]

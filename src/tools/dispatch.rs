@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::{Database, UserLogin};
 use crate::mcp::{Databases, parse_args, to_json};
+use crate::telemetry::audit::CallerIdentity;
 use crate::tools::{ToolError, catalog, info, profiles, query, stats};
 
 fn requested_profile(arguments: &JsonObject) -> Result<Option<String>, ToolError> {
@@ -24,6 +25,7 @@ pub async fn call_tool(
     arguments: JsonObject,
     cancel: &CancellationToken,
     user: Option<UserLogin<'_>>,
+    caller: &CallerIdentity,
 ) -> Result<Value, ToolError> {
     if name == "list_profiles" {
         let _: profiles::ListProfilesParams = parse_args(arguments)?;
@@ -35,7 +37,10 @@ pub async fn call_tool(
     match name {
         "server_info" => {
             let _: info::ServerInfoParams = parse_args(arguments)?;
-            to_json(&info::server_info(client, db.profile.access_mode, &db.profile.name).await?)
+            to_json(
+                &info::server_info(client, db.profile.access_mode, &db.profile.name, caller)
+                    .await?,
+            )
         }
         "list_databases" => {
             to_json(&catalog::list_databases(client, parse_args(arguments)?).await?)

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::config::AccessMode;
+use crate::telemetry::audit::CallerIdentity;
 use crate::tools::ToolError;
 
 pub const SERVER_INFO_DESCRIPTION: &str = "Describe the connection behind a profile: PostgreSQL version (full \
@@ -13,8 +14,9 @@ session_user, current database, the server address and port as the server report
 whether this session uses SSL/TLS with its protocol version and cipher, whether the role is a superuser, the \
 access mode pgmcp enforces for this profile (read_only: only SELECT-like statements are allowed; read_write), the \
 session time zone, whether the server is a read replica in recovery (in_recovery: writes are impossible), and the \
-installed extensions with versions (e.g. postgis, pgvector, pg_trgm, which unlock extra SQL). Call it once at the \
-start to learn which SQL features and version-specific syntax are available.";
+installed extensions with versions (e.g. postgis, pgvector, pg_trgm, which unlock extra SQL), and who is calling \
+(`caller`: local on stdio, anonymous over HTTP without authentication, or the validated token's identity with its \
+roles and scopes). Call it once at the start to learn which SQL features and version-specific syntax are available.";
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ServerInfoParams {
@@ -29,6 +31,67 @@ pub struct ExtensionInfo {
     pub version: String,
     /// Schema holding the extension's objects.
     pub schema: String,
+}
+
+/// Who is calling pgmcp, as pgmcp established it (never the token itself).
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub struct CallerInfo {
+    /// "local" (stdio: whoever started pgmcp), "anonymous" (HTTP without authentication) or "token" (HTTP with a
+    /// validated access token).
+    pub kind: String,
+    /// Token issuer (`iss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Token subject (`sub`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Entra object id of the user or service principal (`oid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oid: Option<String>,
+    /// Entra tenant (`tid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
+    /// The calling client application (`azp` or `appid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_app: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// App roles in the token.
+    pub roles: Vec<String>,
+    /// Delegated scopes in the token.
+    pub scopes: Vec<String>,
+    /// True for app-only tokens (no user behind the call).
+    pub app_only: bool,
+}
+
+impl From<&CallerIdentity> for CallerInfo {
+    fn from(identity: &CallerIdentity) -> CallerInfo {
+        match identity {
+            CallerIdentity::Local => CallerInfo {
+                kind: "local".into(),
+                ..CallerInfo::default()
+            },
+            CallerIdentity::Anonymous => CallerInfo {
+                kind: "anonymous".into(),
+                ..CallerInfo::default()
+            },
+            CallerIdentity::Token(caller) => CallerInfo {
+                kind: "token".into(),
+                issuer: caller.issuer.clone(),
+                subject: caller.subject.clone(),
+                oid: caller.oid.clone(),
+                tid: caller.tid.clone(),
+                client_app: caller.client_app.clone(),
+                name: caller.name.clone(),
+                preferred_username: caller.preferred_username.clone(),
+                roles: caller.roles.clone(),
+                scopes: caller.scopes.clone(),
+                app_only: caller.app_only,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -67,6 +130,8 @@ pub struct ServerInfo {
     pub in_recovery: bool,
     /// Extensions installed in the current database, by name.
     pub extensions: Vec<ExtensionInfo>,
+    /// Who is calling pgmcp.
+    pub caller: CallerInfo,
 }
 
 const SESSION_SQL: &str = "SELECT version(), current_setting('server_version'),
@@ -86,6 +151,7 @@ pub async fn server_info(
     client: &Client,
     access_mode: AccessMode,
     profile_name: &str,
+    caller: &CallerIdentity,
 ) -> Result<ServerInfo, ToolError> {
     let (session, extensions) = tokio::try_join!(
         client.query_one(SESSION_SQL, &[]),
@@ -119,5 +185,6 @@ pub async fn server_info(
         time_zone: session.try_get(12)?,
         in_recovery: session.try_get(13)?,
         extensions,
+        caller: CallerInfo::from(caller),
     })
 }
