@@ -15,24 +15,22 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, COOKIE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 
+/// The providers are shared (they exit when the test process does); each test has its own server, because a server
+/// kept in a static would never be dropped and would outlive the test process.
 struct Setup {
     trusted: Provider,
     untrusted: Provider,
-    server: PgmcpHttp,
 }
 
-fn setup() -> &'static Setup {
+fn setup() -> (&'static Setup, PgmcpHttp) {
     static SETUP: OnceLock<Setup> = OnceLock::new();
-    SETUP.get_or_init(|| {
+    let setup = SETUP.get_or_init(|| {
         let trusted = Provider::start(entra_clients("{base}"));
         let untrusted = Provider::start(entra_clients(&trusted.base));
-        let server = PgmcpHttp::start_entra(&common::reader_url(), &trusted.base, &[]);
-        Setup {
-            trusted,
-            untrusted,
-            server,
-        }
-    })
+        Setup { trusted, untrusted }
+    });
+    let server = PgmcpHttp::start_entra(&common::reader_url(), &setup.trusted.base, &[]);
+    (setup, server)
 }
 
 fn http() -> reqwest::Client {
@@ -184,9 +182,8 @@ const INSUFFICIENT: Option<&str> = Some("insufficient_scope");
 
 #[tokio::test]
 async fn malformed_and_missing_credentials() {
-    let Setup {
-        trusted, server, ..
-    } = setup();
+    let (Setup { trusted, .. }, server) = setup();
+    let server = &server;
     let token = trusted.token("v2-app").await;
     use StatusCode as S;
     expect_refused(server, Case::new("no-token"), S::UNAUTHORIZED, None).await;
@@ -251,11 +248,8 @@ async fn malformed_and_missing_credentials() {
 
 #[tokio::test]
 async fn invalid_tokens_get_401() {
-    let Setup {
-        trusted,
-        untrusted,
-        server,
-    } = setup();
+    let (Setup { trusted, untrusted }, server) = setup();
+    let server = &server;
     for (name, client) in [
         ("expired", "v2-expired"),
         ("not-yet-valid", "v2-not-yet-valid"),
@@ -310,9 +304,8 @@ async fn invalid_tokens_get_401() {
 
 #[tokio::test]
 async fn crafted_tokens_get_401() {
-    let Setup {
-        trusted, server, ..
-    } = setup();
+    let (Setup { trusted, .. }, server) = setup();
+    let server = &server;
     let valid = trusted.token("v2-app").await;
     let (header, payload, signature) = split(&valid);
     let refuse = |name, token: String| async move {
@@ -362,9 +355,8 @@ async fn crafted_tokens_get_401() {
 
 #[tokio::test]
 async fn valid_tokens_lacking_rights_get_403() {
-    let Setup {
-        trusted, server, ..
-    } = setup();
+    let (Setup { trusted, .. }, server) = setup();
+    let server = &server;
     for (name, client) in [
         ("missing-role", "v2-no-role"),
         ("wrong-role", "v2-wrong-role"),
@@ -384,9 +376,8 @@ async fn valid_tokens_lacking_rights_get_403() {
 
 #[tokio::test]
 async fn valid_tokens_run_the_tool_as_the_caller() {
-    let Setup {
-        trusted, server, ..
-    } = setup();
+    let (Setup { trusted, .. }, server) = setup();
+    let server = &server;
     let v2 = expect_accepted(
         server,
         Case::bearer("valid-v2", &trusted.token("v2-app").await),
@@ -424,9 +415,8 @@ async fn valid_tokens_run_the_tool_as_the_caller() {
 
 #[tokio::test]
 async fn metadata_and_probes_are_anonymous() {
-    let Setup {
-        trusted, server, ..
-    } = setup();
+    let (Setup { trusted, .. }, server) = setup();
+    let server = &server;
     for path in [
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-protected-resource/mcp",
