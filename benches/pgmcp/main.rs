@@ -146,6 +146,7 @@ fn main() -> anyhow::Result<()> {
         Plan::full()
     };
     let started = Instant::now();
+    let load = measure::LoadSampler::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -243,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    let mut body = environment(&plan, &data, &options)?;
+    let mut body = environment(&plan, &data, &options, &load.finish())?;
     for section in &sections {
         body.push_str(&section.markdown());
     }
@@ -264,7 +265,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The machine and versions the figures belong to.
-fn environment(plan: &Plan, data: &dataset::Dataset, options: &Options) -> anyhow::Result<String> {
+fn environment(
+    plan: &Plan,
+    data: &dataset::Dataset,
+    options: &Options,
+    load_during_run: &str,
+) -> anyhow::Result<String> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -277,14 +283,12 @@ fn environment(plan: &Plan, data: &dataset::Dataset, options: &Options) -> anyho
             })
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let mut out = format!(
-        "## Results ({} run)\n\n- Machine: {cores} cores ({cpu}), load average at the end {}\n- PostgreSQL: {}\n\
+        "## Results ({} run)\n\n- Machine: {cores} cores ({cpu}), {load_during_run} (other builds share \
+         this machine: server CPU per call is the robust figure)\n- PostgreSQL: {}\n\
          - Dataset: `pgbench -i -s {}` ({} accounts), `mixed` with {} rows of 13 types, schema `many` with {} tables\n\
          - pgmcp {} (release build), driven over stdio by the bench's own minimal JSON-RPC client unless noted\n",
         if plan.smoke { "smoke" } else { "full" },
-        load.join(" "),
         data.server_version,
         plan.scale,
         data.accounts(),
