@@ -11,6 +11,8 @@ use anyhow::{Context, bail};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
+use crate::stdio::without_database_environment;
+
 /// How a client speaks to `/mcp`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Era {
@@ -76,11 +78,7 @@ impl HttpServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PG") && key != "PGMCP_LOG" || key == "DATABASE_URL" {
-                command.env_remove(key);
-            }
-        }
+        without_database_environment(&mut command);
         let mut child = command.spawn().context("spawning pgmcp serve --http")?;
         let stderr = child.stderr.take().context("child stderr")?;
         let (tx, rx) = mpsc::channel();

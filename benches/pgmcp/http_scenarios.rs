@@ -15,7 +15,7 @@ use crate::Plan;
 use crate::dataset::Dataset;
 use crate::http::{Era, HttpServer, McpHttp, http_client};
 use crate::issuer::{self, Issuer};
-use crate::measure::{Latencies, XorShift, cpu_time, ms, status_kib};
+use crate::measure::{Latencies, XorShift, cpu_time, gather, ms, status_kib};
 use crate::raw;
 use crate::report::{Section, spread};
 use crate::stdio_scenarios::Pgmcp;
@@ -32,6 +32,55 @@ struct Cell {
     cpu: Vec<f64>,
     /// Largest VmRSS seen while the load ran, MiB.
     peak_rss: f64,
+}
+
+impl Cell {
+    fn add(&mut self, latencies: Vec<Duration>, wall: Duration) -> anyhow::Result<()> {
+        let latencies = Latencies::new(latencies);
+        anyhow::ensure!(latencies.len() > 0, "no call finished within the budget");
+        self.rate.push(latencies.len() as f64 / wall.as_secs_f64());
+        self.p50.push(ms(latencies.percentile(50.0)));
+        self.p99.push(ms(latencies.percentile(99.0)));
+        Ok(())
+    }
+
+    fn raw_row(
+        &self,
+        label: &str,
+        concurrency: usize,
+        vs_raw: &str,
+        vs_sequence: &str,
+    ) -> Vec<String> {
+        vec![
+            label.into(),
+            "—".into(),
+            concurrency.to_string(),
+            spread(&self.rate, 0),
+            spread(&self.p50, 3),
+            spread(&self.p99, 3),
+            format!("{:.1}", median(&self.p99) / median(&self.p50)),
+            "—".into(),
+            vs_raw.into(),
+            vs_sequence.into(),
+        ]
+    }
+}
+
+/// A raw load repeated `plan.reps` times.
+fn raw_cell<F>(
+    plan: &Plan,
+    rt: &tokio::runtime::Runtime,
+    load: impl Fn() -> F,
+) -> anyhow::Result<Cell>
+where
+    F: std::future::Future<Output = anyhow::Result<(Vec<Duration>, Duration)>>,
+{
+    let mut cell = Cell::default();
+    for _ in 0..plan.reps {
+        let (latencies, wall) = rt.block_on(load())?;
+        cell.add(latencies, wall)?;
+    }
+    Ok(cell)
 }
 
 /// Point-query load from `clients` in parallel until `calls` are done or `budget` is spent.
@@ -65,11 +114,7 @@ async fn load(
             anyhow::Ok(latencies)
         }));
     }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.context("client task panicked")??);
-    }
-    Ok((all, started.elapsed()))
+    Ok((gather(tasks).await?, started.elapsed()))
 }
 
 async fn connect_all(
@@ -143,12 +188,8 @@ fn measure_cell(
         ))?;
         let cpu_used = cpu_time(server.pid()).unwrap_or_default() - cpu_before;
         cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
-        let latencies = Latencies::new(latencies);
-        anyhow::ensure!(latencies.len() > 0, "no call finished within the budget");
-        cell.rate.push(latencies.len() as f64 / wall.as_secs_f64());
-        cell.p50.push(ms(latencies.percentile(50.0)));
-        cell.p99.push(ms(latencies.percentile(99.0)));
-        cell.cpu.push(ms(cpu_used) / latencies.len() as f64);
+        cell.cpu.push(ms(cpu_used) / latencies.len().max(1) as f64);
+        cell.add(latencies, wall)?;
     }
     Ok(cell)
 }
@@ -209,11 +250,15 @@ pub fn transport(
         started.elapsed().as_secs_f64()
     );
 
-    // The raw floor first: the same statement through a pool of pgmcp's size, at each concurrency.
+    // The raw floors first, at each concurrency: the same statement through a pool of pgmcp's size, and what the
+    // database side of a pgmcp call costs without pgmcp (see scenario 1).
     let mut raw_rate = Vec::new();
     let mut sequence_rate = Vec::new();
     for &concurrency in &plan.http_concurrency {
-        let pool = raw::pool(&data.url(), concurrency.min(PGMCP_POOL_MAX))?;
+        let connections = concurrency.min(PGMCP_POOL_MAX);
+        let pool = raw::pool(&data.url(), connections)?;
+        let load =
+            || raw::point_queries(&pool, concurrency, plan.http_calls, plan.budget, accounts);
         rt.block_on(raw::point_queries(
             &pool,
             concurrency,
@@ -221,66 +266,22 @@ pub fn transport(
             plan.budget,
             accounts,
         ))?;
-        let mut cell = Cell::default();
-        for _ in 0..plan.reps {
-            let (latencies, wall) = rt.block_on(raw::point_queries(
-                &pool,
-                concurrency,
-                plan.http_calls,
-                plan.budget,
-                accounts,
-            ))?;
-            let latencies = Latencies::new(latencies);
-            cell.rate.push(latencies.len() as f64 / wall.as_secs_f64());
-            cell.p50.push(ms(latencies.percentile(50.0)));
-            cell.p99.push(ms(latencies.percentile(99.0)));
-        }
+        let cell = raw_cell(plan, rt, load)?;
         raw_rate.push(median(&cell.rate));
-        transport.row(vec![
-            "raw tokio-postgres pool".into(),
-            "—".into(),
-            concurrency.to_string(),
-            spread(&cell.rate, 0),
-            spread(&cell.p50, 3),
-            spread(&cell.p99, 3),
-            format!("{:.1}", median(&cell.p99) / median(&cell.p50)),
-            "—".into(),
-            "1.00".into(),
-            "—".into(),
-        ]);
-        // What the database side of a pgmcp call costs at this concurrency, without pgmcp (see scenario 1).
-        let pool = raw::pool_with(
-            &data.url(),
-            concurrency.min(PGMCP_POOL_MAX),
-            RecyclingMethod::Clean,
-        )?;
-        let mut cell = Cell::default();
-        for _ in 0..plan.reps {
-            let (latencies, wall) = rt.block_on(raw::pgmcp_sequence(
-                &pool,
-                concurrency,
-                plan.http_calls,
-                plan.budget,
-                accounts,
-            ))?;
-            let latencies = Latencies::new(latencies);
-            cell.rate.push(latencies.len() as f64 / wall.as_secs_f64());
-            cell.p50.push(ms(latencies.percentile(50.0)));
-            cell.p99.push(ms(latencies.percentile(99.0)));
-        }
+        transport.row(cell.raw_row("raw tokio-postgres pool", concurrency, "1.00", "—"));
+
+        let pool = raw::pool_with(&data.url(), connections, RecyclingMethod::Clean)?;
+        let load =
+            || raw::pgmcp_sequence(&pool, concurrency, plan.http_calls, plan.budget, accounts);
+        let cell = raw_cell(plan, rt, load)?;
         sequence_rate.push(median(&cell.rate));
-        transport.row(vec![
-            "raw, pgmcp's statement sequence (pool recycle Clean)".into(),
-            "—".into(),
-            concurrency.to_string(),
-            spread(&cell.rate, 0),
-            spread(&cell.p50, 3),
-            spread(&cell.p99, 3),
-            format!("{:.1}", median(&cell.p99) / median(&cell.p50)),
-            "—".into(),
-            format!("{:.2}", median(&cell.rate) / raw_rate[raw_rate.len() - 1]),
-            "1.00".into(),
-        ]);
+        let vs_raw = format!("{:.2}", median(&cell.rate) / raw_rate[raw_rate.len() - 1]);
+        transport.row(cell.raw_row(
+            "raw, pgmcp's statement sequence (pool recycle Clean)",
+            concurrency,
+            &vs_raw,
+            "1.00",
+        ));
     }
 
     let heaviest = plan.http_concurrency.iter().copied().max().unwrap_or(1);

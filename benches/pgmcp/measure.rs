@@ -28,6 +28,20 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     })
 }
 
+/// The latencies of every task of a parallel load, in one list.
+pub async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(
+            task.await
+                .map_err(|e| anyhow::anyhow!("a load task failed: {e}"))??,
+        );
+    }
+    Ok(all)
+}
+
 /// Latencies of one run, sorted once.
 pub struct Latencies(Vec<Duration>);
 

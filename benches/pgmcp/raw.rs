@@ -11,7 +11,7 @@ use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use crate::measure::XorShift;
+use crate::measure::{XorShift, gather};
 
 pub const POINT_SQL: &str = "SELECT * FROM pgbench_accounts WHERE aid = $1";
 
@@ -61,11 +61,7 @@ pub async fn point_queries(
             anyhow::Ok(latencies)
         }));
     }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.context("raw task panicked")??);
-    }
-    Ok((all, started.elapsed()))
+    Ok((gather(tasks).await?, started.elapsed()))
 }
 
 /// pgmcp's own statement sequence without pgmcp: read-only transaction, prepare, bind a portal, fetch with a row
@@ -104,11 +100,7 @@ pub async fn pgmcp_sequence(
             anyhow::Ok(latencies)
         }));
     }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.context("raw task panicked")??);
-    }
-    Ok((all, started.elapsed()))
+    Ok((gather(tasks).await?, started.elapsed()))
 }
 
 /// Fetches a whole result (prepared, binary rows, nothing rendered) and returns its time.
