@@ -280,6 +280,25 @@ impl McpHttp {
         Ok((bytes.len(), message["result"].take()))
     }
 
+    /// Ends a legacy session (`DELETE` with its id), as a client does when it is done; nothing to end otherwise.
+    pub async fn close(self) -> anyhow::Result<()> {
+        if !self.headers.contains_key("mcp-session-id") {
+            return Ok(());
+        }
+        let response = self
+            .client
+            .delete(&self.url)
+            .headers(self.headers)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "closing the session: HTTP {}",
+            response.status()
+        );
+        Ok(())
+    }
+
     pub async fn call_tool(
         &mut self,
         name: &str,

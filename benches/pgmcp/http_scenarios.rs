@@ -15,7 +15,7 @@ use crate::Plan;
 use crate::dataset::Dataset;
 use crate::http::{Era, HttpServer, McpHttp, http_client};
 use crate::issuer::{self, Issuer};
-use crate::measure::{Latencies, XorShift, cpu_time, gather, ms, status_kib};
+use crate::measure::{Latencies, XorShift, cpu_time, ms, status_kib};
 use crate::raw;
 use crate::report::{Section, spread};
 use crate::stdio_scenarios::Pgmcp;
@@ -83,14 +83,15 @@ where
     Ok(cell)
 }
 
-/// Point-query load from `clients` in parallel until `calls` are done or `budget` is spent.
+/// Point-query load from `clients` in parallel until `calls` are done or `budget` is spent; the clients come back
+/// for the next repetition.
 async fn load(
     clients: Vec<McpHttp>,
     calls: usize,
     budget: Duration,
     accounts: u64,
     seed: u64,
-) -> anyhow::Result<(Vec<Duration>, Duration)> {
+) -> anyhow::Result<(Vec<Duration>, Duration, Vec<McpHttp>)> {
     let started = Instant::now();
     let per_client = calls.div_ceil(clients.len().max(1));
     let mut tasks = Vec::new();
@@ -111,10 +112,17 @@ async fn load(
                     .await?;
                 latencies.push(call.elapsed());
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((latencies, client))
         }));
     }
-    Ok((gather(tasks).await?, started.elapsed()))
+    let mut all = Vec::new();
+    let mut clients = Vec::new();
+    for task in tasks {
+        let (latencies, client) = task.await.context("client task panicked")??;
+        all.extend(latencies);
+        clients.push(client);
+    }
+    Ok((all, started.elapsed(), clients))
 }
 
 async fn connect_all(
@@ -173,24 +181,32 @@ fn measure_cell(
     accounts: u64,
 ) -> anyhow::Result<Cell> {
     let mut cell = Cell::default();
-    let warmup = rt.block_on(connect_all(server, era, tokens, concurrency))?;
-    rt.block_on(load(warmup, plan.warmup_calls, plan.budget, accounts, 7))?;
+    // The clients stay connected across the repetitions, as agents do; legacy sessions are closed at the end.
+    let clients = rt.block_on(connect_all(server, era, tokens, concurrency))?;
+    let (_, _, mut clients) =
+        rt.block_on(load(clients, plan.warmup_calls, plan.budget, accounts, 7))?;
     for rep in 0..plan.reps {
-        let clients = rt.block_on(connect_all(server, era, tokens, concurrency))?;
         let sampler = RssSampler::start(server.pid());
         let cpu_before = cpu_time(server.pid()).unwrap_or_default();
-        let (latencies, wall) = rt.block_on(load(
+        let (latencies, wall, back) = rt.block_on(load(
             clients,
             plan.http_calls,
             plan.budget,
             accounts,
             1000 * rep as u64 + 1,
         ))?;
+        clients = back;
         let cpu_used = cpu_time(server.pid()).unwrap_or_default() - cpu_before;
         cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
         cell.cpu.push(ms(cpu_used) / latencies.len().max(1) as f64);
         cell.add(latencies, wall)?;
     }
+    rt.block_on(async {
+        for client in clients {
+            client.close().await?;
+        }
+        anyhow::Ok(())
+    })?;
     Ok(cell)
 }
 
@@ -362,7 +378,8 @@ pub fn transport(
          {} repetitions after a warm-up, one server per era; median (min–max). The raw pool has min(clients, {}) \
          connections, pgmcp's default pool size; \
          \"raw, pgmcp's statement sequence\" is what pgmcp asks of PostgreSQL per call (read-only transaction, \
-         prepare, portal, rollback, pool reset on checkout) without pgmcp. Legacy clients `initialize` once (not measured); 2026-07-28 clients \
+         prepare, portal, rollback, pool reset on checkout) without pgmcp. Clients connect once per row and stay connected across its repetitions (legacy sessions end with `DELETE` \
+         after the last one). Legacy clients `initialize` once (not measured); 2026-07-28 clients \
          send `server/discover` once and the protocol version in `_meta` and headers on every call.",
         plan.http_calls, plan.budget.as_secs(), plan.reps, PGMCP_POOL_MAX
     ));
