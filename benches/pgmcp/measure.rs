@@ -28,6 +28,20 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     })
 }
 
+/// The latencies of every task of a parallel load, in one list.
+pub async fn gather(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<Duration>>>>,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(
+            task.await
+                .map_err(|e| anyhow::anyhow!("a load task failed: {e}"))??,
+        );
+    }
+    Ok(all)
+}
+
 /// Latencies of one run, sorted once.
 pub struct Latencies(Vec<Duration>);
 
@@ -98,4 +112,46 @@ impl XorShift {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The machine's 1-minute load average, sampled every 5 s while the bench runs: on a shared machine the figures
+/// belong to the load they were measured under.
+pub struct LoadSampler {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Vec<f64>>,
+}
+
+impl LoadSampler {
+    pub fn start() -> LoadSampler {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            loop {
+                if let Some(load) = std::fs::read_to_string("/proc/loadavg")
+                    .ok()
+                    .and_then(|text| text.split_whitespace().next()?.parse().ok())
+                {
+                    samples.push(load);
+                }
+                match stopped.recv_timeout(Duration::from_secs(5)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => return samples,
+                }
+            }
+        });
+        LoadSampler { stop, thread }
+    }
+
+    /// "load average (1 min) 2.1–4.3, median 3.0 during the run".
+    pub fn finish(self) -> String {
+        let _ = self.stop.send(());
+        let samples = self.thread.join().unwrap_or_default();
+        match Spread::of(&samples) {
+            Some(s) => format!(
+                "load average (1 min) {:.1}–{:.1}, median {:.1}, during the run",
+                s.min, s.max, s.median
+            ),
+            None => "load average unknown".into(),
+        }
+    }
 }

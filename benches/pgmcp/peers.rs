@@ -320,7 +320,9 @@ fn sections(
     );
     huge_section.note(
         "Peers have no row cap: they return every row in one message. pgmcp returns its default cap (1,000 rows, \
-         `truncated: true`). Response size is the serialized CallToolResult as the SDK received it.",
+         `truncated: true`). Response size is the serialized CallToolResult as the SDK received it; an answer line \
+         over 32 MiB is timed and measured on the pipe but not decoded (decoding a 190 MB answer took the Python \
+         client to 19.7 GB and the OOM killer), so its rows show as `?`.",
     );
     vec![point, wide_section, huge_section, start]
 }

@@ -11,7 +11,7 @@ use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use crate::measure::XorShift;
+use crate::measure::{XorShift, gather};
 
 pub const POINT_SQL: &str = "SELECT * FROM pgbench_accounts WHERE aid = $1";
 
@@ -61,40 +61,46 @@ pub async fn point_queries(
             anyhow::Ok(latencies)
         }));
     }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.context("raw task panicked")??);
-    }
-    Ok((all, started.elapsed()))
+    Ok((gather(tasks).await?, started.elapsed()))
 }
 
 /// pgmcp's own statement sequence without pgmcp: read-only transaction, prepare, bind a portal, fetch with a row
-/// limit, rollback (queued, not awaited). With a `Clean` pool it is the database floor of one pgmcp call.
+/// limit, rollback (queued, not awaited), from `concurrency` tasks. With a `Clean` pool it is the database floor
+/// of one pgmcp call.
 pub async fn pgmcp_sequence(
     pool: &Pool,
+    concurrency: usize,
     calls: usize,
     budget: Duration,
     accounts: u64,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let started = Instant::now();
-    let mut ids = XorShift::new(0x5eed);
-    let mut latencies = Vec::with_capacity(calls);
-    while latencies.len() < calls && started.elapsed() < budget {
-        let call = Instant::now();
-        let mut client = pool.get().await?;
-        let txn = client.build_transaction().read_only(true).start().await?;
-        let statement = txn.prepare(POINT_SQL).await?;
-        let aid = ids.next_in(accounts) as i32;
-        let portal = txn.bind_raw(&statement, [aid]).await?;
-        let stream = txn.query_portal_raw(&portal, 1001).await?;
-        pin_mut!(stream);
-        while let Some(row) = stream.next().await {
-            row?;
-        }
-        drop(txn);
-        latencies.push(call.elapsed());
+    let per_task = calls.div_ceil(concurrency);
+    let mut tasks = Vec::new();
+    for task in 0..concurrency {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = XorShift::new(0x5eed + task as u64);
+            let mut latencies = Vec::with_capacity(per_task);
+            while latencies.len() < per_task && started.elapsed() < budget {
+                let call = Instant::now();
+                let mut client = pool.get().await?;
+                let txn = client.build_transaction().read_only(true).start().await?;
+                let statement = txn.prepare(POINT_SQL).await?;
+                let aid = ids.next_in(accounts) as i32;
+                let portal = txn.bind_raw(&statement, [aid]).await?;
+                let stream = txn.query_portal_raw(&portal, 1001).await?;
+                pin_mut!(stream);
+                while let Some(row) = stream.next().await {
+                    row?;
+                }
+                drop(txn);
+                latencies.push(call.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
     }
-    Ok((latencies, started.elapsed()))
+    Ok((gather(tasks).await?, started.elapsed()))
 }
 
 /// Fetches a whole result (prepared, binary rows, nothing rendered) and returns its time.

@@ -33,11 +33,7 @@ impl StdioServer {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("PG") && key != "PGMCP_LOG" || key == "DATABASE_URL" {
-                command.env_remove(key);
-            }
-        }
+        without_database_environment(&mut command);
         let mut child = command
             .spawn()
             .with_context(|| format!("spawning {program}"))?;
@@ -118,6 +114,16 @@ impl StdioServer {
             );
         }
         Ok(answer)
+    }
+}
+
+/// Removes the bench's own PG* variables and DATABASE_URL from a server's environment: the server must use only
+/// what the bench passes it.
+pub fn without_database_environment(command: &mut Command) {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PG") && key != "PGMCP_LOG" || key == "DATABASE_URL" {
+            command.env_remove(key);
+        }
     }
 }
 

@@ -129,12 +129,14 @@ pub fn point_query(
         for _ in 0..plan.reps {
             rt.block_on(raw::pgmcp_sequence(
                 &pool,
+                1,
                 plan.warmup_calls,
                 plan.budget,
                 data.accounts(),
             ))?;
             let (latencies, wall) = rt.block_on(raw::pgmcp_sequence(
                 &pool,
+                1,
                 plan.point_calls,
                 plan.budget,
                 data.accounts(),

@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -287,7 +288,9 @@ pub(crate) async fn serve_http_on(
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut running = tokio::spawn(
-        axum::serve(listener, app)
+        // Without TCP_NODELAY an answer written in several pieces (the event streams of legacy sessions) waits for
+        // the client's delayed ACK: 40 ms per call.
+        axum::serve(listener.tap_io(|tcp| drop(tcp.set_nodelay(true))), app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.await;
             })

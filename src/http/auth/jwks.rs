@@ -106,6 +106,14 @@ impl KeySource {
         self.current().is_some()
     }
 
+    /// Installs a key set as if it had just been fetched.
+    #[cfg(test)]
+    pub fn replace_keys(&self, set: KeySet) {
+        if let Ok(mut keys) = self.keys.write() {
+            *keys = Some(Arc::new(set));
+        }
+    }
+
     /// Fetches the keys now; on failure the previously cached keys stay in use.
     pub async fn refresh(&self) -> anyhow::Result<()> {
         let _only_one = self.fetching.lock().await;

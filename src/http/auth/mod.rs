@@ -2,6 +2,7 @@
 //! provider. Tokens come only from `Authorization: Bearer`, are verified with the issuer's published keys only,
 //! and their claims are checked against the settings; the result is the request's [`crate::http::Caller`].
 
+mod cache;
 mod jwks;
 mod layer;
 mod reason;
@@ -23,6 +24,7 @@ pub use settings::{AuthMode, AuthSettings, DEFAULT_ENTRA_AUTHORITY, DEFAULT_ENTR
 
 use crate::config::Secret;
 use crate::http::Caller;
+use cache::VerifiedTokens;
 use jwks::{KeyLocation, KeySource, RefreshCounters};
 use reason::{Failure, FailureCounters};
 use verify::{Policy, TrustedIssuer};
@@ -55,6 +57,7 @@ pub struct Authenticator {
     resource: ResourceInfo,
     failures: FailureCounters,
     refresh_counters: Arc<RefreshCounters>,
+    verified: VerifiedTokens,
 }
 
 impl Authenticator {
@@ -141,6 +144,7 @@ impl Authenticator {
             resource,
             failures: FailureCounters::default(),
             refresh_counters,
+            verified: VerifiedTokens::default(),
         });
         spawn_key_refresher(Arc::downgrade(&authenticator), settings.jwks_refresh());
         Ok(authenticator)
@@ -200,13 +204,19 @@ impl Authenticator {
             }
             Err(failure) => return Err(self.reject(failure, "malformed request".into())),
         };
-        match verify::verify(token.expose(), &self.issuers, &self.policy).await {
-            Ok(caller) => {
-                tracing::debug!(oid = ?caller.oid, client_app = ?caller.client_app, "caller authenticated");
-                Ok((caller, token))
-            }
-            Err((failure, detail)) => Err(self.reject(failure, detail)),
-        }
+        let digest = cache::digest(token.expose());
+        let caller = match self.verified.get(&digest) {
+            Some(caller) => caller,
+            None => match verify::verify(token.expose(), &self.issuers, &self.policy).await {
+                Ok(verified) => {
+                    self.verified.insert(digest, &verified, self.policy.leeway);
+                    verified.caller
+                }
+                Err((failure, detail)) => return Err(self.reject(failure, detail)),
+            },
+        };
+        tracing::debug!(oid = ?caller.oid, client_app = ?caller.client_app, "caller authenticated");
+        Ok((caller, token))
     }
 
     fn reject(&self, failure: Failure, detail: String) -> AuthRejection {

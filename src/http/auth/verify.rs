@@ -72,6 +72,8 @@ struct Claims {
     #[serde(default, deserialize_with = "string_or_list")]
     roles: Vec<String>,
     scp: Option<String>,
+    /// Read leniently (any JSON number): jsonwebtoken has already insisted on an integer `exp`.
+    exp: Option<serde_json::Number>,
 }
 
 fn string_or_list<'de, D: serde::Deserializer<'de>>(
@@ -93,12 +95,22 @@ fn string_or_list<'de, D: serde::Deserializer<'de>>(
 /// A rejection with the detail for the log. The detail never contains the token.
 pub type Rejected = (Failure, String);
 
+/// An accepted token: the caller, and what decides how long the verdict stands (see [`super::cache`]).
+pub struct Verified {
+    pub caller: Caller,
+    /// `exp`, in seconds since the epoch.
+    pub expires: Option<u64>,
+    /// The issuer's key source and the key set the signature was checked with.
+    pub source: Arc<KeySource>,
+    pub keys: Arc<KeySet>,
+}
+
 /// Verifies `token` against the trusted issuers and the policy.
 pub async fn verify(
     token: &str,
     issuers: &[TrustedIssuer],
     policy: &Policy,
-) -> Result<Caller, Rejected> {
+) -> Result<Verified, Rejected> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err((
             Failure::MalformedToken,
@@ -184,7 +196,13 @@ pub async fn verify(
         }
     }
     let claims = verified.ok_or(last_error)?;
-    check_claims(claims, trusted, policy)
+    let expires = claims.exp.as_ref().and_then(serde_json::Number::as_u64);
+    Ok(Verified {
+        caller: check_claims(claims, trusted, policy)?,
+        expires,
+        source: trusted.keys.clone(),
+        keys,
+    })
 }
 
 async fn keys_for(source: &KeySource, kid: Option<&str>) -> Result<Arc<KeySet>, Rejected> {

@@ -1,0 +1,481 @@
+//! Scenario 2 (point queries over Streamable HTTP with a bearer token validated on every call, at several
+//! concurrencies, in both protocol eras, beside the raw pool), the HTTP half of scenario 5 (idle RSS, RSS under
+//! the heaviest load) and scenario 6's token validation cost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use deadpool_postgres::RecyclingMethod;
+use pgmcp::http::auth::{AuthMode, AuthSettings, Authenticator, ResourceInfo};
+
+use crate::Plan;
+use crate::dataset::Dataset;
+use crate::http::{Era, HttpServer, McpHttp, http_client};
+use crate::issuer::{self, Issuer};
+use crate::measure::{Latencies, XorShift, cpu_time, ms, status_kib};
+use crate::raw;
+use crate::report::{Section, spread};
+use crate::stdio_scenarios::Pgmcp;
+
+/// pgmcp's default pool size: the raw floor gets as many connections, so both sides use the same database.
+const PGMCP_POOL_MAX: usize = 10;
+
+/// The figures of one (server, era, concurrency) cell over the repetitions.
+#[derive(Default)]
+struct Cell {
+    rate: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    cpu: Vec<f64>,
+    /// Largest VmRSS seen while the load ran, MiB.
+    peak_rss: f64,
+}
+
+impl Cell {
+    fn add(&mut self, latencies: Vec<Duration>, wall: Duration) -> anyhow::Result<()> {
+        let latencies = Latencies::new(latencies);
+        anyhow::ensure!(latencies.len() > 0, "no call finished within the budget");
+        self.rate.push(latencies.len() as f64 / wall.as_secs_f64());
+        self.p50.push(ms(latencies.percentile(50.0)));
+        self.p99.push(ms(latencies.percentile(99.0)));
+        Ok(())
+    }
+
+    fn raw_row(
+        &self,
+        label: &str,
+        concurrency: usize,
+        vs_raw: &str,
+        vs_sequence: &str,
+    ) -> Vec<String> {
+        vec![
+            label.into(),
+            "—".into(),
+            concurrency.to_string(),
+            spread(&self.rate, 0),
+            spread(&self.p50, 3),
+            spread(&self.p99, 3),
+            format!("{:.1}", median(&self.p99) / median(&self.p50)),
+            "—".into(),
+            vs_raw.into(),
+            vs_sequence.into(),
+        ]
+    }
+}
+
+/// A raw load repeated `plan.reps` times.
+fn raw_cell<F>(
+    plan: &Plan,
+    rt: &tokio::runtime::Runtime,
+    load: impl Fn() -> F,
+) -> anyhow::Result<Cell>
+where
+    F: std::future::Future<Output = anyhow::Result<(Vec<Duration>, Duration)>>,
+{
+    let mut cell = Cell::default();
+    for _ in 0..plan.reps {
+        let (latencies, wall) = rt.block_on(load())?;
+        cell.add(latencies, wall)?;
+    }
+    Ok(cell)
+}
+
+/// Point-query load from `clients` in parallel until `calls` are done or `budget` is spent; the clients come back
+/// for the next repetition.
+async fn load(
+    clients: Vec<McpHttp>,
+    calls: usize,
+    budget: Duration,
+    accounts: u64,
+    seed: u64,
+) -> anyhow::Result<(Vec<Duration>, Duration, Vec<McpHttp>)> {
+    let started = Instant::now();
+    let per_client = calls.div_ceil(clients.len().max(1));
+    let mut tasks = Vec::new();
+    for (n, mut client) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut ids = XorShift::new(seed + n as u64);
+            let mut latencies = Vec::with_capacity(per_client);
+            for _ in 0..per_client {
+                if started.elapsed() > budget {
+                    break;
+                }
+                let call = Instant::now();
+                client
+                    .call_tool(
+                        "execute_query",
+                        serde_json::json!({"sql": raw::POINT_SQL, "params": [ids.next_in(accounts)]}),
+                    )
+                    .await?;
+                latencies.push(call.elapsed());
+            }
+            anyhow::Ok((latencies, client))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut clients = Vec::new();
+    for task in tasks {
+        let (latencies, client) = task.await.context("client task panicked")??;
+        all.extend(latencies);
+        clients.push(client);
+    }
+    Ok((all, started.elapsed(), clients))
+}
+
+async fn connect_all(
+    server: &HttpServer,
+    era: Era,
+    tokens: &[String],
+    concurrency: usize,
+) -> anyhow::Result<Vec<McpHttp>> {
+    let client = http_client()?;
+    let mut clients = Vec::with_capacity(concurrency);
+    for n in 0..concurrency {
+        let token = (!tokens.is_empty()).then(|| tokens[n % tokens.len()].as_str());
+        clients.push(McpHttp::connect(client.clone(), &server.mcp_url, era, token).await?);
+    }
+    Ok(clients)
+}
+
+/// Samples a process's VmRSS until dropped; the largest value is the RSS under load.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(Ordering::Relaxed) {
+                peak = peak.max(status_kib(pid, "VmRSS").unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        RssSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn peak_mib(mut self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let kib = self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0);
+        kib as f64 / 1024.0
+    }
+}
+
+fn measure_cell(
+    plan: &Plan,
+    rt: &tokio::runtime::Runtime,
+    server: &HttpServer,
+    era: Era,
+    tokens: &[String],
+    concurrency: usize,
+    accounts: u64,
+) -> anyhow::Result<Cell> {
+    let mut cell = Cell::default();
+    // The clients stay connected across the repetitions, as agents do; legacy sessions are closed at the end.
+    let clients = rt.block_on(connect_all(server, era, tokens, concurrency))?;
+    let (_, _, mut clients) =
+        rt.block_on(load(clients, plan.warmup_calls, plan.budget, accounts, 7))?;
+    for rep in 0..plan.reps {
+        let sampler = RssSampler::start(server.pid());
+        let cpu_before = cpu_time(server.pid()).unwrap_or_default();
+        let (latencies, wall, back) = rt.block_on(load(
+            clients,
+            plan.http_calls,
+            plan.budget,
+            accounts,
+            1000 * rep as u64 + 1,
+        ))?;
+        clients = back;
+        let cpu_used = cpu_time(server.pid()).unwrap_or_default() - cpu_before;
+        cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
+        cell.cpu.push(ms(cpu_used) / latencies.len().max(1) as f64);
+        cell.add(latencies, wall)?;
+    }
+    rt.block_on(async {
+        for client in clients {
+            client.close().await?;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(cell)
+}
+
+fn median(values: &[f64]) -> f64 {
+    crate::measure::Spread::of(values).map_or(f64::NAN, |s| s.median)
+}
+
+/// What the HTTP scenarios produce: scenario 2's table, the HTTP memory table (scenario 5), and the CPU per
+/// call with and without token validation for scenario 6.
+pub struct HttpResults {
+    pub transport: Section,
+    pub memory: Section,
+    /// (concurrency, CPU/call with Entra tokens, CPU/call without authentication), 2026-07-28 era.
+    pub auth_cost: Vec<(usize, f64, f64)>,
+}
+
+/// Scenario 2 and the HTTP memory figures.
+pub fn transport(
+    plan: &Plan,
+    pgmcp: &Pgmcp,
+    data: &Dataset,
+    rt: &tokio::runtime::Runtime,
+    issuer: &Issuer,
+) -> anyhow::Result<HttpResults> {
+    let mut transport = Section::new(
+        "2. Point query over Streamable HTTP, bearer token on every call",
+        &[
+            "protocol era",
+            "auth",
+            "clients",
+            "calls/s",
+            "p50 ms",
+            "p99 ms",
+            "p99/p50",
+            "server CPU/call ms",
+            "× raw pool calls/s",
+            "× raw sequence calls/s",
+        ],
+    );
+    let mut memory = Section::new(
+        "5b. Memory of `serve --http`",
+        &[
+            "protocol era",
+            "idle RSS MiB",
+            "RSS under the heaviest load MiB",
+            "VmHWM after the run MiB",
+        ],
+    );
+    let accounts = data.accounts();
+    let started = Instant::now();
+    let tokens = (0..plan.http_tokens)
+        .map(|n| issuer.token(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    println!(
+        "  signed {} tokens in {:.1} s",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // The raw floors first, at each concurrency: the same statement through a pool of pgmcp's size, and what the
+    // database side of a pgmcp call costs without pgmcp (see scenario 1).
+    let mut raw_rate = Vec::new();
+    let mut sequence_rate = Vec::new();
+    for &concurrency in &plan.http_concurrency {
+        let connections = concurrency.min(PGMCP_POOL_MAX);
+        let pool = raw::pool(&data.url(), connections)?;
+        let load =
+            || raw::point_queries(&pool, concurrency, plan.http_calls, plan.budget, accounts);
+        rt.block_on(raw::point_queries(
+            &pool,
+            concurrency,
+            plan.warmup_calls,
+            plan.budget,
+            accounts,
+        ))?;
+        let cell = raw_cell(plan, rt, load)?;
+        raw_rate.push(median(&cell.rate));
+        transport.row(cell.raw_row("raw tokio-postgres pool", concurrency, "1.00", "—"));
+
+        let pool = raw::pool_with(&data.url(), connections, RecyclingMethod::Clean)?;
+        let load =
+            || raw::pgmcp_sequence(&pool, concurrency, plan.http_calls, plan.budget, accounts);
+        let cell = raw_cell(plan, rt, load)?;
+        sequence_rate.push(median(&cell.rate));
+        let vs_raw = format!("{:.2}", median(&cell.rate) / raw_rate[raw_rate.len() - 1]);
+        transport.row(cell.raw_row(
+            "raw, pgmcp's statement sequence (pool recycle Clean)",
+            concurrency,
+            &vs_raw,
+            "1.00",
+        ));
+    }
+
+    let heaviest = plan.http_concurrency.iter().copied().max().unwrap_or(1);
+    let mut auth_cost = Vec::new();
+    let variants: [(Era, bool); 4] = [
+        (Era::Legacy, true),
+        (Era::LegacySessions, true),
+        (Era::Stateless, true),
+        (Era::Stateless, false),
+    ];
+    for (era, with_auth) in variants {
+        let mut flags: Vec<&str> = era.server_flags().to_vec();
+        let config = if with_auth {
+            flags.extend(Issuer::flags());
+            issuer.config()
+        } else {
+            String::new()
+        };
+        let server = HttpServer::start(&pgmcp.binary, &data.url(), &config, &flags)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let idle = status_kib(server.pid(), "VmRSS").unwrap_or(0) as f64 / 1024.0;
+        let mut heaviest_rss = f64::NAN;
+        for (i, &concurrency) in plan.http_concurrency.iter().enumerate() {
+            let cell = measure_cell(
+                plan,
+                rt,
+                &server,
+                era,
+                if with_auth { &tokens } else { &[] },
+                concurrency,
+                accounts,
+            )
+            .with_context(|| format!("{} at {concurrency} clients", era.label()))?;
+            if concurrency == heaviest {
+                heaviest_rss = cell.peak_rss;
+            }
+            if era == Era::Stateless {
+                let cpu = median(&cell.cpu);
+                match auth_cost.iter_mut().find(|(c, _, _)| *c == concurrency) {
+                    Some(entry) => entry.2 = cpu,
+                    None => auth_cost.push((concurrency, cpu, f64::NAN)),
+                }
+            }
+            transport.row(vec![
+                era.label().into(),
+                if with_auth {
+                    "Entra JWT (RS256)"
+                } else {
+                    "none"
+                }
+                .into(),
+                concurrency.to_string(),
+                spread(&cell.rate, 0),
+                spread(&cell.p50, 3),
+                spread(&cell.p99, 3),
+                format!("{:.1}", median(&cell.p99) / median(&cell.p50)),
+                spread(&cell.cpu, 3),
+                format!("{:.2}", median(&cell.rate) / raw_rate[i]),
+                format!("{:.2}", median(&cell.rate) / sequence_rate[i]),
+            ]);
+        }
+        if with_auth {
+            memory.row(vec![
+                era.label().into(),
+                format!("{idle:.1}"),
+                format!("{heaviest_rss:.1}"),
+                format!(
+                    "{:.1}",
+                    status_kib(server.pid(), "VmHWM").unwrap_or(0) as f64 / 1024.0
+                ),
+            ]);
+        }
+    }
+    transport.note(format!(
+        "Each client has its own keep-alive connection (reqwest) and its own token (RS256, validated by pgmcp on \
+         every request against the cached JWKS of a loopback issuer in the bench process, `--auth-mode entra` with \
+         tenant, audience, role and client-app checks). {} calls per repetition shared by the clients (at most {} s), \
+         {} repetitions after a warm-up, one server per era; median (min–max). The raw pool has min(clients, {}) \
+         connections, pgmcp's default pool size; \
+         \"raw, pgmcp's statement sequence\" is what pgmcp asks of PostgreSQL per call (read-only transaction, \
+         prepare, portal, rollback, pool reset on checkout) without pgmcp. Clients connect once per row and stay connected across its repetitions (legacy sessions end with `DELETE` \
+         after the last one). Legacy clients `initialize` once (not measured); 2026-07-28 clients \
+         send `server/discover` once and the protocol version in `_meta` and headers on every call.",
+        plan.http_calls, plan.budget.as_secs(), plan.reps, PGMCP_POOL_MAX
+    ));
+    memory.note(format!(
+        "Idle RSS is VmRSS 300 ms after start (the pool's first connection is open by then); under load it is the \
+         largest VmRSS sampled every 20 ms during the {heaviest}-client runs."
+    ));
+    Ok(HttpResults {
+        transport,
+        memory,
+        auth_cost,
+    })
+}
+
+/// Scenario 6: what validating one token costs pgmcp, measured in-process on pgmcp's own `Authenticator` with
+/// the keys cached, and as the difference in server CPU per HTTP call with and without authentication.
+pub fn token_validation(
+    plan: &Plan,
+    rt: &tokio::runtime::Runtime,
+    issuer: &Issuer,
+    auth_cost: &[(usize, f64, f64)],
+) -> anyhow::Result<Section> {
+    let mut section = Section::new(
+        "6a. Token validation (cached keys)",
+        &["measurement", "per request µs"],
+    );
+    let settings = AuthSettings {
+        mode: AuthMode::Entra,
+        entra_tenant_ids: vec![issuer::TENANT.into()],
+        entra_client_id: Some(issuer::CLIENT_ID.into()),
+        required_roles: vec![issuer::ROLE.into()],
+        allowed_client_apps: vec![issuer::AGENT_APP.into()],
+        entra_authority: Some(issuer.authority.clone()),
+        entra_v1_issuer_host: Some(issuer.authority.clone()),
+        ..AuthSettings::default()
+    };
+    let resource = ResourceInfo {
+        resource: "http://127.0.0.1/mcp".into(),
+        metadata_url: "http://127.0.0.1/.well-known/oauth-protected-resource/mcp".into(),
+    };
+    // Distinct tokens for the first-request cost (pgmcp remembers verdicts per token), one for the repeated case.
+    let tokens = (0..plan.validations)
+        .map(|n| {
+            let token = issuer.token(n)?;
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {token}"))?,
+            );
+            anyhow::Ok(headers)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let uri: Uri = "/mcp".parse()?;
+    let (first, repeated) = rt.block_on(async {
+        let auth = Authenticator::new(&settings, resource).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !auth.keys_loaded() {
+            anyhow::ensure!(Instant::now() < deadline, "the issuer's keys did not load");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let refused = |_| anyhow::anyhow!("the bench token was refused");
+        let started = Instant::now();
+        for headers in &tokens {
+            auth.authenticate(headers, &uri).await.map_err(refused)?;
+        }
+        let first = started.elapsed().as_secs_f64() * 1e6 / tokens.len() as f64;
+        let mut repeated = Vec::new();
+        for _ in 0..plan.reps {
+            let started = Instant::now();
+            for _ in 0..plan.validations {
+                auth.authenticate(&tokens[0], &uri).await.map_err(refused)?;
+            }
+            repeated.push(started.elapsed().as_secs_f64() * 1e6 / plan.validations as f64);
+        }
+        anyhow::Ok((first, repeated))
+    })?;
+    section.row(vec![
+        "`Authenticator::authenticate`, first request with a token: header, RS256 signature, claims, policy (in-process)".into(),
+        format!("{first:.1}"),
+    ]);
+    section.row(vec![
+        "`Authenticator::authenticate`, every later request with the same token (verdict remembered until `exp`)".into(),
+        spread(&repeated, 2),
+    ]);
+    for (concurrency, with, without) in auth_cost {
+        section.row(vec![
+            format!(
+                "server CPU per HTTP call, Entra JWT minus no authentication, 2026-07-28, {concurrency} clients"
+            ),
+            format!("{:.0}", (with - without) * 1000.0),
+        ]);
+    }
+    section.note(format!(
+        "2048-bit RS256 tokens: {} distinct ones once each, then one of them {} times × {} repetitions; median \
+         (min–max).",
+        plan.validations, plan.validations, plan.reps
+    ));
+    Ok(section)
+}
