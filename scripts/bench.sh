@@ -28,11 +28,11 @@ done
 if [ -z "$output" ] && [ "$smoke" = 0 ]; then output="$PWD/BENCHMARKS.md"; fi
 [ -n "$output" ] && args+=(--output "$output")
 
-command -v cargo >/dev/null || { echo "Rust is required: see https://rustup.rs" >&2; exit 1; }
-ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || command -v pgbench >/dev/null || {
-  echo "pgbench and the PostgreSQL server binaries are required (Debian/Ubuntu: apt-get install postgresql)" >&2
-  exit 1
-}
+. scripts/deps.sh
+ensure_build_deps
+# pgbench comes with the server package; the bench's token issuer makes its RSA key with the openssl CLI.
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || command -v pgbench >/dev/null || apt_install postgresql
+command -v openssl >/dev/null || apt_install openssl
 
 if [ "$peers" = 1 ]; then
   # The SDK client that drives every server, pgmcp included.
