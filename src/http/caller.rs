@@ -1,8 +1,9 @@
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Who is calling, as established by the authentication layer from a validated access token. Tools use it for the
 /// authorization policy and audit lines; it never holds the token itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Caller {
     /// Token issuer (`iss`).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::config::AccessMode;
+use crate::http::Caller;
 use crate::telemetry::audit::CallerIdentity;
 use crate::tools::ToolError;
 
@@ -34,62 +35,26 @@ pub struct ExtensionInfo {
 }
 
 /// Who is calling pgmcp, as pgmcp established it (never the token itself).
-#[derive(Debug, Default, Serialize, JsonSchema)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CallerInfo {
     /// "local" (stdio: whoever started pgmcp), "anonymous" (HTTP without authentication) or "token" (HTTP with a
     /// validated access token).
     pub kind: String,
-    /// Token issuer (`iss`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    /// Token subject (`sub`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// Entra object id of the user or service principal (`oid`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oid: Option<String>,
-    /// Entra tenant (`tid`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tid: Option<String>,
-    /// The calling client application (`azp` or `appid`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_app: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preferred_username: Option<String>,
-    /// App roles in the token.
-    pub roles: Vec<String>,
-    /// Delegated scopes in the token.
-    pub scopes: Vec<String>,
-    /// True for app-only tokens (no user behind the call).
-    pub app_only: bool,
+    /// The validated token's claims (empty unless `kind` is "token").
+    #[serde(flatten)]
+    pub caller: Caller,
 }
 
 impl From<&CallerIdentity> for CallerInfo {
     fn from(identity: &CallerIdentity) -> CallerInfo {
-        match identity {
-            CallerIdentity::Local => CallerInfo {
-                kind: "local".into(),
-                ..CallerInfo::default()
-            },
-            CallerIdentity::Anonymous => CallerInfo {
-                kind: "anonymous".into(),
-                ..CallerInfo::default()
-            },
-            CallerIdentity::Token(caller) => CallerInfo {
-                kind: "token".into(),
-                issuer: caller.issuer.clone(),
-                subject: caller.subject.clone(),
-                oid: caller.oid.clone(),
-                tid: caller.tid.clone(),
-                client_app: caller.client_app.clone(),
-                name: caller.name.clone(),
-                preferred_username: caller.preferred_username.clone(),
-                roles: caller.roles.clone(),
-                scopes: caller.scopes.clone(),
-                app_only: caller.app_only,
-            },
+        let (kind, caller) = match identity {
+            CallerIdentity::Local => ("local", Caller::default()),
+            CallerIdentity::Anonymous => ("anonymous", Caller::default()),
+            CallerIdentity::Token(caller) => ("token", caller.as_ref().clone()),
+        };
+        CallerInfo {
+            kind: kind.into(),
+            caller,
         }
     }
 }
