@@ -37,6 +37,19 @@ fn demo_url() -> &'static str {
 }
 
 /// Runs one scenario of tests/web/web_client.mjs and fails the test with its report unless every step passed.
+/// `pgmcp serve --http` on a free loopback port against the demo database.
+fn serve_demo(extra: &[&str], env: &[(&str, &str)]) -> HttpServer {
+    let mut args = vec![
+        "serve",
+        "--http",
+        "127.0.0.1:0",
+        "--database-url",
+        demo_url(),
+    ];
+    args.extend_from_slice(extra);
+    HttpServer::start(&args, env)
+}
+
 fn run_browser(scenario: &str, url: &str, env: &[(&str, &str)]) {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
@@ -184,16 +197,7 @@ async fn chromium_explains_a_missing_token_and_works_with_a_valid_one() {
 
 #[tokio::test]
 async fn the_page_is_served_with_strict_headers_and_validators() {
-    let server = HttpServer::start(
-        &[
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--database-url",
-            demo_url(),
-        ],
-        &[],
-    );
+    let server = serve_demo(&[], &[]);
     let client = http();
     let page = client.get(server.url("/")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
@@ -257,16 +261,7 @@ async fn the_page_is_served_with_strict_headers_and_validators() {
 /// defences, which still refuse every other origin.
 #[tokio::test]
 async fn the_pages_own_origin_may_call_mcp_and_others_may_not() {
-    let server = HttpServer::start(
-        &[
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--database-url",
-            demo_url(),
-        ],
-        &[],
-    );
+    let server = serve_demo(&[], &[]);
     let client = http();
     let port = server.addr.port();
     for origin in [
@@ -299,22 +294,10 @@ async fn no_ui_turns_the_page_off_and_leaves_mcp_alone() {
     let config = dir.path().join("pgmcp.toml");
     std::fs::write(&config, "[http]\nui = false\n").unwrap();
     let config = config.to_str().unwrap().to_string();
-    let base = [
-        "serve",
-        "--http",
-        "127.0.0.1:0",
-        "--database-url",
-        demo_url(),
-    ];
-    let flag: Vec<&str> = base.iter().copied().chain(["--no-ui"]).collect();
-    let file: Vec<&str> = base.iter().copied().chain(["--config", &config]).collect();
     let servers = [
-        ("--no-ui", HttpServer::start(&flag, &[])),
-        (
-            "PGMCP_NO_UI",
-            HttpServer::start(&base, &[("PGMCP_NO_UI", "true")]),
-        ),
-        ("http.ui = false", HttpServer::start(&file, &[])),
+        ("--no-ui", serve_demo(&["--no-ui"], &[])),
+        ("PGMCP_NO_UI", serve_demo(&[], &[("PGMCP_NO_UI", "true")])),
+        ("http.ui = false", serve_demo(&["--config", &config], &[])),
     ];
     let client = http();
     for (how, server) in &servers {
