@@ -21,6 +21,7 @@ use crate::db::Database;
 use crate::http::policy::Policy;
 use crate::telemetry::audit::{AuditLog, CallOutcome, CallRecord, CallerIdentity};
 use crate::telemetry::metrics::Metrics;
+use crate::tools::dispatch::ToolAnswer;
 use crate::tools::{self, ToolError, registry};
 
 /// The databases one `serve` exposes; the first is the default profile.
@@ -124,10 +125,9 @@ impl PgMcpServer {
     }
 }
 
-fn success_result(value: Value) -> CallToolResult {
-    let text = value.to_string();
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = Some(value);
+fn success_result(answer: ToolAnswer) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(answer.text)]);
+    result.structured_content = answer.structured;
     result
 }
 
@@ -261,7 +261,7 @@ impl ServerHandler for PgMcpServer {
             traceparent: traceparent.as_deref(),
         });
         match result {
-            Some(Ok(value)) => Ok(success_result(value).into()),
+            Some(Ok(answer)) => Ok(success_result(answer).into()),
             Some(Err(err)) => Ok(error_result(&err).into()),
             None => Err(McpError::invalid_params(
                 format!(

@@ -23,7 +23,7 @@ async fn query(client: &http_support::HttpClient, sql: &str) -> Value {
     params.arguments = json!({"sql": sql}).as_object().cloned();
     let result = client.call_tool(params).await.expect("tools/call answered");
     assert_ne!(result.is_error, Some(true), "{result:?}");
-    result.structured_content.expect("structured content")
+    common::answer_of("execute_query", &result)
 }
 
 async fn lists_tools_and_queries(era: Era, extra: &[&str]) {

@@ -15,7 +15,7 @@ use pgmcp::config::{ConnSettings, Profile, Secret};
 use pgmcp::http::Caller;
 use pgmcp::identity::obo::{UserPools, UserSessionError};
 use pgmcp::identity::{DbAuth, DbIdentity, IdentityErrorKind, ManagedIdentityId};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const APP_AUDIENCE: &str = "api://pgmcp-app";
 
@@ -416,11 +416,7 @@ async fn http_callers_query_as_themselves() {
     for (token, user) in [(&erin, "erin@contoso.com"), (&frank, "frank@contoso.com")] {
         let answer = http_query(&server, token, WHOAMI).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
-        assert_eq!(
-            answer.body["result"]["structuredContent"]["rows"][0][0], user,
-            "{}",
-            answer.body
-        );
+        assert_eq!(answer_rows(&answer.body)[0][0], user, "{}", answer.body);
     }
     let server = Arc::new(server);
     let mut calls = Vec::new();
@@ -433,7 +429,7 @@ async fn http_callers_query_as_themselves() {
         let server = server.clone();
         calls.push(tokio::spawn(async move {
             let answer = http_query(&server, &token, WHOAMI).await;
-            let row = &answer.body["result"]["structuredContent"]["rows"][0];
+            let row = &answer_rows(&answer.body)[0];
             assert_eq!(
                 row,
                 &json!([user, notes]),
@@ -595,4 +591,13 @@ async fn on_behalf_of_needs_http_with_authentication() {
     for run in [&stdio, &anonymous, &check, &unconfigured] {
         assert_no_secrets(&run.output, &["obo-check-secret-7731".to_string()]);
     }
+}
+
+/// The rows of an execute_query answer in a raw JSON-RPC response: its one text block, parsed.
+fn answer_rows(body: &Value) -> Value {
+    let text = body["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text block: {body}"));
+    let answer: Value = serde_json::from_str(text).expect("the text block is JSON");
+    answer["rows"].clone()
 }

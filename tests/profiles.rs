@@ -2,11 +2,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{Era, call_err, call_ok, cluster, rows, spawn};
-use pgmcp::config::{ConfigSources, resolve};
-use pgmcp::db::Database;
+
 use serde_json::json;
 
 fn write_config(contents: &str) -> tempfile::NamedTempFile {
@@ -168,57 +165,96 @@ async fn read_write_profiles_commit_single_statement_dml_only() {
     client.cancel().await.ok();
 }
 
+/// Read-only calls reuse their connection as it is (they cannot leave session state behind); a write can, through
+/// a function the guard does not look into, so its connection is reset before any call gets it again.
 #[tokio::test]
-async fn a_returned_connection_carries_no_session_state() {
-    let sources = ConfigSources {
-        database_url: Some(format!(
-            "postgresql://reader@127.0.0.1:{}/app",
-            cluster().port()
-        )),
-        overrides: pgmcp::config::ProfileOverrides {
-            pool_max: Some(1),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let profile = resolve(&sources).unwrap().remove(0);
-    let db = Database::new(profile).unwrap();
-    let backend_pid = {
-        let conn = db.get().await.unwrap();
-        // Simulate a caller that changed session state by any means.
-        conn.batch_execute(
-            "SET search_path = pg_catalog; SET statement_timeout = '1h'; SET SESSION AUTHORIZATION DEFAULT; \
-             CREATE TEMP TABLE leftover (x int); LISTEN channel; SELECT pg_advisory_lock(42)",
+async fn a_write_that_changed_its_session_leaves_nothing_for_the_next_call() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS session_probe (x int);
+             CREATE OR REPLACE FUNCTION leave_session_state() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+             BEGIN
+               PERFORM set_config('search_path', 'pg_catalog', false);
+               PERFORM pg_advisory_lock(4242);
+               RETURN 1;
+             END $$;",
         )
         .await
         .unwrap();
-        conn.query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get::<_, i32>(0)
-    };
-    let conn = db.get().await.unwrap();
-    let row = conn
-        .query_one(
-            "SELECT pg_backend_pid(), current_setting('search_path'), current_setting('statement_timeout'), \
-             (SELECT count(*) FROM pg_class WHERE relname = 'leftover') + (SELECT count(*) FROM pg_listening_channels()) \
-               + (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())",
-            &[],
-        )
-        .await
-        .unwrap();
+    let url = common::superuser_url();
+    let client = spawn(
+        &[
+            "serve",
+            "--database-url",
+            &url,
+            "--access-mode",
+            "read_write",
+            "--pool-max",
+            "1",
+        ],
+        &[],
+        Era::Stateless,
+    )
+    .await;
+    let probe = json!({"sql": "SELECT pg_backend_pid(), current_setting('search_path')"});
+    let before = call_ok(&client, "execute_query", probe.clone()).await;
+    let backend = rows(&before)[0][0].as_i64().unwrap();
+    call_ok(
+        &client,
+        "execute_write",
+        json!({"sql": "INSERT INTO session_probe SELECT leave_session_state()"}),
+    )
+    .await;
+    let after = call_ok(&client, "execute_query", probe).await;
     assert_eq!(
-        row.get::<_, i32>(0),
-        backend_pid,
+        rows(&after)[0][0].as_i64().unwrap(),
+        backend,
         "the pool (max 1) handed back the same connection"
     );
-    assert_eq!(row.get::<_, String>(1), "\"$user\", public");
-    assert_eq!(
-        row.get::<_, String>(2),
-        "30s",
-        "statement_timeout is back to the profile's value"
-    );
-    assert_eq!(row.get::<_, i64>(3), 0);
-    drop(conn);
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(rows(&after)[0][1], json!("\"$user\", public"));
+    let locks: i64 = observer
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+            &[&(backend as i32)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 0, "the write's advisory lock was released");
+    client.cancel().await.ok();
+}
+
+/// A repeated statement reuses its prepared form on the connection; when the table changes shape under it,
+/// PostgreSQL refuses the old statement ("cached plan must not change result type") and pgmcp prepares it again,
+/// so the caller sees the new columns instead of an error.
+#[tokio::test]
+async fn a_cached_statement_follows_a_table_that_changed_shape() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "DROP TABLE IF EXISTS reshaped; CREATE TABLE reshaped (id int); INSERT INTO reshaped VALUES (1);",
+        )
+        .await
+        .unwrap();
+    let url = common::superuser_url();
+    let client = spawn(
+        &["serve", "--database-url", &url, "--pool-max", "1"],
+        &[],
+        Era::Stateless,
+    )
+    .await;
+    let query = json!({"sql": "SELECT * FROM reshaped"});
+    for _ in 0..2 {
+        let answer = call_ok(&client, "execute_query", query.clone()).await;
+        assert_eq!(rows(&answer)[0], json!([1]));
+    }
+    observer
+        .batch_execute("ALTER TABLE reshaped ADD COLUMN note text DEFAULT 'new'")
+        .await
+        .unwrap();
+    let answer = call_ok(&client, "execute_query", query).await;
+    assert_eq!(rows(&answer)[0], json!([1, "new"]));
+    assert_eq!(answer["columns"][1]["name"], json!("note"));
+    client.cancel().await.ok();
 }

@@ -360,7 +360,7 @@ async fn demo_http_serves_the_web_client_and_prints_its_url() {
         .await
         .expect("execute_query over the demo's HTTP");
     assert_eq!(
-        count.structured_content.unwrap()["rows"][0][0],
+        common::answer_of("execute_query", &count)["rows"][0][0],
         serde_json::json!(5000)
     );
     drop(connected);

@@ -76,6 +76,7 @@ pub struct ProfileFile {
     pub max_rows: Option<i64>,
     pub max_rows_ceiling: Option<i64>,
     pub max_result_bytes: Option<i64>,
+    pub statement_cache: Option<i64>,
     pub access_mode: Option<String>,
     pub allow_ddl: Option<bool>,
     pub deny_functions: Option<Vec<String>>,

@@ -37,6 +37,9 @@ pub struct Profile {
     pub deny_functions: Vec<String>,
     /// Added to the guard's built-in list of volatile functions that are still allowed.
     pub allow_volatile_functions: Vec<String>,
+    /// Prepared statements kept per connection for repeated SQL; `None` is automatic (see
+    /// [`Profile::statement_cache_size`]).
+    pub statement_cache: Option<usize>,
     /// Where the database password comes from (`db_auth`, Entra credential, Key Vault, on-behalf-of).
     pub identity: crate::identity::IdentitySettings,
 }
@@ -59,8 +62,22 @@ impl Profile {
             allow_ddl: false,
             deny_functions: Vec::new(),
             allow_volatile_functions: Vec::new(),
+            statement_cache: None,
             identity: crate::identity::IdentitySettings::default(),
         }
+    }
+
+    /// How many prepared statements each connection keeps for SQL it has run before. A transaction-pooling proxy
+    /// (PgBouncer in transaction mode, as Azure's built-in PgBouncer on port 6432) may hand the next transaction
+    /// to a server session that never saw the statement, so the automatic choice is none there and 64 elsewhere.
+    pub fn statement_cache_size(&self) -> usize {
+        const DEFAULT: usize = 64;
+        const PGBOUNCER_PORT: u16 = 6432;
+        self.statement_cache.unwrap_or_else(|| {
+            let behind_pgbouncer =
+                !self.conn.ports.is_empty() && self.conn.ports.iter().all(|p| *p == PGBOUNCER_PORT);
+            if behind_pgbouncer { 0 } else { DEFAULT }
+        })
     }
 }
 
@@ -317,6 +334,15 @@ pub(crate) fn profile_from_file(name: &str, raw: &ProfileFile) -> Result<Profile
         bytes_fix,
     )? {
         profile.max_result_bytes = v;
+    }
+    if let Some(v) = count(
+        "statement_cache",
+        raw.statement_cache,
+        0,
+        10_000,
+        "set how many prepared statements a connection keeps, or 0 behind a transaction-pooling proxy",
+    )? {
+        profile.statement_cache = Some(v);
     }
     if let Some(value) = &raw.statement_timeout {
         profile.statement_timeout = value.to_duration(&format!("{prefix}statement_timeout"))?;

@@ -1,6 +1,7 @@
 //! One connection pool per profile (or, with `db_identity = on_behalf_of`, one per signed-in caller). Connections
-//! come back clean: the pool resets session state on recycle, so no caller can leave a `search_path`, role or
-//! setting behind for the next one.
+//! come back clean: read-only calls cannot leave session state behind (a rolled-back transaction, and the guard),
+//! and the calls that could are followed by a session reset before the connection is reused (see
+//! `tools::dispatch`), so no caller leaves a `search_path`, role or setting behind for the next one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 
 use crate::config::{AccessMode, Profile, Secret};
 use crate::db::connect::PgConnector;
-use crate::guard::GuardPolicy;
+use crate::guard::{CachedGuard, GuardPolicy};
 use crate::http::Caller;
 use crate::identity::obo::{UserPools, UserSessionError};
 use crate::identity::{DbIdentity, IdentityError, IdentityErrorKind};
@@ -35,6 +36,8 @@ enum Logins {
 pub struct Database {
     pub profile: Profile,
     pub policy: GuardPolicy,
+    /// The policy with a memory of the verdicts it gave, which tool calls go through.
+    pub guard: CachedGuard,
     logins: Logins,
     connector: Arc<PgConnector>,
 }
@@ -80,6 +83,7 @@ impl Database {
                 .map(|f| f.to_lowercase()),
         );
         Ok(Database {
+            guard: CachedGuard::new(&policy),
             profile,
             policy,
             logins,
@@ -194,11 +198,9 @@ fn service_pool(profile: &Profile, connector: Arc<PgConnector>) -> anyhow::Resul
         connector.pg_config().clone(),
         SharedConnector(connector),
         ManagerConfig {
-            // `Clean` is DISCARD ALL without DEALLOCATE ALL (session authorization, settings, temp tables,
-            // LISTEN, advisory locks, cursors, sequences' state). Prepared statements stay because tokio-postgres
-            // caches its own type-lookup statements per connection; callers cannot create any (the guard refuses
-            // PREPARE, and pgmcp's own statements are closed when dropped).
-            recycling_method: RecyclingMethod::Clean,
+            // Only a liveness check on checkout. The reset (`Clean`: DISCARD ALL without DEALLOCATE ALL) used to
+            // run before every call, one round trip each; it now runs only after the calls that may leave state.
+            recycling_method: RecyclingMethod::Fast,
         },
     );
     Ok(Pool::builder(manager)

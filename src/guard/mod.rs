@@ -6,6 +6,7 @@
 //! functions that are not explicitly allowed. The read-only transaction the caller runs the statement in is the
 //! third layer; the guard never relies on it, and it never relies on the guard.
 
+mod cache;
 mod classify;
 pub mod corpus;
 mod policy;
@@ -17,6 +18,7 @@ mod volatility_tests;
 
 use std::fmt;
 
+pub use cache::CachedGuard;
 pub use policy::GuardPolicy;
 pub use volatility::check_volatility;
 

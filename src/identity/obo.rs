@@ -392,8 +392,9 @@ impl UserPools {
                 connector: self.connector.clone(),
                 credential: credential.clone(),
             },
+            // As for the service pool: reset after the calls that may leave state, not on every checkout.
             ManagerConfig {
-                recycling_method: RecyclingMethod::Clean,
+                recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)

@@ -9,10 +9,10 @@ use std::sync::Mutex;
 use anyhow::Context;
 use rmcp::model::{JsonObject, RequestId};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::http::Caller;
 use crate::tools::ToolError;
+use crate::tools::dispatch::ToolAnswer;
 
 /// Who made a call, as far as pgmcp knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,11 +88,12 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
-    pub fn from_result(result: &Result<Value, ToolError>) -> CallOutcome {
+    /// `bytes` is the length of the answer's text block, which the client receives whatever else it gets.
+    pub fn from_result(result: &Result<ToolAnswer, ToolError>) -> CallOutcome {
         match result {
-            Ok(value) => CallOutcome::Ok {
-                rows: row_count(value),
-                bytes: value.to_string().len(),
+            Ok(answer) => CallOutcome::Ok {
+                rows: answer.rows,
+                bytes: answer.text.len(),
             },
             Err(err) => CallOutcome::Failed {
                 kind: error_kind(err),
@@ -140,14 +141,6 @@ fn error_kind(err: &ToolError) -> &'static str {
 }
 
 /// Rows written for writes, rows returned for queries (also inside read_table's `result`).
-fn row_count(value: &Value) -> Option<u64> {
-    let output = value.get("result").unwrap_or(value);
-    output
-        .get("rows_affected")
-        .or_else(|| output.get("row_count"))
-        .and_then(Value::as_u64)
-}
-
 /// Everything one audit line says about a call.
 pub struct CallRecord<'a> {
     pub request_id: &'a RequestId,
@@ -259,7 +252,7 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn line(caller: CallerIdentity, outcome: CallOutcome) -> Value {
         let arguments = json!({"sql": "SELECT 1"}).as_object().cloned().unwrap();
@@ -278,7 +271,7 @@ mod tests {
     #[test]
     fn successful_call_line_has_rows_bytes_and_trace() {
         let value = json!({"columns": [], "rows": [[1]], "row_count": 1, "truncated": false});
-        let outcome = CallOutcome::from_result(&Ok(value.clone()));
+        let outcome = CallOutcome::from_result(&Ok(ToolAnswer::structured(value.clone())));
         let line = line(CallerIdentity::Local, outcome);
         assert_eq!(line["caller"], "local");
         assert_eq!(line["outcome"], "ok");
@@ -317,19 +310,5 @@ mod tests {
         assert_eq!(line["caller"]["oid"], "o-1");
         assert_eq!(line["caller"]["azp"], "app-1");
         assert!(line.get("rows").is_none());
-    }
-
-    #[test]
-    fn read_table_rows_are_counted_inside_result() {
-        let value =
-            json!({"schema": "public", "table": "t", "result": {"row_count": 3}, "offset": 0});
-        let bytes = value.to_string().len();
-        assert_eq!(
-            CallOutcome::from_result(&Ok(value)),
-            CallOutcome::Ok {
-                rows: Some(3),
-                bytes
-            }
-        );
     }
 }

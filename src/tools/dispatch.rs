@@ -1,9 +1,11 @@
 //! Routing a tools/call to its handler: pick the profile, check out a connection, run, encode.
 
+use deadpool_postgres::{ClientWrapper, Object, RecyclingMethod};
 use rmcp::model::JsonObject;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::exec::QueryOutput;
 use crate::db::{Database, UserLogin};
 use crate::mcp::{Databases, parse_args, to_json};
 use crate::telemetry::audit::CallerIdentity;
@@ -19,6 +21,69 @@ fn requested_profile(arguments: &JsonObject) -> Result<Option<String>, ToolError
     }
 }
 
+/// A tool's successful answer, as it goes to the client.
+pub struct ToolAnswer {
+    /// The one text block: the answer as compact JSON.
+    pub text: String,
+    /// The same value as `structuredContent`, for tools that declare an output schema. Row results have none:
+    /// their rows are what the model reads, so they travel once, in `text`.
+    pub structured: Option<Value>,
+    /// Rows returned, or changed by a write, for the audit log and metrics.
+    pub rows: Option<u64>,
+}
+
+impl ToolAnswer {
+    pub fn structured(value: Value) -> ToolAnswer {
+        ToolAnswer {
+            text: value.to_string(),
+            rows: row_count(&value),
+            structured: Some(value),
+        }
+    }
+
+    fn rows(text: String, row_count: usize, rows_affected: Option<u64>) -> ToolAnswer {
+        ToolAnswer {
+            text,
+            structured: None,
+            rows: rows_affected.or(Some(row_count as u64)),
+        }
+    }
+
+    fn of_query(output: QueryOutput) -> ToolAnswer {
+        let (count, affected) = (output.row_count, output.rows_affected);
+        ToolAnswer::rows(output.into_json(), count, affected)
+    }
+}
+
+fn row_count(value: &Value) -> Option<u64> {
+    value
+        .get("rows_affected")
+        .or_else(|| value.get("row_count"))
+        .and_then(Value::as_u64)
+}
+
+/// Session state a call may leave on its connection. Read-only calls run in a transaction that is always rolled
+/// back, and the guard refuses SET, LISTEN, PREPARE, advisory locks and volatile functions in them, so what they
+/// leave is nothing; a write commits, and a profile's own allowed volatile functions are outside what the guard
+/// knows. Those connections are reset before the pool hands them out again.
+fn may_leave_session_state(tool: &str, db: &Database) -> bool {
+    tool == "execute_write"
+        || (!db.profile.allow_volatile_functions.is_empty()
+            && matches!(tool, "execute_query" | "explain_query"))
+}
+
+/// Resets a connection's session off the answer's path; a connection that cannot be reset is closed rather than
+/// returned to the pool.
+fn reset_session(conn: Object) {
+    tokio::spawn(async move {
+        let reset = RecyclingMethod::Clean.query().unwrap_or_default();
+        if let Err(error) = conn.batch_execute(reset).await {
+            tracing::warn!(%error, "could not reset a connection after a call; closing it");
+            drop(Object::take(conn));
+        }
+    });
+}
+
 pub async fn call_tool(
     databases: &Databases,
     name: &str,
@@ -26,51 +91,68 @@ pub async fn call_tool(
     cancel: &CancellationToken,
     user: Option<UserLogin<'_>>,
     caller: &CallerIdentity,
-) -> Result<Value, ToolError> {
+) -> Result<ToolAnswer, ToolError> {
     if name == "list_profiles" {
         let _: profiles::ListProfilesParams = parse_args(arguments)?;
-        return to_json(&profiles::list_profiles(databases));
+        return structured(&profiles::list_profiles(databases));
     }
     let db = databases.select(requested_profile(&arguments)?.as_deref())?;
     let mut conn = db.session(user).await?;
-    let client: &mut tokio_postgres::Client = &mut conn;
+    let answer = run_tool(db, &mut conn, name, arguments, cancel, caller).await;
+    if may_leave_session_state(name, db) {
+        reset_session(conn);
+    }
+    answer
+}
+
+fn structured<T: serde::Serialize>(value: &T) -> Result<ToolAnswer, ToolError> {
+    to_json(value).map(ToolAnswer::structured)
+}
+
+async fn run_tool(
+    db: &Database,
+    conn: &mut ClientWrapper,
+    name: &str,
+    arguments: JsonObject,
+    cancel: &CancellationToken,
+    caller: &CallerIdentity,
+) -> Result<ToolAnswer, ToolError> {
+    let client: &tokio_postgres::Client = conn;
     match name {
         "server_info" => {
             let _: info::ServerInfoParams = parse_args(arguments)?;
-            to_json(
+            structured(
                 &info::server_info(client, db.profile.access_mode, &db.profile.name, caller)
                     .await?,
             )
         }
         "list_databases" => {
-            to_json(&catalog::list_databases(client, parse_args(arguments)?).await?)
+            structured(&catalog::list_databases(client, parse_args(arguments)?).await?)
         }
-        "list_schemas" => to_json(&catalog::list_schemas(client, parse_args(arguments)?).await?),
-        "list_tables" => to_json(&catalog::list_tables(client, parse_args(arguments)?).await?),
+        "list_schemas" => structured(&catalog::list_schemas(client, parse_args(arguments)?).await?),
+        "list_tables" => structured(&catalog::list_tables(client, parse_args(arguments)?).await?),
         "describe_table" => {
-            to_json(&catalog::describe_table(client, parse_args(arguments)?).await?)
+            structured(&catalog::describe_table(client, parse_args(arguments)?).await?)
         }
-        "search_tables" => to_json(&catalog::search_tables(client, parse_args(arguments)?).await?),
+        "search_tables" => {
+            structured(&catalog::search_tables(client, parse_args(arguments)?).await?)
+        }
         "get_table_stats" => {
-            to_json(&stats::get_table_stats(client, parse_args(arguments)?).await?)
+            structured(&stats::get_table_stats(client, parse_args(arguments)?).await?)
         }
-        "read_table" => Ok(
-            query::read_table(db, client, parse_args(arguments)?, cancel)
-                .await?
-                .into_value(),
-        ),
-        "execute_query" => Ok(
-            query::execute_query(db, client, parse_args(arguments)?, cancel)
-                .await?
-                .into_value(),
-        ),
-        "execute_write" => Ok(
-            query::execute_write(db, client, parse_args(arguments)?, cancel)
-                .await?
-                .into_value(),
-        ),
+        "read_table" => {
+            let page = query::read_table(db, conn, parse_args(arguments)?, cancel).await?;
+            let (count, affected) = (page.result.row_count, page.result.rows_affected);
+            Ok(ToolAnswer::rows(page.into_json(), count, affected))
+        }
+        "execute_query" => Ok(ToolAnswer::of_query(
+            query::execute_query(db, conn, parse_args(arguments)?, cancel).await?,
+        )),
+        "execute_write" => Ok(ToolAnswer::of_query(
+            query::execute_write(db, conn, parse_args(arguments)?, cancel).await?,
+        )),
         "explain_query" => {
-            to_json(&query::explain_query(db, client, parse_args(arguments)?, cancel).await?)
+            structured(&query::explain_query(db, conn, parse_args(arguments)?, cancel).await?)
         }
         other => Err(ToolError::invalid(format!("unknown tool `{other}`"))),
     }

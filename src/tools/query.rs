@@ -1,15 +1,16 @@
 //! The query family: execute_query, execute_write, explain_query, read_table.
 
+use deadpool_postgres::ClientWrapper;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::AccessMode;
 use crate::db::Database;
-use crate::db::exec::{self, CallContext, Intent, Limits, QueryOutput};
+use crate::db::exec::{self, CallContext, Intent, JsonObjectText, Limits, QueryOutput};
 use crate::db::quote_ident;
-use crate::guard::{self, StatementClass};
+use crate::guard::StatementClass;
 use crate::tools::ToolError;
 
 pub const EXECUTE_QUERY_DESCRIPTION: &str = "Run one read-only SQL statement (SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN) and return its rows. \
@@ -106,30 +107,29 @@ pub struct ReadTableParams {
     pub profile: Option<String>,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
+/// A page of a table: which table, the rows as execute_query shows them, and where the next page starts.
+#[derive(Debug)]
 pub struct ReadTableOutput {
     pub schema: String,
     pub table: String,
-    #[serde(flatten)]
     pub result: QueryOutput,
     pub offset: u64,
     /// Offset of the next page when `truncated` is true.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_offset: Option<u64>,
 }
 
 impl ReadTableOutput {
-    /// The same JSON as `serde_json::to_value(&self)` (the result flattened in), without copying the rows.
-    pub fn into_value(self) -> Value {
-        let mut map = serde_json::Map::new();
-        map.insert("schema".into(), Value::String(self.schema));
-        map.insert("table".into(), Value::String(self.table));
-        self.result.insert_into(&mut map);
-        map.insert("offset".into(), Value::from(self.offset));
+    /// One compact JSON object: `schema`, `table`, the query result's members, `offset`, then `next_offset`.
+    pub fn into_json(self) -> String {
+        let mut object = JsonObjectText::with_capacity(self.result.rows.as_str().len() + 256);
+        object.member("schema", &self.schema);
+        object.member("table", &self.table);
+        self.result.write_members(&mut object);
+        object.member("offset", &self.offset);
         if let Some(next) = self.next_offset {
-            map.insert("next_offset".into(), Value::from(next));
+            object.member("next_offset", &next);
         }
-        Value::Object(map)
+        object.finish()
     }
 }
 
@@ -141,10 +141,11 @@ fn call_context<'a>(
     cancel: &'a CancellationToken,
 ) -> CallContext<'a> {
     CallContext {
-        policy: &db.policy,
+        guard: &db.guard,
         limits,
         cancel,
         tls: db.connector().tls(),
+        statement_cache: db.profile.statement_cache_size(),
     }
 }
 
@@ -171,7 +172,7 @@ pub fn limits_for(db: &Database, requested: Option<u64>) -> Result<Limits, ToolE
 
 pub async fn execute_query(
     db: &Database,
-    client: &mut Client,
+    client: &mut ClientWrapper,
     params: ExecuteQueryParams,
     cancel: &CancellationToken,
 ) -> Result<QueryOutput, ToolError> {
@@ -181,11 +182,11 @@ pub async fn execute_query(
 
 pub async fn execute_write(
     db: &Database,
-    client: &mut Client,
+    client: &mut ClientWrapper,
     params: ExecuteQueryParams,
     cancel: &CancellationToken,
 ) -> Result<QueryOutput, ToolError> {
-    if db.profile.access_mode != crate::config::AccessMode::ReadWrite {
+    if db.profile.access_mode != AccessMode::ReadWrite {
         return Err(ToolError::invalid(format!(
             "profile `{}` is read-only; writes need a profile with access_mode = \"read_write\"",
             db.profile.name
@@ -197,14 +198,14 @@ pub async fn execute_write(
 
 pub async fn explain_query(
     db: &Database,
-    client: &mut Client,
+    client: &mut ClientWrapper,
     params: ExplainQueryParams,
     cancel: &CancellationToken,
 ) -> Result<ExplainOutput, ToolError> {
-    let mut read_only = db.policy.clone();
-    read_only.access_mode = crate::config::AccessMode::ReadOnly;
-    let verdict =
-        guard::check(&params.sql, &read_only).map_err(|e| ToolError::rejected(e.reason))?;
+    let verdict = db
+        .guard
+        .check(&params.sql, AccessMode::ReadOnly)
+        .map_err(|e| ToolError::rejected(e.reason))?;
     if matches!(verdict.class, StatementClass::Explain { .. }) {
         return Err(ToolError::invalid(
             "pass the statement without the EXPLAIN keyword",
@@ -221,15 +222,14 @@ pub async fn explain_query(
         max_bytes: usize::MAX,
         timeout: db.profile.statement_timeout,
     };
-    let ctx = CallContext {
-        policy: &read_only,
-        ..call_context(db, limits, cancel)
-    };
+    let ctx = call_context(db, limits, cancel);
     // The composed text goes through the guard again, so no suffix in `sql` can change what EXPLAIN wraps.
     let output =
         exec::run_user_sql(client, &ctx, &explain_sql, &params.params, Intent::ReadOnly).await?;
     let plan = output
         .rows
+        .to_values()
+        .map_err(|e| ToolError::invalid(format!("could not read the plan: {e}")))?
         .into_iter()
         .next()
         .and_then(|row| row.into_iter().next())
@@ -331,7 +331,7 @@ fn write_plan_node(node: &Value, depth: usize, out: &mut String) {
 
 pub async fn read_table(
     db: &Database,
-    client: &mut Client,
+    client: &mut ClientWrapper,
     params: ReadTableParams,
     cancel: &CancellationToken,
 ) -> Result<ReadTableOutput, ToolError> {
@@ -435,11 +435,11 @@ pub async fn read_table(
 #[cfg(test)]
 mod tests {
     use super::{ReadTableOutput, plan_text};
-    use crate::db::exec::{ColumnInfo, QueryOutput};
+    use crate::db::exec::{ColumnInfo, QueryOutput, RowsJson};
     use serde_json::json;
 
     #[test]
-    fn read_table_into_value_is_the_serde_encoding_with_the_same_key_order() {
+    fn a_page_wraps_the_query_result_with_its_table_and_offsets() {
         for next_offset in [None, Some(5)] {
             let output = ReadTableOutput {
                 schema: "public".into(),
@@ -449,18 +449,29 @@ mod tests {
                         name: "title".into(),
                         type_name: "text".into(),
                     }],
-                    rows: vec![vec![json!("a")]],
+                    rows: RowsJson::from_values(&[vec![json!("a")]]),
                     row_count: 1,
                     truncated: next_offset.is_some(),
-                    truncated_by: next_offset.map(|_| "max_rows".to_string()),
+                    truncated_by: next_offset.map(|_| "max_rows"),
                     rows_affected: None,
                 },
                 offset: 4,
                 next_offset,
             };
-            let expected = serde_json::to_value(&output).expect("encode");
-            let moved = output.into_value();
-            assert_eq!(moved.to_string(), expected.to_string());
+            let mut expected = json!({"schema": "public", "table": "books",
+                "columns": [{"name": "title", "type": "text"}], "rows": [["a"]], "row_count": 1,
+                "truncated": next_offset.is_some(), "offset": 4});
+            if let Some(next) = next_offset {
+                expected["truncated_by"] = json!("max_rows");
+                expected["next_offset"] = json!(next);
+            }
+            let text = output.into_json();
+            let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+            assert_eq!(parsed, expected, "{text}");
+            assert!(
+                text.starts_with(r#"{"schema":"public","table":"books","columns":"#),
+                "{text}"
+            );
         }
     }
 

@@ -9,7 +9,6 @@ use schemars::JsonSchema;
 use serde_json::{Value, json};
 
 use crate::config::AccessMode;
-use crate::db::exec::QueryOutput;
 use crate::mcp::Databases;
 use crate::tools::{catalog, info, profiles, query, stats};
 
@@ -45,6 +44,19 @@ fn tool<P: JsonSchema + 'static, O: JsonSchema + 'static>(
     description: &'static str,
     effect: Effect,
 ) -> Tool {
+    let mut tool = rows_tool::<P>(name, title, description, effect);
+    tool.output_schema = Some(schema_for_output::<O>());
+    tool
+}
+
+/// A tool whose answer is rows: one compact JSON text block and no output schema, so no `structuredContent`
+/// repeats the rows beside the text the model reads (the shape is fixed, and stated in the description).
+fn rows_tool<P: JsonSchema + 'static>(
+    name: &'static str,
+    title: &str,
+    description: &'static str,
+    effect: Effect,
+) -> Tool {
     let annotations = ToolAnnotations::with_title(title)
         .read_only(effect == Effect::Reads)
         .destructive(effect == Effect::Writes)
@@ -53,7 +65,6 @@ fn tool<P: JsonSchema + 'static, O: JsonSchema + 'static>(
         .open_world(false);
     let mut tool = Tool::new(name, description, schema_for_type::<P>()).annotate(annotations);
     tool.title = Some(title.to_string());
-    tool.output_schema = Some(schema_for_output::<O>());
     tool
 }
 
@@ -118,13 +129,13 @@ pub fn tool_list(databases: &Databases) -> Vec<Tool> {
             stats::GET_TABLE_STATS_DESCRIPTION,
             Effect::Reads,
         ),
-        tool::<query::ReadTableParams, query::ReadTableOutput>(
+        rows_tool::<query::ReadTableParams>(
             "read_table",
             "Read table rows",
             query::READ_TABLE_DESCRIPTION,
             Effect::Reads,
         ),
-        tool::<query::ExecuteQueryParams, QueryOutput>(
+        rows_tool::<query::ExecuteQueryParams>(
             "execute_query",
             "Run a read-only query",
             query::EXECUTE_QUERY_DESCRIPTION,
@@ -138,7 +149,7 @@ pub fn tool_list(databases: &Databases) -> Vec<Tool> {
         ),
     ]);
     if any_writable {
-        tools.push(tool::<query::ExecuteQueryParams, QueryOutput>(
+        tools.push(rows_tool::<query::ExecuteQueryParams>(
             "execute_write",
             "Run a data-modifying statement",
             query::EXECUTE_WRITE_DESCRIPTION,

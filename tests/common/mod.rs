@@ -115,7 +115,11 @@ pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResu
     client.call_tool(params).await.expect("tools/call answered")
 }
 
-/// Calls a tool that must succeed and returns its structured content.
+/// The tools whose answer is rows: one JSON text block and no `structuredContent`, so the rows travel once.
+pub const ROW_TOOLS: &[&str] = &["execute_query", "execute_write", "read_table"];
+
+/// Calls a tool that must succeed and returns its answer: the JSON of its one text block, which for every tool
+/// but the row tools is also its `structuredContent`.
 pub async fn call_ok(client: &Client, tool: &str, arguments: Value) -> Value {
     let result = call(client, tool, arguments.clone()).await;
     assert_ne!(
@@ -123,22 +127,30 @@ pub async fn call_ok(client: &Client, tool: &str, arguments: Value) -> Value {
         Some(true),
         "{tool} {arguments} failed: {result:?}"
     );
-    let structured = result
-        .structured_content
-        .clone()
-        .expect("structuredContent");
-    // The text block is the same value as compact JSON, so a client that only reads text sees everything.
+    answer_of(tool, &result)
+}
+
+/// The answer of a successful tools/call result, checked against the contract: one text block of compact JSON,
+/// repeated as `structuredContent` except by the row tools.
+pub fn answer_of(tool: &str, result: &rmcp::model::CallToolResult) -> Value {
+    assert_eq!(result.content.len(), 1, "one content block: {result:?}");
     let text = result
         .content
         .first()
         .and_then(|c| c.as_text())
         .map(|t| t.text.clone())
         .expect("text content");
-    assert_eq!(
-        serde_json::from_str::<Value>(&text).expect("text is JSON"),
-        structured
-    );
-    structured
+    let value: Value = serde_json::from_str(&text).expect("text is JSON");
+    assert_eq!(value.to_string(), text, "the text block is compact JSON");
+    if ROW_TOOLS.contains(&tool) {
+        assert!(
+            result.structured_content.is_none(),
+            "{tool} repeats its rows in structuredContent"
+        );
+    } else {
+        assert_eq!(result.structured_content.as_ref(), Some(&value));
+    }
+    value
 }
 
 /// Calls a tool that must fail with `isError: true` and returns the structured error.

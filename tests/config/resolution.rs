@@ -26,6 +26,7 @@ connect_timeout = 2500
 max_rows = 10
 max_rows_ceiling = 20
 max_result_bytes = 65536
+statement_cache = 0
 access_mode = "read_write"
 allow_ddl = true
 deny_functions = ["dblink"]
@@ -74,6 +75,9 @@ fn file_profiles_resolve_with_default_first() {
     assert_eq!(local.conn.user.as_deref(), Some("app"));
     assert_eq!(local.conn.application_name.as_deref(), Some("mine"));
     assert_eq!((local.pool_min, local.pool_max), (2, 5));
+    assert_eq!(local.statement_cache_size(), 0, "statement_cache = 0 turns the cache off");
+    let zeta = &profiles[1];
+    assert_eq!(zeta.statement_cache_size(), 64, "the default elsewhere");
     assert_eq!(local.statement_timeout, Duration::from_secs(5));
     assert_eq!(local.connect_timeout, Duration::from_millis(2500));
     assert_eq!(
@@ -314,6 +318,11 @@ fn every_validation_names_setting_and_fix() {
             "raise max_rows_ceiling",
         ),
         (
+            "statement_cache = -1",
+            "`profiles.p.statement_cache` = -1",
+            "transaction-pooling proxy",
+        ),
+        (
             "max_result_bytes = 10",
             "`profiles.p.max_result_bytes` = 10",
             "bytes",
@@ -395,4 +404,27 @@ fn sslmode_and_root_certificate_checks() {
     std::fs::create_dir_all(home.path().join(".postgresql")).unwrap();
     std::fs::write(home.path().join(".postgresql/root.crt"), "").unwrap();
     assert!(resolve_body("sslmode = \"verify-ca\"", home.path()).is_ok());
+}
+
+#[test]
+fn statement_cache_is_off_by_default_behind_azure_pgbouncer_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "[profiles.bouncer]\nhost = \"db.example\"\nport = 6432\nsslmode = \"disable\"\n\n\
+         [profiles.bouncer_cached]\nhost = \"db.example\"\nport = 6432\nsslmode = \"disable\"\nstatement_cache = 16\n\n\
+         [profiles.direct]\nhost = \"db.example\"\nport = 5432\nsslmode = \"disable\"\n",
+    );
+    let profiles = resolve(&sources_with(Some(&path), &[("USER", "me")])).unwrap();
+    let size = |name: &str| {
+        profiles
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .statement_cache_size()
+    };
+    // PgBouncer in transaction mode may run the next transaction on a session that never saw the statement.
+    assert_eq!(size("bouncer"), 0);
+    assert_eq!(size("bouncer_cached"), 16, "an explicit size wins");
+    assert_eq!(size("direct"), 64);
 }

@@ -30,16 +30,19 @@ async def main(binary: str, url: str, mode: str) -> None:
         check([t.name for t in tools] == EXPECTED_TOOLS, f"tool names {[t.name for t in tools]}")
         execute = next(t for t in tools if t.name == "execute_query")
         check(execute.annotations.read_only_hint is True, "execute_query is read-only")
-        check(execute.output_schema is not None, "execute_query has an output schema")
+        # Rows are one JSON text block, not repeated as structuredContent; the other tools declare a schema.
+        check(execute.output_schema is None, "execute_query declares no output schema")
+        described_tool = next(t for t in tools if t.name == "describe_table")
+        check(described_tool.output_schema is not None, "describe_table has an output schema")
 
         result = await client.call_tool(
             "execute_query",
             {"sql": "SELECT id, title, price FROM books WHERE id = ANY($1) ORDER BY id", "params": [[1, 2]]},
         )
         check(not result.is_error, f"execute_query failed: {result}")
-        rows = result.structured_content["rows"]
+        check(len(result.content) == 1 and result.structured_content is None, "one text block, rows sent once")
+        rows = json.loads(result.content[0].text)["rows"]
         check(rows == [[1, "Book 1", "1.25"], [2, "Book 2", "2.50"]], f"rows {rows}")
-        check(json.loads(result.content[0].text) == result.structured_content, "text block equals structuredContent")
 
         rejected = await client.call_tool("execute_query", {"sql": "DROP TABLE books"})
         check(rejected.is_error, "DROP TABLE is rejected")
@@ -47,6 +50,7 @@ async def main(binary: str, url: str, mode: str) -> None:
 
         described = await client.call_tool("describe_table", {"table": "books"})
         check(not described.is_error and "books_author_idx" in json.dumps(described.structured_content), "describe_table")
+        check(json.loads(described.content[0].text) == described.structured_content, "text block equals structuredContent")
 
         templates = await client.list_resource_templates()
         check(templates.resource_templates[0].uri_template == "pgmcp://{profile}/tables/{schema}/{table}", "template")

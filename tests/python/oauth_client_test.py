@@ -7,6 +7,7 @@ Exits non-zero with a message on the first mismatch.
 """
 
 import asyncio
+import json
 import sys
 
 import httpx2
@@ -50,7 +51,8 @@ async def main(url: str, issuer: str, client_id: str, secret: str, mode: str) ->
             check("execute_query" in [t.name for t in tools], f"tools {[t.name for t in tools]}")
             result = await client.call_tool("execute_query", {"sql": "SELECT 41 + 1 AS answer"})
             check(not result.is_error, f"execute_query failed: {result}")
-            check(result.structured_content["rows"] == [[42]], f"rows {result.structured_content}")
+            rows = json.loads(result.content[0].text)["rows"]
+            check(rows == [[42]], f"rows {rows}")
     check(storage.tokens is not None and storage.tokens.access_token, "the SDK obtained a token")
     print(f"python sdk oauth ok ({mode})")
 

@@ -1,0 +1,141 @@
+//! A profile's guard with a memory: agents repeat the same statement text with different bind values, and the
+//! verdict depends only on the text and the policy, so each text is parsed once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{GuardError, GuardPolicy, Verdict, check};
+use crate::config::AccessMode;
+
+/// Verdicts remembered per access mode. Small: a full table is emptied rather than aged, which keeps the common
+/// case (a handful of statement shapes) free of bookkeeping and bounds memory whatever the agents send.
+const CAPACITY: usize = 256;
+
+/// The policies a profile's statements are checked against: read-only calls always get the read-only variant,
+/// writes the profile's own.
+pub struct CachedGuard {
+    read_only: Remembered,
+    read_write: Option<Remembered>,
+}
+
+struct Remembered {
+    policy: GuardPolicy,
+    verdicts: Mutex<HashMap<String, Arc<Verdict>>>,
+}
+
+impl Remembered {
+    fn new(policy: GuardPolicy) -> Remembered {
+        Remembered {
+            policy,
+            verdicts: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl CachedGuard {
+    pub fn new(policy: &GuardPolicy) -> CachedGuard {
+        let mut read_only = policy.clone();
+        read_only.access_mode = AccessMode::ReadOnly;
+        CachedGuard {
+            read_only: Remembered::new(read_only),
+            read_write: (policy.access_mode == AccessMode::ReadWrite)
+                .then(|| Remembered::new(policy.clone())),
+        }
+    }
+
+    /// The policy statements run under in `mode`; a read-only profile has no read-write policy and answers with
+    /// its read-only one.
+    pub fn policy(&self, mode: AccessMode) -> &GuardPolicy {
+        &self.side(mode).policy
+    }
+
+    /// The guard's verdict on `sql` under the policy for `mode`, parsed on the first sight of the text only.
+    /// Rejections are not remembered: they are rare, and the error is rebuilt with the same words.
+    pub fn check(&self, sql: &str, mode: AccessMode) -> Result<Arc<Verdict>, GuardError> {
+        let side = self.side(mode);
+        if let Some(verdict) = lock(&side.verdicts).get(sql) {
+            return Ok(verdict.clone());
+        }
+        let verdict = Arc::new(check(sql, &side.policy)?);
+        let mut verdicts = lock(&side.verdicts);
+        if verdicts.len() >= CAPACITY {
+            verdicts.clear();
+        }
+        verdicts.insert(sql.to_owned(), verdict.clone());
+        Ok(verdict)
+    }
+
+    fn side(&self, mode: AccessMode) -> &Remembered {
+        match (mode, &self.read_write) {
+            (AccessMode::ReadWrite, Some(read_write)) => read_write,
+            _ => &self.read_only,
+        }
+    }
+}
+
+/// The map holds only finished verdicts, so a panic elsewhere while it was locked cannot have left it half-made.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CAPACITY, CachedGuard};
+    use crate::config::AccessMode;
+    use crate::guard::{GuardPolicy, StatementClass};
+
+    #[test]
+    fn a_remembered_verdict_is_the_one_a_fresh_check_gives() {
+        let guard = CachedGuard::new(&GuardPolicy::read_write(false));
+        let sql = "SELECT random(), lower(name) FROM t WHERE id = $1";
+        let first = guard.check(sql, AccessMode::ReadOnly).expect("accepted");
+        let again = guard.check(sql, AccessMode::ReadOnly).expect("accepted");
+        assert!(
+            std::sync::Arc::ptr_eq(&first, &again),
+            "the second check is served from memory"
+        );
+        let fresh = crate::guard::check(sql, guard.policy(AccessMode::ReadOnly)).expect("accepted");
+        assert_eq!(*again, fresh);
+    }
+
+    #[test]
+    fn modes_are_judged_apart_and_a_read_only_profile_never_writes() {
+        let sql = "DELETE FROM t WHERE id = $1";
+        let writable = CachedGuard::new(&GuardPolicy::read_write(false));
+        assert!(writable.check(sql, AccessMode::ReadOnly).is_err());
+        let verdict = writable
+            .check(sql, AccessMode::ReadWrite)
+            .expect("a write profile writes");
+        assert_eq!(verdict.class, StatementClass::Write);
+        // Remembering the write verdict must not leak it into the read-only side.
+        assert!(writable.check(sql, AccessMode::ReadOnly).is_err());
+
+        let read_only = CachedGuard::new(&GuardPolicy::read_only());
+        assert!(read_only.check(sql, AccessMode::ReadWrite).is_err());
+        assert_eq!(
+            read_only.policy(AccessMode::ReadWrite).access_mode,
+            AccessMode::ReadOnly
+        );
+    }
+
+    #[test]
+    fn rejections_keep_their_reason_and_memory_stays_bounded() {
+        let guard = CachedGuard::new(&GuardPolicy::read_only());
+        let reason = |sql: &str| {
+            guard
+                .check(sql, AccessMode::ReadOnly)
+                .expect_err("rejected")
+                .reason
+        };
+        assert_eq!(reason("SET search_path = x"), reason("SET search_path = x"));
+        for i in 0..(CAPACITY * 3) {
+            guard
+                .check(&format!("SELECT {i}"), AccessMode::ReadOnly)
+                .expect("accepted");
+        }
+        let remembered = super::lock(&guard.read_only.verdicts).len();
+        assert!(remembered <= CAPACITY, "{remembered} verdicts kept");
+    }
+}
