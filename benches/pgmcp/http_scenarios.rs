@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
-use deadpool_postgres::RecyclingMethod;
 use pgmcp::http::auth::{AuthMode, AuthSettings, Authenticator, ResourceInfo};
 
 use crate::Plan;
@@ -286,18 +285,22 @@ pub fn transport(
         raw_rate.push(median(&cell.rate));
         transport.row(cell.raw_row("raw tokio-postgres pool", concurrency, "1.00", "—"));
 
-        let pool = raw::pool_with(&data.url(), connections, RecyclingMethod::Clean)?;
-        let load =
-            || raw::pgmcp_sequence(&pool, concurrency, plan.http_calls, plan.budget, accounts);
+        let sequence = raw::Sequence::Current;
+        let pool = sequence.pool(&data.url(), connections)?;
+        let load = || {
+            raw::pgmcp_sequence(
+                &pool,
+                sequence,
+                concurrency,
+                plan.http_calls,
+                plan.budget,
+                accounts,
+            )
+        };
         let cell = raw_cell(plan, rt, load)?;
         sequence_rate.push(median(&cell.rate));
         let vs_raw = format!("{:.2}", median(&cell.rate) / raw_rate[raw_rate.len() - 1]);
-        transport.row(cell.raw_row(
-            "raw, pgmcp's statement sequence (pool recycle Clean)",
-            concurrency,
-            &vs_raw,
-            "1.00",
-        ));
+        transport.row(cell.raw_row(sequence.label(), concurrency, &vs_raw, "1.00"));
     }
 
     let heaviest = plan.http_concurrency.iter().copied().max().unwrap_or(1);
@@ -377,8 +380,9 @@ pub fn transport(
          tenant, audience, role and client-app checks). {} calls per repetition shared by the clients (at most {} s), \
          {} repetitions after a warm-up, one server per era; median (min–max). The raw pool has min(clients, {}) \
          connections, pgmcp's default pool size; \
-         \"raw, pgmcp's statement sequence\" is what pgmcp asks of PostgreSQL per call (read-only transaction, \
-         prepare, portal, rollback, pool reset on checkout) without pgmcp. Clients connect once per row and stay connected across its repetitions (legacy sessions end with `DELETE` \
+         \"raw, pgmcp's statement sequence\" is what pgmcp asks of PostgreSQL per read-only call, without pgmcp \
+         (read-only transaction, the statement prepared once per pool connection, a portal with a row limit, the \
+         ROLLBACK queued, no reset on checkout). Clients connect once per row and stay connected across its repetitions (legacy sessions end with `DELETE` \
          after the last one). Legacy clients `initialize` once (not measured); 2026-07-28 clients \
          send `server/discover` once and the protocol version in `_meta` and headers on every call.",
         plan.http_calls, plan.budget.as_secs(), plan.reps, PGMCP_POOL_MAX
