@@ -1,6 +1,6 @@
 //! Scenario 2 (point queries over Streamable HTTP with a bearer token validated on every call, at several
-//! concurrencies, in both protocol eras, beside the raw pool), the HTTP half of scenario 5 (idle RSS, RSS under
-//! the heaviest load) and scenario 6's token validation cost.
+//! concurrencies, in both protocol eras, beside the raw pool and the HTTP floor), the HTTP half of scenario 5 (idle
+//! RSS, RSS under the heaviest load) and scenario 6's token validation cost.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
-use deadpool_postgres::RecyclingMethod;
 use pgmcp::http::auth::{AuthMode, AuthSettings, Authenticator, ResourceInfo};
 
 use crate::Plan;
 use crate::dataset::Dataset;
 use crate::http::{Era, HttpServer, McpHttp, http_client};
+use crate::http_floor::HttpFloor;
 use crate::issuer::{self, Issuer};
 use crate::measure::{Latencies, XorShift, cpu_time, ms, status_kib};
 use crate::raw;
@@ -22,6 +22,8 @@ use crate::stdio_scenarios::Pgmcp;
 
 /// pgmcp's default pool size: the raw floor gets as many connections, so both sides use the same database.
 const PGMCP_POOL_MAX: usize = 10;
+
+const FLOOR_LABEL: &str = "HTTP floor: axum + JWT check + raw pool, no MCP";
 
 /// The figures of one (server, era, concurrency) cell over the repetitions.
 #[derive(Default)]
@@ -44,22 +46,24 @@ impl Cell {
         Ok(())
     }
 
-    fn raw_row(
+    /// A row of scenario 2's table; the CPU column is "—" where the server's CPU was not measured.
+    fn row(
         &self,
         label: &str,
+        auth: &str,
         concurrency: usize,
         vs_raw: &str,
         vs_sequence: &str,
     ) -> Vec<String> {
         vec![
             label.into(),
-            "—".into(),
+            auth.into(),
             concurrency.to_string(),
             spread(&self.rate, 0),
             spread(&self.p50, 3),
             spread(&self.p99, 3),
             format!("{:.1}", median(&self.p99) / median(&self.p50)),
-            "—".into(),
+            spread(&self.cpu, 3),
             vs_raw.into(),
             vs_sequence.into(),
         ]
@@ -126,7 +130,7 @@ async fn load(
 }
 
 async fn connect_all(
-    server: &HttpServer,
+    url: &str,
     era: Era,
     tokens: &[String],
     concurrency: usize,
@@ -135,7 +139,7 @@ async fn connect_all(
     let mut clients = Vec::with_capacity(concurrency);
     for n in 0..concurrency {
         let token = (!tokens.is_empty()).then(|| tokens[n % tokens.len()].as_str());
-        clients.push(McpHttp::connect(client.clone(), &server.mcp_url, era, token).await?);
+        clients.push(McpHttp::connect(client.clone(), url, era, token).await?);
     }
     Ok(clients)
 }
@@ -171,10 +175,41 @@ impl RssSampler {
     }
 }
 
+/// The server a cell's clients call: pgmcp's process, or the HTTP floor in the bench's own.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Pgmcp(&'a HttpServer),
+    Floor(&'a HttpFloor),
+}
+
+impl Target<'_> {
+    fn url(&self) -> &str {
+        match self {
+            Target::Pgmcp(server) => &server.mcp_url,
+            Target::Floor(floor) => &floor.mcp_url,
+        }
+    }
+
+    fn cpu_time(&self) -> Option<Duration> {
+        match self {
+            Target::Pgmcp(server) => cpu_time(server.pid()),
+            Target::Floor(floor) => floor.cpu_time(),
+        }
+    }
+
+    /// The process whose memory is the server's: none for the floor, which shares the bench's.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Target::Pgmcp(server) => Some(server.pid()),
+            Target::Floor(_) => None,
+        }
+    }
+}
+
 fn measure_cell(
     plan: &Plan,
     rt: &tokio::runtime::Runtime,
-    server: &HttpServer,
+    target: Target,
     era: Era,
     tokens: &[String],
     concurrency: usize,
@@ -182,12 +217,12 @@ fn measure_cell(
 ) -> anyhow::Result<Cell> {
     let mut cell = Cell::default();
     // The clients stay connected across the repetitions, as agents do; legacy sessions are closed at the end.
-    let clients = rt.block_on(connect_all(server, era, tokens, concurrency))?;
+    let clients = rt.block_on(connect_all(target.url(), era, tokens, concurrency))?;
     let (_, _, mut clients) =
         rt.block_on(load(clients, plan.warmup_calls, plan.budget, accounts, 7))?;
     for rep in 0..plan.reps {
-        let sampler = RssSampler::start(server.pid());
-        let cpu_before = cpu_time(server.pid()).unwrap_or_default();
+        let sampler = target.pid().map(RssSampler::start);
+        let cpu_before = target.cpu_time().unwrap_or_default();
         let (latencies, wall, back) = rt.block_on(load(
             clients,
             plan.http_calls,
@@ -196,8 +231,10 @@ fn measure_cell(
             1000 * rep as u64 + 1,
         ))?;
         clients = back;
-        let cpu_used = cpu_time(server.pid()).unwrap_or_default() - cpu_before;
-        cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
+        let cpu_used = target.cpu_time().unwrap_or_default() - cpu_before;
+        if let Some(sampler) = sampler {
+            cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
+        }
         cell.cpu.push(ms(cpu_used) / latencies.len().max(1) as f64);
         cell.add(latencies, wall)?;
     }
@@ -284,19 +321,47 @@ pub fn transport(
         ))?;
         let cell = raw_cell(plan, rt, load)?;
         raw_rate.push(median(&cell.rate));
-        transport.row(cell.raw_row("raw tokio-postgres pool", concurrency, "1.00", "—"));
+        transport.row(cell.row("raw tokio-postgres pool", "—", concurrency, "1.00", "—"));
 
-        let pool = raw::pool_with(&data.url(), connections, RecyclingMethod::Clean)?;
-        let load =
-            || raw::pgmcp_sequence(&pool, concurrency, plan.http_calls, plan.budget, accounts);
+        let sequence = raw::Sequence::Current;
+        let pool = sequence.pool(&data.url(), connections)?;
+        let load = || {
+            raw::pgmcp_sequence(
+                &pool,
+                sequence,
+                concurrency,
+                plan.http_calls,
+                plan.budget,
+                accounts,
+            )
+        };
         let cell = raw_cell(plan, rt, load)?;
         sequence_rate.push(median(&cell.rate));
         let vs_raw = format!("{:.2}", median(&cell.rate) / raw_rate[raw_rate.len() - 1]);
-        transport.row(cell.raw_row(
-            "raw, pgmcp's statement sequence (pool recycle Clean)",
+        transport.row(cell.row(sequence.label(), "—", concurrency, &vs_raw, "1.00"));
+    }
+
+    // The HTTP floor at each concurrency, driven by the same clients as pgmcp (2025-11-25 era, the one with the
+    // least per-call protocol), one floor server per concurrency so its pool has the raw pool's size.
+    for (i, &concurrency) in plan.http_concurrency.iter().enumerate() {
+        let floor = HttpFloor::start(issuer, &data.url(), concurrency.min(PGMCP_POOL_MAX))?;
+        let cell = measure_cell(
+            plan,
+            rt,
+            Target::Floor(&floor),
+            Era::Legacy,
+            &tokens,
             concurrency,
-            &vs_raw,
-            "1.00",
+            accounts,
+        )
+        .with_context(|| format!("the HTTP floor at {concurrency} clients"))?;
+        drop(floor);
+        transport.row(cell.row(
+            FLOOR_LABEL,
+            "Entra JWT (RS256)",
+            concurrency,
+            &format!("{:.2}", median(&cell.rate) / raw_rate[i]),
+            &format!("{:.2}", median(&cell.rate) / sequence_rate[i]),
         ));
     }
 
@@ -324,7 +389,7 @@ pub fn transport(
             let cell = measure_cell(
                 plan,
                 rt,
-                &server,
+                Target::Pgmcp(&server),
                 era,
                 if with_auth { &tokens } else { &[] },
                 concurrency,
@@ -341,23 +406,17 @@ pub fn transport(
                     None => auth_cost.push((concurrency, cpu, f64::NAN)),
                 }
             }
-            transport.row(vec![
-                era.label().into(),
+            transport.row(cell.row(
+                era.label(),
                 if with_auth {
                     "Entra JWT (RS256)"
                 } else {
                     "none"
-                }
-                .into(),
-                concurrency.to_string(),
-                spread(&cell.rate, 0),
-                spread(&cell.p50, 3),
-                spread(&cell.p99, 3),
-                format!("{:.1}", median(&cell.p99) / median(&cell.p50)),
-                spread(&cell.cpu, 3),
-                format!("{:.2}", median(&cell.rate) / raw_rate[i]),
-                format!("{:.2}", median(&cell.rate) / sequence_rate[i]),
-            ]);
+                },
+                concurrency,
+                &format!("{:.2}", median(&cell.rate) / raw_rate[i]),
+                &format!("{:.2}", median(&cell.rate) / sequence_rate[i]),
+            ));
         }
         if with_auth {
             memory.row(vec![
@@ -374,14 +433,28 @@ pub fn transport(
     transport.note(format!(
         "Each client has its own keep-alive connection (reqwest) and its own token (RS256, validated by pgmcp on \
          every request against the cached JWKS of a loopback issuer in the bench process, `--auth-mode entra` with \
-         tenant, audience, role and client-app checks). {} calls per repetition shared by the clients (at most {} s), \
-         {} repetitions after a warm-up, one server per era; median (min–max). The raw pool has min(clients, {}) \
-         connections, pgmcp's default pool size; \
-         \"raw, pgmcp's statement sequence\" is what pgmcp asks of PostgreSQL per call (read-only transaction, \
-         prepare, portal, rollback, pool reset on checkout) without pgmcp. Clients connect once per row and stay connected across its repetitions (legacy sessions end with `DELETE` \
-         after the last one). Legacy clients `initialize` once (not measured); 2026-07-28 clients \
-         send `server/discover` once and the protocol version in `_meta` and headers on every call.",
-        plan.http_calls, plan.budget.as_secs(), plan.reps, PGMCP_POOL_MAX
+         tenant, audience, role and client-app checks). {} calls per repetition shared by the clients (at most {} \
+         s), {} repetitions after a warm-up, one server per era; median (min–max). The raw pool has min(clients, \
+         {pool}) connections, pgmcp's default pool size; \"{sequence}\" is what pgmcp asks of PostgreSQL per \
+         read-only call, without pgmcp (read-only transaction, the statement prepared once per pool connection, a \
+         portal with a row limit, the ROLLBACK queued, no reset on checkout). \"{FLOOR_LABEL}\" is the most any \
+         HTTP server with a token check could reach on this machine with this client: a minimal axum server in the \
+         bench process on its own runtime of 2 worker threads (as `serve --http` has here) that checks the bearer \
+         token as a verdict cache does (its SHA-256 looked up among the tokens verified before; RS256 signature, \
+         `exp`, audience, issuer, tenant, role and calling app on a miss), parses the JSON-RPC body, runs the \
+         statement from a per-connection prepared statement of a pool of the raw pool's size and answers in \
+         pgmcp's shape (one compact JSON text block) — no MCP layer, SQL guard, transaction or row limit. It is \
+         driven by the same 2025-11-25 clients as pgmcp, which share the 2 cores with it and PostgreSQL, so the gap \
+         between the raw pool and the floor is what HTTP, JSON and the token check cost here before any MCP server \
+         does its own work; its server CPU is that of the floor runtime's threads (/proc/self/task). Clients \
+         connect once per row and stay connected across its repetitions (legacy sessions end with `DELETE` after \
+         the last one). Legacy clients `initialize` once (not measured); 2026-07-28 clients send `server/discover` \
+         once and the protocol version in `_meta` and headers on every call.",
+        plan.http_calls,
+        plan.budget.as_secs(),
+        plan.reps,
+        pool = PGMCP_POOL_MAX,
+        sequence = raw::Sequence::Current.label(),
     ));
     memory.note(format!(
         "Idle RSS is VmRSS 300 ms after start (the pool's first connection is open by then); under load it is the \

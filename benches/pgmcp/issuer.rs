@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use axum::Json;
 use axum::routing::get;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{Value, json};
 
 pub const TENANT: &str = "8c0a5f2e-3b1d-4e6f-9a7b-1c2d3e4f5a6b";
@@ -26,6 +26,8 @@ pub struct Issuer {
     /// `http://127.0.0.1:PORT`, the Entra authority pgmcp is configured with.
     pub authority: String,
     key: EncodingKey,
+    /// The public half, for the HTTP floor's own token check.
+    jwk: Jwk,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -53,7 +55,9 @@ impl Issuer {
         let key = EncodingKey::from_rsa_pem(&output.stdout).context("reading the RSA key")?;
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)?;
         jwk.common.key_id = Some(KID.into());
-        let jwks = JwkSet { keys: vec![jwk] };
+        let jwks = JwkSet {
+            keys: vec![jwk.clone()],
+        };
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let authority = format!("http://{}", listener.local_addr()?);
         let app = axum::Router::new().route(
@@ -69,6 +73,7 @@ impl Issuer {
         Ok(Issuer {
             authority,
             key,
+            jwk,
             server,
         })
     }
@@ -97,11 +102,21 @@ impl Issuer {
         ]
     }
 
+    /// The `iss` of the tokens: Entra's v2 issuer for the tenant.
+    pub fn issuer(&self) -> String {
+        format!("{}/{TENANT}/v2.0", self.authority)
+    }
+
+    /// The key that verifies the tokens' signatures.
+    pub fn decoding_key(&self) -> anyhow::Result<DecodingKey> {
+        Ok(DecodingKey::from_jwk(&self.jwk)?)
+    }
+
     /// An app-only v2 access token for agent number `agent`, valid for an hour.
     pub fn token(&self, agent: usize) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims: Value = json!({
-            "iss": format!("{}/{TENANT}/v2.0", self.authority),
+            "iss": self.issuer(),
             "aud": CLIENT_ID,
             "tid": TENANT,
             "sub": format!("agent-{agent}"),

@@ -6,6 +6,7 @@
 
 mod dataset;
 mod http;
+mod http_floor;
 mod http_scenarios;
 mod issuer;
 mod measure;

@@ -7,7 +7,34 @@ const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 
 /// User plus system CPU time a process has used so far (all its threads, living and exited).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// User plus system CPU time of this process's living threads called `name` (a tokio runtime names its threads):
+/// the share of a server that runs inside the bench process, apart from the bench's clients.
+pub fn threads_cpu_time(name: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let path = task.path();
+        // A thread may end between the listing and the reads; it is then no longer one of the server's.
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        if let Some(cpu) = std::fs::read_to_string(path.join("stat"))
+            .ok()
+            .and_then(|stat| stat_cpu_time(&stat))
+        {
+            total += cpu;
+        }
+    }
+    Some(total)
+}
+
+/// utime + stime of a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat line.
+fn stat_cpu_time(stat: &str) -> Option<Duration> {
     // The command name is in parentheses and may contain spaces: fields are counted after the last ')'.
     let after_name = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();

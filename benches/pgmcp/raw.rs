@@ -19,11 +19,7 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
     pool_with(url, size, RecyclingMethod::Fast)
 }
 
-pub fn pool_with(
-    url: &str,
-    size: usize,
-    recycling_method: RecyclingMethod,
-) -> anyhow::Result<Pool> {
+fn pool_with(url: &str, size: usize, recycling_method: RecyclingMethod) -> anyhow::Result<Pool> {
     let config = tokio_postgres::Config::from_str(url).context("parsing the database URL")?;
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method });
     Ok(Pool::builder(manager).max_size(size).build()?)
@@ -64,11 +60,44 @@ pub async fn point_queries(
     Ok((gather(tasks).await?, started.elapsed()))
 }
 
-/// pgmcp's own statement sequence without pgmcp: read-only transaction, prepare, bind a portal, fetch with a row
-/// limit, rollback (queued, not awaited), from `concurrency` tasks. With a `Clean` pool it is the database floor
-/// of one pgmcp call.
+/// Which of pgmcp's per-call statement sequences (a read-only call) to replay without pgmcp.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sequence {
+    /// Today's: the pool hands connections out as they are (deadpool's `Fast`, read-only calls leave no session
+    /// state behind), a read-only transaction, the statement prepared once per connection and reused, a portal
+    /// with a row limit, the ROLLBACK queued but not awaited.
+    Current,
+    /// The sequence before: the same, but every checkout reset the connection (deadpool's `Clean`) and every call
+    /// prepared the statement again. Kept so scenario 1 shows what the change bought.
+    PreviousCleanResetPreparePerCall,
+}
+
+impl Sequence {
+    pub fn label(self) -> &'static str {
+        match self {
+            Sequence::Current => "raw, pgmcp's statement sequence",
+            Sequence::PreviousCleanResetPreparePerCall => {
+                "raw, the previous sequence (Clean reset, prepare per call)"
+            }
+        }
+    }
+
+    /// A pool that recycles connections as this sequence's pgmcp did.
+    pub fn pool(self, url: &str, size: usize) -> anyhow::Result<Pool> {
+        match self {
+            Sequence::Current => pool_with(url, size, RecyclingMethod::Fast),
+            Sequence::PreviousCleanResetPreparePerCall => {
+                pool_with(url, size, RecyclingMethod::Clean)
+            }
+        }
+    }
+}
+
+/// pgmcp's statement sequence without pgmcp, from `concurrency` tasks on a pool made by `sequence.pool`: the
+/// database floor of one pgmcp call.
 pub async fn pgmcp_sequence(
     pool: &Pool,
+    sequence: Sequence,
     concurrency: usize,
     calls: usize,
     budget: Duration,
@@ -86,7 +115,10 @@ pub async fn pgmcp_sequence(
                 let call = Instant::now();
                 let mut client = pool.get().await?;
                 let txn = client.build_transaction().read_only(true).start().await?;
-                let statement = txn.prepare(POINT_SQL).await?;
+                let statement = match sequence {
+                    Sequence::Current => txn.prepare_cached(POINT_SQL).await?,
+                    Sequence::PreviousCleanResetPreparePerCall => txn.prepare(POINT_SQL).await?,
+                };
                 let aid = ids.next_in(accounts) as i32;
                 let portal = txn.bind_raw(&statement, [aid]).await?;
                 let stream = txn.query_portal_raw(&portal, 1001).await?;
@@ -94,6 +126,7 @@ pub async fn pgmcp_sequence(
                 while let Some(row) = stream.next().await {
                     row?;
                 }
+                // Dropping the transaction queues its ROLLBACK without waiting for it, as pgmcp does.
                 drop(txn);
                 latencies.push(call.elapsed());
             }

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::RecyclingMethod;
 use serde_json::{Value, json};
 
 use crate::Plan;
@@ -114,21 +113,16 @@ pub fn point_query(
         spread(&p99, 3),
         "—".into(),
     ]);
-    for (label, method) in [
-        (
-            "raw, pgmcp's statement sequence, pool recycle Clean",
-            RecyclingMethod::Clean,
-        ),
-        (
-            "raw, pgmcp's statement sequence, pool recycle Fast",
-            RecyclingMethod::Fast,
-        ),
+    for sequence in [
+        raw::Sequence::Current,
+        raw::Sequence::PreviousCleanResetPreparePerCall,
     ] {
-        let pool = raw::pool_with(&data.url(), 1, method)?;
+        let pool = sequence.pool(&data.url(), 1)?;
         let (mut rate, mut p50, mut p99) = (vec![], vec![], vec![]);
         for _ in 0..plan.reps {
             rt.block_on(raw::pgmcp_sequence(
                 &pool,
+                sequence,
                 1,
                 plan.warmup_calls,
                 plan.budget,
@@ -136,6 +130,7 @@ pub fn point_query(
             ))?;
             let (latencies, wall) = rt.block_on(raw::pgmcp_sequence(
                 &pool,
+                sequence,
                 1,
                 plan.point_calls,
                 plan.budget,
@@ -147,7 +142,7 @@ pub fn point_query(
             p99.push(ms(latencies.percentile(99.0)));
         }
         section.row(vec![
-            label.into(),
+            sequence.label().into(),
             spread(&rate, 0),
             spread(&p50, 3),
             spread(&p99, 3),
@@ -156,10 +151,17 @@ pub fn point_query(
     }
     section.note(format!(
         "{} calls per repetition (at most {} s), {} repetitions, each on a fresh `pgmcp serve`; median (min–max). \
-         CPU is utime+stime of the server process from /proc/<pid>/stat (10 ms ticks).",
+         CPU is utime+stime of the server process from /proc/<pid>/stat (10 ms ticks). \"{}\" is what pgmcp \
+         asks of PostgreSQL per read-only call, without pgmcp: a read-only transaction, the statement prepared once \
+         per pool connection and reused, a portal with a 1,001-row limit, the ROLLBACK queued but not awaited, no \
+         reset on checkout (deadpool's `Fast`). \"{}\" is the sequence pgmcp ran before: the same, but deadpool's \
+         `Clean` reset on every checkout and a fresh prepare on every call; the difference between the two rows is \
+         what the change bought.",
         plan.point_calls,
         plan.budget.as_secs(),
-        plan.reps
+        plan.reps,
+        raw::Sequence::Current.label(),
+        raw::Sequence::PreviousCleanResetPreparePerCall.label(),
     ));
     Ok(section)
 }

@@ -1,0 +1,214 @@
+//! Scenario 2's HTTP floor: the least an HTTP server that checks a bearer token and runs the point query can cost
+//! on this machine with the bench's own clients. axum on its own runtime of 2 worker threads, as `pgmcp serve
+//! --http` has on 2 cores; the token checked as a validator with a verdict cache does it (its SHA-256 looked up
+//! among the tokens verified before, the RS256 signature and claims verified on a miss); the JSON-RPC body parsed;
+//! the statement run from a per-connection prepared statement of a pool like the raw floor's; an answer of pgmcp's
+//! shape. No MCP session handling, SQL guard, policy, transaction or row limit: what is left is HTTP, JSON and the
+//! token, which every server in pgmcp's place pays.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::serve::ListenerExt;
+use deadpool_postgres::Pool;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_postgres::Row;
+use tokio_postgres::types::Type;
+
+use crate::issuer::{self, Issuer};
+use crate::measure::threads_cpu_time;
+use crate::raw;
+
+/// The name of the floor runtime's threads, which tells their CPU apart from the bench's clients'.
+const THREAD_NAME: &str = "pgmcp-floor";
+
+/// The floor server, on loopback in the bench process; stopped on drop.
+pub struct HttpFloor {
+    runtime: Option<tokio::runtime::Runtime>,
+    pub mcp_url: String,
+}
+
+impl HttpFloor {
+    /// Serves `POST /mcp` on a free loopback port, with a pool of `connections` to `database_url`.
+    pub fn start(
+        issuer: &Issuer,
+        database_url: &str,
+        connections: usize,
+    ) -> anyhow::Result<HttpFloor> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(THREAD_NAME)
+            .enable_all()
+            .build()?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[issuer::CLIENT_ID]);
+        validation.set_issuer(&[issuer.issuer()]);
+        let floor = Arc::new(Floor {
+            pool: raw::pool(database_url, connections)?,
+            key: issuer.decoding_key()?,
+            validation,
+            verified: Mutex::new(HashMap::new()),
+        });
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let address = listener.local_addr()?;
+        let app = axum::Router::new()
+            .route("/mcp", post(mcp))
+            .with_state(floor);
+        // TCP_NODELAY as pgmcp sets it, so both answer without waiting for the client's delayed ACK.
+        runtime.spawn(async move {
+            let _ = axum::serve(listener.tap_io(|tcp| drop(tcp.set_nodelay(true))), app).await;
+        });
+        Ok(HttpFloor {
+            runtime: Some(runtime),
+            mcp_url: format!("http://{address}/mcp"),
+        })
+    }
+
+    /// CPU used so far by the floor's threads: its workers, which also run the pool's connections.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        threads_cpu_time(THREAD_NAME)
+    }
+}
+
+impl Drop for HttpFloor {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            // Not waiting: the tasks (server, pool connections) are dropped, which closes their sockets.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+struct Floor {
+    pool: Pool,
+    key: DecodingKey,
+    validation: Validation,
+    /// SHA-256 of every token verified so far, with its `exp`.
+    verified: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+/// The claims the floor checks besides what `Validation` does (signature, `exp`, `aud`, `iss`).
+#[derive(Deserialize)]
+struct Claims {
+    exp: u64,
+    tid: String,
+    azp: String,
+    roles: Vec<String>,
+}
+
+impl Floor {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), String> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or("no bearer token")?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = jsonwebtoken::get_current_timestamp();
+        let known = self
+            .verified
+            .lock()
+            .map_err(|_| "poisoned cache")?
+            .get(&digest)
+            .is_some_and(|&exp| now <= exp.saturating_add(self.validation.leeway));
+        if known {
+            return Ok(());
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| format!("invalid token: {e}"))?
+            .claims;
+        if claims.tid != issuer::TENANT
+            || claims.azp != issuer::AGENT_APP
+            || !claims.roles.iter().any(|role| role == issuer::ROLE)
+        {
+            return Err("the token's tenant, calling app or roles are not allowed".into());
+        }
+        self.verified
+            .lock()
+            .map_err(|_| "poisoned cache")?
+            .insert(digest, claims.exp);
+        Ok(())
+    }
+
+    /// The point query of `tools/call` as compact JSON text: columns and rows, as pgmcp renders them.
+    async fn point_query(&self, request: &Value) -> anyhow::Result<String> {
+        let aid = request["params"]["arguments"]["params"][0]
+            .as_i64()
+            .context("params.arguments.params[0] is not an integer")?;
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(raw::POINT_SQL).await?;
+        let rows = client.query(&statement, &[&i32::try_from(aid)?]).await?;
+        let columns: Vec<Value> = statement
+            .columns()
+            .iter()
+            .map(|c| json!({"name": c.name(), "type": c.type_().name()}))
+            .collect();
+        let rendered = rows
+            .iter()
+            .map(row_values)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(serde_json::to_string(&json!({
+            "columns": columns,
+            "rows": rendered,
+            "row_count": rows.len(),
+            "truncated": false,
+        }))?)
+    }
+}
+
+/// One row as a JSON array; only the types of `pgbench_accounts` are needed.
+fn row_values(row: &Row) -> anyhow::Result<Value> {
+    let mut values = Vec::with_capacity(row.len());
+    for (i, column) in row.columns().iter().enumerate() {
+        values.push(match *column.type_() {
+            Type::INT4 => json!(row.try_get::<_, Option<i32>>(i)?),
+            Type::INT8 => json!(row.try_get::<_, Option<i64>>(i)?),
+            Type::BPCHAR | Type::TEXT | Type::VARCHAR => {
+                json!(row.try_get::<_, Option<String>>(i)?)
+            }
+            ref other => anyhow::bail!("the HTTP floor does not render {other}"),
+        });
+    }
+    Ok(Value::Array(values))
+}
+
+/// `POST /mcp`: the token, then the JSON-RPC request. `tools/call` runs the point query; `initialize` gets a
+/// minimal answer and notifications a 202, so the bench's legacy-era client connects as it does to pgmcp.
+async fn mcp(State(floor): State<Arc<Floor>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(reason) = floor.authenticate(&headers) {
+        return (StatusCode::UNAUTHORIZED, reason).into_response();
+    }
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    };
+    let Some(id) = request.get("id").cloned() else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let result = match request["method"].as_str() {
+        Some("tools/call") => match floor.point_query(&request).await {
+            Ok(text) => json!({"content": [{"type": "text", "text": text}]}),
+            Err(err) => {
+                return (StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")).into_response();
+            }
+        },
+        Some("initialize") => json!({
+            "protocolVersion": request["params"]["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "pgmcp-bench-http-floor", "version": "1"},
+        }),
+        _ => json!({}),
+    };
+    Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+}
