@@ -245,9 +245,7 @@ pub fn wide_results(
                 let answer = server.call_tool("execute_query", query_args(query))?;
                 latencies.push(call.elapsed());
                 size = answer.bytes;
-                rows = answer.result["structuredContent"]["row_count"]
-                    .as_u64()
-                    .unwrap_or(0);
+                rows = row_count(&answer.result);
             }
             let cpu_used = cpu_time(server.pid()).unwrap_or_default() - cpu_before;
             cpu.push(ms(cpu_used) / latencies.len() as f64);
@@ -325,9 +323,7 @@ pub fn huge_results(
             let answer = server.call_tool("execute_query", query_args(query))?;
             time.push(ms(call.elapsed()));
             size = answer.bytes;
-            rows = answer.result["structuredContent"]["row_count"]
-                .as_u64()
-                .unwrap_or(0);
+            rows = row_count(&answer.result);
             hwm.push(status_kib(server.pid(), "VmHWM").unwrap_or(0) as f64 / 1024.0);
         }
         section.row(vec![
@@ -430,4 +426,13 @@ pub fn catalog(plan: &Plan, pgmcp: &Pgmcp, data: &Dataset) -> anyhow::Result<Sec
     }
     section.note(format!("{} calls each on one server.", plan.catalog_calls));
     Ok(section)
+}
+
+/// `row_count` of an execute_query answer, read from its one text block as a client would (outside the timing).
+fn row_count(result: &Value) -> u64 {
+    result["content"][0]["text"]
+        .as_str()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .and_then(|answer| answer["row_count"].as_u64())
+        .unwrap_or(0)
 }
