@@ -75,7 +75,11 @@ fn file_profiles_resolve_with_default_first() {
     assert_eq!(local.conn.user.as_deref(), Some("app"));
     assert_eq!(local.conn.application_name.as_deref(), Some("mine"));
     assert_eq!((local.pool_min, local.pool_max), (2, 5));
-    assert_eq!(local.statement_cache_size(), 0, "statement_cache = 0 turns the cache off");
+    assert_eq!(
+        local.statement_cache_size(),
+        0,
+        "statement_cache = 0 turns the cache off"
+    );
     let zeta = &profiles[1];
     assert_eq!(zeta.statement_cache_size(), 64, "the default elsewhere");
     assert_eq!(local.statement_timeout, Duration::from_secs(5));
