@@ -122,7 +122,7 @@ async fn serve_stdio_with(
     }
     let server = PgMcpServer::new(databases.clone()).with_audit(audit);
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve(stdio_streams())
         .await
         .context("the MCP client did not complete the handshake")?;
     tokio::select! {
@@ -133,6 +133,41 @@ async fn serve_stdio_with(
         db.close();
     }
     Ok(())
+}
+
+type StdinStream = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type StdoutStream = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// The MCP session's stdin and stdout. tokio's own `stdin()`/`stdout()` hand every read and write to a blocking
+/// thread and back; MCP clients spawn servers with pipes, and a pipe can be read and written on the runtime's own
+/// event loop instead, which saves two thread hand-offs per call. Anything else (a terminal, a file) keeps tokio's.
+fn stdio_streams() -> (StdinStream, StdoutStream) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use tokio::net::unix::pipe;
+
+        // A duplicate of the descriptor, so that dropping the stream never closes fd 0 or 1 themselves.
+        let duplicate =
+            |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().ok().map(std::fs::File::from);
+        let input: StdinStream = match duplicate(std::io::stdin().as_fd())
+            .and_then(|file| pipe::Receiver::from_file(file).ok())
+        {
+            Some(pipe) => Box::new(pipe),
+            None => Box::new(tokio::io::stdin()),
+        };
+        let output: StdoutStream = match duplicate(std::io::stdout().as_fd())
+            .and_then(|file| pipe::Sender::from_file(file).ok())
+        {
+            Some(pipe) => Box::new(pipe),
+            None => Box::new(tokio::io::stdout()),
+        };
+        (input, output)
+    }
+    #[cfg(not(unix))]
+    {
+        (Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))
+    }
 }
 
 /// Resolves on SIGTERM (container stop) or SIGINT (Ctrl-C).

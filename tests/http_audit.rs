@@ -40,7 +40,7 @@ async fn stdio_calls_are_audited_without_secrets() {
         Era::Legacy,
     )
     .await;
-    common::call_ok(
+    let answer = common::call_ok(
         &client,
         "execute_query",
         json!({"sql": "SELECT 1 AS one UNION ALL SELECT 2"}),
@@ -75,7 +75,11 @@ async fn stdio_calls_are_audited_without_secrets() {
     assert_eq!(ok["arguments"]["sql"], "SELECT 1 AS one UNION ALL SELECT 2");
     assert_eq!(ok["outcome"], "ok");
     assert_eq!(ok["rows"], 2);
-    assert!(ok["bytes"].as_u64().unwrap() > 0);
+    // What the client received: the answer's one text block, byte for byte.
+    assert_eq!(
+        ok["bytes"].as_u64().unwrap(),
+        answer.to_string().len() as u64
+    );
     assert!(ok["duration_ms"].as_f64().is_some());
     assert!(ok["time"].as_str().unwrap().ends_with('Z'));
     assert!(ok.get("request_id").is_some());
