@@ -72,16 +72,41 @@ fn may_leave_session_state(tool: &str, db: &Database) -> bool {
             && matches!(tool, "execute_query" | "explain_query"))
 }
 
-/// Resets a connection's session off the answer's path; a connection that cannot be reset is closed rather than
-/// returned to the pool.
-fn reset_session(conn: Object) {
-    tokio::spawn(async move {
-        let reset = RecyclingMethod::Clean.query().unwrap_or_default();
-        if let Err(error) = conn.batch_execute(reset).await {
-            tracing::warn!(%error, "could not reset a connection after a call; closing it");
-            drop(Object::take(conn));
+/// A checked-out connection that is reset before the pool hands it out again, when the call may have left session
+/// state on it. The reset runs when the guard is dropped, so a call abandoned half-way (a cancelled request) is
+/// covered too; it runs off the answer's path, and a connection that cannot be reset is closed instead.
+struct ResettingSession {
+    conn: Option<Object>,
+    reset: bool,
+}
+
+impl ResettingSession {
+    fn conn(&mut self) -> &mut ClientWrapper {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for ResettingSession {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if !self.reset {
+            return;
         }
-    });
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Shutting down: nobody will use the connection again, and it must not go back dirty.
+            drop(Object::take(conn));
+            return;
+        };
+        runtime.spawn(async move {
+            let reset = RecyclingMethod::Clean.query().unwrap_or_default();
+            if let Err(error) = conn.batch_execute(reset).await {
+                tracing::warn!(%error, "could not reset a connection after a call; closing it");
+                drop(Object::take(conn));
+            }
+        });
+    }
 }
 
 pub async fn call_tool(
@@ -97,12 +122,11 @@ pub async fn call_tool(
         return structured(&profiles::list_profiles(databases));
     }
     let db = databases.select(requested_profile(&arguments)?.as_deref())?;
-    let mut conn = db.session(user).await?;
-    let answer = run_tool(db, &mut conn, name, arguments, cancel, caller).await;
-    if may_leave_session_state(name, db) {
-        reset_session(conn);
-    }
-    answer
+    let mut session = ResettingSession {
+        conn: Some(db.session(user).await?),
+        reset: may_leave_session_state(name, db),
+    };
+    run_tool(db, session.conn(), name, arguments, cancel, caller).await
 }
 
 fn structured<T: serde::Serialize>(value: &T) -> Result<ToolAnswer, ToolError> {
