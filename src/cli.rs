@@ -28,7 +28,7 @@ pub struct Cli {
     pub command: Command,
 
     /// Log filter (tracing syntax, e.g. `info`, `pgmcp=debug`). Logs go to stderr; stdout is the MCP channel.
-    #[arg(long, global = true, env = "PGMCP_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "PGMCP_LOG", default_value = "info", value_parser = parse_log_filter)]
     pub log: String,
 
     /// Log format on stderr.
@@ -292,6 +292,17 @@ pub struct DemoArgs {
         conflicts_with = "print_config"
     )]
     pub http: Option<String>,
+}
+
+fn parse_log_filter(value: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(value)
+        .map(|_| value.to_string())
+        .map_err(|error| {
+            format!(
+                "not a log filter ({error}); set PGMCP_LOG / --log to a level such as `info`, or targets such as \
+                 `info,pgmcp=debug`"
+            )
+        })
 }
 
 fn parse_access_mode(value: &str) -> Result<AccessMode, String> {

@@ -218,6 +218,15 @@ fn configuration_errors_name_the_setting_and_the_fix() {
         "{message}"
     );
     assert!(!message.contains("pw-in-url"), "{message}");
+
+    // A log filter that means nothing used to fall back to `info` without a word.
+    let output = pgmcp(&["check"], &[("PGMCP_LOG", "info,pgmcp=loud")]);
+    let message = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        message.contains("PGMCP_LOG") && message.contains("info,pgmcp=debug"),
+        "{message}"
+    );
 }
 
 #[test]
