@@ -18,7 +18,7 @@ use crate::db::params::TextParam;
 use crate::db::quote_ident;
 use crate::db::render;
 use crate::db::tls::MakeRustlsConnect;
-use crate::guard::{self, CachedGuard, GuardPolicy, StatementClass, Verdict};
+use crate::guard::{self, CACHEABLE_SQL_BYTES, CachedGuard, GuardPolicy, StatementClass, Verdict};
 use crate::tools::ToolError;
 
 /// Rows fetched per round trip. Small enough that a byte ceiling stops the fetch soon after it is reached, large
@@ -312,7 +312,8 @@ impl Statements {
     }
 
     async fn prepare(&self, txn: &Transaction<'_>, sql: &str) -> Result<Statement, Failure> {
-        if self.capacity == 0 {
+        // Long texts are prepared per call, as the guard checks them per call: the cache's memory stays small.
+        if self.capacity == 0 || sql.len() > CACHEABLE_SQL_BYTES {
             return Ok(txn.prepare(sql).await?);
         }
         if self.cache.size() >= self.capacity {

@@ -10,6 +10,9 @@ use crate::config::AccessMode;
 /// Verdicts remembered per access mode. Small: a full table is emptied rather than aged, which keeps the common
 /// case (a handful of statement shapes) free of bookkeeping and bounds memory whatever the agents send.
 const CAPACITY: usize = 256;
+/// Longer statements are checked every time: they are seldom repeated, and a full table of them would hold
+/// megabytes of SQL text.
+pub const CACHEABLE_SQL_BYTES: usize = 8 * 1024;
 
 /// The policies a profile's statements are checked against: read-only calls always get the read-only variant,
 /// writes the profile's own.
@@ -57,6 +60,9 @@ impl CachedGuard {
             return Ok(verdict.clone());
         }
         let verdict = Arc::new(check(sql, &side.policy)?);
+        if sql.len() > CACHEABLE_SQL_BYTES {
+            return Ok(verdict);
+        }
         let mut verdicts = lock(&side.verdicts);
         if verdicts.len() >= CAPACITY {
             verdicts.clear();
@@ -137,5 +143,12 @@ mod tests {
         }
         let remembered = super::lock(&guard.read_only.verdicts).len();
         assert!(remembered <= CAPACITY, "{remembered} verdicts kept");
+
+        let long = format!("SELECT 1 /* {} */", "x".repeat(super::CACHEABLE_SQL_BYTES));
+        guard.check(&long, AccessMode::ReadOnly).expect("accepted");
+        assert!(
+            !super::lock(&guard.read_only.verdicts).contains_key(&long),
+            "a long statement's text is not kept"
+        );
     }
 }

@@ -18,7 +18,7 @@ mod volatility_tests;
 
 use std::fmt;
 
-pub use cache::CachedGuard;
+pub use cache::{CACHEABLE_SQL_BYTES, CachedGuard};
 pub use policy::GuardPolicy;
 pub use volatility::check_volatility;
 
