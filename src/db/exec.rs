@@ -72,15 +72,24 @@ pub struct QueryOutput {
     pub columns: Vec<ColumnInfo>,
     pub rows: RowsJson,
     pub row_count: usize,
-    /// True when more rows exist than were returned.
-    pub truncated: bool,
-    /// Which ceiling cut the result: "max_rows" (the call's limit) or "max_result_bytes".
+    /// Which ceiling cut the result, when more rows exist than were returned: "max_rows" (the call's limit) or
+    /// "max_result_bytes".
     pub truncated_by: Option<&'static str>,
     /// Rows inserted, updated or deleted (write statements only).
     pub rows_affected: Option<u64>,
 }
 
 impl QueryOutput {
+    /// True when more rows exist than were returned.
+    pub fn truncated(&self) -> bool {
+        self.truncated_by.is_some()
+    }
+
+    /// The rows an audit line reports: those a write changed, else those returned.
+    pub fn counted_rows(&self) -> u64 {
+        self.rows_affected.unwrap_or(self.row_count as u64)
+    }
+
     /// The answer as one compact JSON object: `columns`, `rows`, `row_count`, `truncated`, then `truncated_by`
     /// and `rows_affected` when they apply.
     pub fn into_json(self) -> String {
@@ -94,7 +103,7 @@ impl QueryOutput {
         object.member("columns", &self.columns);
         object.raw_member("rows", &self.rows.0);
         object.member("row_count", &self.row_count);
-        object.member("truncated", &self.truncated);
+        object.member("truncated", &self.truncated());
         if let Some(by) = self.truncated_by {
             object.member("truncated_by", by);
         }
@@ -434,7 +443,6 @@ async fn execute(
         row_count,
         rows: RowsJson(rows),
         columns,
-        truncated: truncated_by.is_some(),
         truncated_by,
         rows_affected: if is_write { rows_affected } else { None },
     })
@@ -516,7 +524,6 @@ mod tests {
             }],
             rows: RowsJson("[[1],[null]]".into()),
             row_count: 2,
-            truncated: truncated_by.is_some(),
             truncated_by,
             rows_affected,
         }

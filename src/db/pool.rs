@@ -35,8 +35,7 @@ enum Logins {
 /// A profile's database: its pool(s), its guard policy and its limits.
 pub struct Database {
     pub profile: Profile,
-    pub policy: GuardPolicy,
-    /// The policy with a memory of the verdicts it gave, which tool calls go through.
+    /// The profile's guard policy, with a memory of the verdicts it gave.
     pub guard: CachedGuard,
     logins: Logins,
     connector: Arc<PgConnector>,
@@ -85,7 +84,6 @@ impl Database {
         Ok(Database {
             guard: CachedGuard::new(&policy),
             profile,
-            policy,
             logins,
             connector,
         })

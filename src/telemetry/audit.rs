@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn successful_call_line_has_rows_bytes_and_trace() {
         let value = json!({"columns": [], "rows": [[1]], "row_count": 1, "truncated": false});
-        let outcome = CallOutcome::from_result(&Ok(ToolAnswer::structured(value.clone())));
+        let outcome = CallOutcome::from_result(&Ok(ToolAnswer::rows(value.to_string(), 1)));
         let line = line(CallerIdentity::Local, outcome);
         assert_eq!(line["caller"], "local");
         assert_eq!(line["outcome"], "ok");

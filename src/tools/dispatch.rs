@@ -33,33 +33,27 @@ pub struct ToolAnswer {
 }
 
 impl ToolAnswer {
+    /// A tool's typed value; none of these tools returns rows, so there is nothing to count.
     pub fn structured(value: Value) -> ToolAnswer {
         ToolAnswer {
             text: value.to_string(),
-            rows: row_count(&value),
+            rows: None,
             structured: Some(value),
         }
     }
 
-    fn rows(text: String, row_count: usize, rows_affected: Option<u64>) -> ToolAnswer {
+    pub(crate) fn rows(text: String, rows: u64) -> ToolAnswer {
         ToolAnswer {
             text,
             structured: None,
-            rows: rows_affected.or(Some(row_count as u64)),
+            rows: Some(rows),
         }
     }
 
     fn of_query(output: QueryOutput) -> ToolAnswer {
-        let (count, affected) = (output.row_count, output.rows_affected);
-        ToolAnswer::rows(output.into_json(), count, affected)
+        let rows = output.counted_rows();
+        ToolAnswer::rows(output.into_json(), rows)
     }
-}
-
-fn row_count(value: &Value) -> Option<u64> {
-    value
-        .get("rows_affected")
-        .or_else(|| value.get("row_count"))
-        .and_then(Value::as_u64)
 }
 
 /// Session state a call may leave on its connection. Read-only calls run in a transaction that is always rolled
@@ -166,8 +160,8 @@ async fn run_tool(
         }
         "read_table" => {
             let page = query::read_table(db, conn, parse_args(arguments)?, cancel).await?;
-            let (count, affected) = (page.result.row_count, page.result.rows_affected);
-            Ok(ToolAnswer::rows(page.into_json(), count, affected))
+            let rows = page.result.counted_rows();
+            Ok(ToolAnswer::rows(page.into_json(), rows))
         }
         "execute_query" => Ok(ToolAnswer::of_query(
             query::execute_query(db, conn, parse_args(arguments)?, cancel).await?,

@@ -421,7 +421,7 @@ pub async fn read_table(
     let result =
         exec::run_internal_read(client, &call_context(db, limits, cancel), &sql, &bind).await?;
     let next_offset = result
-        .truncated
+        .truncated()
         .then(|| params.offset + result.row_count as u64);
     Ok(ReadTableOutput {
         schema,
@@ -451,7 +451,6 @@ mod tests {
                     }],
                     rows: RowsJson::from_values(&[vec![json!("a")]]),
                     row_count: 1,
-                    truncated: next_offset.is_some(),
                     truncated_by: next_offset.map(|_| "max_rows"),
                     rows_affected: None,
                 },
