@@ -3,6 +3,7 @@
 //! another principal. The confidential client proves itself with a secret or, secretless, with a managed
 //! identity used as a federated credential. App-only tokens and missing consent get clear errors.
 
+mod common;
 mod identity_support;
 mod oidc_support;
 
@@ -593,11 +594,9 @@ async fn on_behalf_of_needs_http_with_authentication() {
     }
 }
 
-/// The rows of an execute_query answer in a raw JSON-RPC response: its one text block, parsed.
+/// The rows of an execute_query answer in a raw JSON-RPC response, checked against the answer contract.
 fn answer_rows(body: &Value) -> Value {
-    let text = body["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text block: {body}"));
-    let answer: Value = serde_json::from_str(text).expect("the text block is JSON");
-    answer["rows"].clone()
+    let result: rmcp::model::CallToolResult =
+        serde_json::from_value(body["result"].clone()).expect("a tools/call result");
+    common::answer_of("execute_query", &result)["rows"].clone()
 }
