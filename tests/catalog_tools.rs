@@ -27,7 +27,7 @@ async fn catalog_tools_describe_the_fixture() {
     check_name_resolution(&client).await;
     check_search_tables(&client).await;
     check_list_databases(&client).await;
-    check_table_stats(&client).await;
+    check_table_stats(&client, &db.url()).await;
     check_server_info(&client).await;
 }
 
@@ -525,10 +525,17 @@ fn stats(table: &str, exact_count: bool) -> GetTableStatsParams {
     }
 }
 
-async fn check_table_stats(client: &Client) {
-    let orders = get_table_stats(client, stats("shop.orders", true))
-        .await
-        .unwrap();
+async fn check_table_stats(client: &Client, url: &str) {
+    let db = pgmcp::db::Database::new(pgmcp::config::Profile::new(
+        "t",
+        pgmcp::config::ConnSettings::parse(url).unwrap(),
+    ))
+    .unwrap();
+    let mut session = db.get().await.unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut get_table_stats =
+        async |params| get_table_stats(&db, &mut session, params, &cancel).await;
+    let orders = get_table_stats(stats("shop.orders", true)).await.unwrap();
     assert_eq!(orders.kind, RelationKind::Table);
     assert_eq!(orders.exact_row_count, Some(3));
     assert_eq!(orders.exact_count_error, None);
@@ -563,37 +570,62 @@ async fn check_table_stats(client: &Client) {
     );
     assert_eq!(activity.last_vacuum, None);
 
-    let estimated_only = get_table_stats(client, stats("shop.orders", false))
-        .await
-        .unwrap();
+    let estimated_only = get_table_stats(stats("shop.orders", false)).await.unwrap();
     assert_eq!(estimated_only.exact_row_count, None);
 
-    let view = get_table_stats(client, stats("shop.big_orders", true))
+    let view = get_table_stats(stats("shop.big_orders", true))
         .await
         .unwrap();
     assert_eq!(view.exact_row_count, Some(1));
     assert!(view.sizes.is_none() && view.activity.is_none());
 
-    let events = get_table_stats(client, stats("shop.events", true))
-        .await
-        .unwrap();
+    let events = get_table_stats(stats("shop.events", true)).await.unwrap();
     assert_eq!(events.exact_row_count, Some(100));
     assert_eq!(events.estimated_rows, Some(100));
     assert!(events.sizes.as_ref().unwrap().total.bytes > 0);
 
     // The quoted name reaches count(*) intact.
-    let mixed = get_table_stats(client, stats(r#"public."Mixed Case""#, true))
+    let mixed = get_table_stats(stats(r#"public."Mixed Case""#, true))
         .await
         .unwrap();
     assert_eq!(mixed.exact_row_count, Some(0));
 
-    let err = get_table_stats(client, stats("nope", true))
-        .await
-        .unwrap_err();
+    let err = get_table_stats(stats("nope", true)).await.unwrap_err();
     assert_eq!(
         invalid_message(err),
         "table public.nope does not exist; call list_tables to see the tables"
     );
+
+    // A view whose column writes: its exact count would run the writing function, so it is not counted, and
+    // nothing is written.
+    client
+        .batch_execute(
+            "CREATE TABLE shop.reads_log (id serial PRIMARY KEY); \
+             CREATE FUNCTION shop.log_read() RETURNS int LANGUAGE sql VOLATILE \
+                 AS 'INSERT INTO shop.reads_log DEFAULT VALUES RETURNING id'; \
+             CREATE VIEW shop.logged_orders AS SELECT id, shop.log_read() AS logged FROM shop.orders",
+        )
+        .await
+        .unwrap();
+    let logged = get_table_stats(stats("shop.logged_orders", true))
+        .await
+        .unwrap();
+    assert_eq!(logged.exact_row_count, None);
+    let why = logged.exact_count_error.unwrap();
+    assert!(
+        why.contains("function shop.log_read is VOLATILE") && why.contains("estimated_rows"),
+        "{why}"
+    );
+    let written: i64 = client
+        .query_one("SELECT count(*) FROM shop.reads_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0, "the view's function never ran");
+    client
+        .batch_execute("DROP VIEW shop.logged_orders; DROP FUNCTION shop.log_read(); DROP TABLE shop.reads_log")
+        .await
+        .unwrap();
 }
 
 async fn check_server_info(client: &Client) {

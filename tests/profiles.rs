@@ -4,7 +4,7 @@ mod common;
 
 use common::{Era, call_err, call_ok, cluster, rows, spawn};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn write_config(contents: &str) -> tempfile::NamedTempFile {
     let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
@@ -165,8 +165,38 @@ async fn read_write_profiles_commit_single_statement_dml_only() {
     client.cancel().await.ok();
 }
 
-/// Read-only calls reuse their connection as it is (they cannot leave session state behind); a write can, through
-/// a function the guard does not look into, so its connection is reset before any call gets it again.
+/// The backend and search_path a call sees, and whether its backend still holds an advisory lock.
+async fn session_probe(client: &common::Client) -> (i64, Value) {
+    let probe = json!({"sql": "SELECT pg_backend_pid(), current_setting('search_path')"});
+    let answer = call_ok(client, "execute_query", probe).await;
+    (
+        rows(&answer)[0][0].as_i64().unwrap(),
+        rows(&answer)[0][1].clone(),
+    )
+}
+
+/// Waits (bounded) until `backend` holds no advisory lock: a closed connection's backend exits soon after.
+async fn advisory_locks_of(observer: &tokio_postgres::Client, backend: i64) -> i64 {
+    let mut locks = -1;
+    for _ in 0..50 {
+        locks = observer
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+                &[&(backend as i32)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if locks == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    locks
+}
+
+/// A clean connection is reused as it is; a write that changed its session (through a function the guard does
+/// not look into) leaves its connection checked, found dirty and closed, so the next call gets a fresh one.
 #[tokio::test]
 async fn a_write_that_changed_its_session_leaves_nothing_for_the_next_call() {
     let observer = common::observer().await;
@@ -197,31 +227,62 @@ async fn a_write_that_changed_its_session_leaves_nothing_for_the_next_call() {
         Era::Stateless,
     )
     .await;
-    let probe = json!({"sql": "SELECT pg_backend_pid(), current_setting('search_path')"});
-    let before = call_ok(&client, "execute_query", probe.clone()).await;
-    let backend = rows(&before)[0][0].as_i64().unwrap();
+    let (backend, _) = session_probe(&client).await;
+    assert_eq!(
+        session_probe(&client).await.0,
+        backend,
+        "a clean connection is reused"
+    );
     call_ok(
         &client,
         "execute_write",
         json!({"sql": "INSERT INTO session_probe SELECT leave_session_state()"}),
     )
     .await;
-    let after = call_ok(&client, "execute_query", probe).await;
+    let (after, search_path) = session_probe(&client).await;
+    assert_ne!(after, backend, "the dirty connection was replaced");
+    assert_eq!(search_path, json!("\"$user\", public"));
     assert_eq!(
-        rows(&after)[0][0].as_i64().unwrap(),
-        backend,
-        "the pool (max 1) handed back the same connection"
+        advisory_locks_of(&observer, backend).await,
+        0,
+        "the write's advisory lock went with its connection"
     );
-    assert_eq!(rows(&after)[0][1], json!("\"$user\", public"));
-    let locks: i64 = observer
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
-            &[&(backend as i32)],
+    client.cancel().await.ok();
+}
+
+/// The session check does not trust the guard: a STABLE function may still take a session advisory lock inside
+/// a read-only call (the guard trusts declared volatility, and a lock is not a write). The check finds it after
+/// the call and the connection is closed, so the lock does not outlive the call on a pooled connection.
+#[tokio::test]
+async fn a_read_that_left_a_lock_behind_does_not_return_to_the_pool() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION quietly_lock() RETURNS int LANGUAGE plpgsql STABLE AS $$
+             BEGIN
+               PERFORM pg_advisory_lock(4343);
+               RETURN 1;
+             END $$;",
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(locks, 0, "the write's advisory lock was released");
+        .unwrap();
+    let url = common::superuser_url();
+    let client = spawn(
+        &["serve", "--database-url", &url, "--pool-max", "1"],
+        &[],
+        Era::Stateless,
+    )
+    .await;
+    let (backend, _) = session_probe(&client).await;
+    let answer = call_ok(
+        &client,
+        "execute_query",
+        json!({"sql": "SELECT quietly_lock()"}),
+    )
+    .await;
+    assert_eq!(rows(&answer)[0], json!([1]));
+    assert_eq!(advisory_locks_of(&observer, backend).await, 0);
+    assert_ne!(session_probe(&client).await.0, backend);
     client.cancel().await.ok();
 }
 

@@ -275,12 +275,8 @@ async fn session_settings_and_pool() {
     let home = f.home();
     let env = move |name: &str| (name == "HOME").then(|| home.to_string_lossy().into_owned());
     let connector = PgConnector::with_env(&profile, &env).unwrap();
-    let manager = deadpool_postgres::Manager::from_connect(
-        connector.pg_config().clone(),
-        connector,
-        deadpool_postgres::ManagerConfig::default(),
-    );
-    let pool = deadpool_postgres::Pool::builder(manager)
+    let manager = pgmcp::db::session::SessionManager::new(connector.pg_config().clone(), connector);
+    let pool = pgmcp::db::session::Pool::builder(manager)
         .max_size(2)
         .build()
         .unwrap();

@@ -1,14 +1,14 @@
 //! Opening sessions for a profile: libpq's sslmode fallbacks on top of tokio-postgres, and the per-session
 //! settings every pgmcp connection starts with.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::task::JoinHandle;
+use futures_util::future::BoxFuture;
 use tokio_postgres::config::SslMode as WireSslMode;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::{AsyncMessage, Client, Config};
 
+use super::session::{Connected, Notices, SessionConnect};
 use super::tls::{MakeRustlsConnect, client_config};
 use crate::config::profile::DEFAULT_APPLICATION_NAME;
 use crate::config::{ConfigError, Profile, SslMode};
@@ -141,8 +141,7 @@ impl PgConnector {
 
     /// Opens one session; its connection task runs on the current tokio runtime.
     pub async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, _task) = self.connect_with(&self.config).await?;
-        Ok(client)
+        Ok(self.connect_with(&self.config).await?.client)
     }
 
     /// Whether a configured host accepts TCP connections: a readiness check that needs no login.
@@ -177,10 +176,7 @@ impl PgConnector {
 
     /// Logs in with the profile's credential source: a password obtained now for this connection, and once more
     /// with a newly obtained one when the server refuses it (a revoked token, a rotated Key Vault secret).
-    async fn connect_with(
-        &self,
-        base: &Config,
-    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    async fn connect_with(&self, base: &Config) -> Result<Connected, tokio_postgres::Error> {
         let Some(credentials) = &self.credentials else {
             return self.connect_attempts(base).await;
         };
@@ -213,29 +209,20 @@ impl PgConnector {
         &self,
         base: &Config,
         password: &crate::config::Secret,
-    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    ) -> Result<Connected, tokio_postgres::Error> {
         let mut config = base.clone();
         config.password(password.expose());
         self.connect_attempts(&config).await
     }
 
-    async fn connect_attempts(
-        &self,
-        base: &Config,
-    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    async fn connect_attempts(&self, base: &Config) -> Result<Connected, tokio_postgres::Error> {
         let mut last_error = None;
         for (index, mode) in self.attempts.iter().enumerate() {
             let mut config = base.clone();
             config.ssl_mode(*mode);
             match config.connect(self.tls.clone()).await {
                 Ok((client, connection)) => {
-                    let target = self.description.clone();
-                    let task = tokio::spawn(async move {
-                        if let Err(error) = connection.await {
-                            tracing::warn!(%target, %error, "database connection ended with an error");
-                        }
-                    });
-                    return Ok((client, task));
+                    return Ok(drive(client, connection, self.description.clone()));
                 }
                 Err(error) => {
                     if index + 1 < self.attempts.len() {
@@ -254,26 +241,54 @@ impl PgConnector {
             None => base
                 .connect(self.tls.clone())
                 .await
-                .map(|(client, connection)| {
-                    (client, tokio::spawn(async move { drop(connection.await) }))
-                }),
+                .map(|(client, connection)| drive(client, connection, self.description.clone())),
         }
     }
 }
 
-impl deadpool_postgres::Connect for PgConnector {
-    fn connect(
-        &self,
-        pg_config: &Config,
-    ) -> Pin<
-        Box<
-            dyn Future<Output = Result<(Client, JoinHandle<()>), tokio_postgres::Error>>
-                + Send
-                + '_,
-        >,
-    > {
-        let pg_config = pg_config.clone();
-        Box::pin(async move { self.connect_with(&pg_config).await })
+impl SessionConnect for PgConnector {
+    fn connect_session<'a>(
+        &'a self,
+        config: &'a Config,
+    ) -> BoxFuture<'a, Result<Connected, tokio_postgres::Error>> {
+        Box::pin(self.connect_with(config))
+    }
+}
+
+/// Runs a new connection on its own task. Notices go to the session's [`Notices`] in the order they arrive,
+/// before the responses that follow them reach the client; everything else a connection receives unasked
+/// (notifications) is dropped: pgmcp never listens.
+pub(crate) fn drive<S, T>(
+    client: Client,
+    mut connection: tokio_postgres::Connection<S, T>,
+    target: String,
+) -> Connected
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let notices = Notices::default();
+    let sink = notices.clone();
+    let task = tokio::spawn(async move {
+        let ended = futures_util::future::poll_fn(|cx| {
+            loop {
+                match std::task::ready!(connection.poll_message(cx)) {
+                    Some(Ok(AsyncMessage::Notice(notice))) => sink.offer(&notice),
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return std::task::Poll::Ready(Err(error)),
+                    None => return std::task::Poll::Ready(Ok(())),
+                }
+            }
+        })
+        .await;
+        if let Err(error) = ended {
+            tracing::warn!(%target, %error, "database connection ended with an error");
+        }
+    });
+    Connected {
+        client,
+        task,
+        notices,
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{ClientWrapper, StatementCache, Transaction};
+use deadpool_postgres::{StatementCache, Transaction};
 use futures_util::{StreamExt, pin_mut};
 use serde::Serialize;
 use serde_json::Value;
@@ -17,8 +17,10 @@ use crate::config::AccessMode;
 use crate::db::params::TextParam;
 use crate::db::quote_ident;
 use crate::db::render;
+use crate::db::session::{Notices, ResolvedTrees, Session};
 use crate::db::tls::MakeRustlsConnect;
-use crate::guard::{self, CACHEABLE_SQL_BYTES, CachedGuard, GuardPolicy, StatementClass, Verdict};
+use crate::guard::resolved::{self, PRINT_TREES, STOP_PRINTING_TREES};
+use crate::guard::{self, CACHEABLE_SQL_BYTES, CachedGuard, GuardPolicy, StatementClass};
 use crate::tools::ToolError;
 
 /// Rows fetched per round trip. Small enough that a byte ceiling stops the fetch soon after it is reached, large
@@ -164,11 +166,14 @@ pub struct CallContext<'a> {
     pub cancel: &'a CancellationToken,
     pub tls: MakeRustlsConnect,
     pub statement_cache: usize,
+    /// Whether a statement's resolved functions, once checked, hold for every connection of the profile. Not
+    /// when each caller logs in as themself: `"$user"` in the search_path can resolve one text differently.
+    pub shared_resolution: bool,
 }
 
 /// Runs caller-supplied SQL after the guard has accepted it.
 pub async fn run_user_sql(
-    client: &mut ClientWrapper,
+    client: &mut Session,
     ctx: &CallContext<'_>,
     sql: &str,
     params: &[Value],
@@ -189,35 +194,48 @@ pub async fn run_user_sql(
             "execute_write runs INSERT, UPDATE, DELETE and MERGE; use execute_query for reads",
         ));
     }
+    let resolve = guard::statement_that_runs(sql, verdict.class)
+        .map_err(|e| ToolError::rejected(e.reason))?;
     let checked = Checked {
-        verdict: &verdict,
+        resolve,
         policy: ctx.guard.policy(mode),
+        mode,
+        writes: matches!(verdict.class, StatementClass::Write | StatementClass::Ddl),
     };
-    run_checked(client, ctx, Some(checked), sql, params, intent).await
+    run_checked(client, ctx, &checked, sql, params, intent).await
 }
 
-/// Runs SQL that pgmcp built itself from catalog-validated identifiers (read_table). It still goes through a
-/// read-only transaction and the same limits.
+/// Runs SQL that pgmcp built itself from catalog-validated identifiers (read_table, an exact row count). It
+/// goes through the same read-only transaction, limits and resolved-function check: a view's columns may call
+/// anything.
 pub async fn run_internal_read(
-    client: &mut ClientWrapper,
+    client: &mut Session,
     ctx: &CallContext<'_>,
     sql: &str,
     params: &[Value],
 ) -> Result<QueryOutput, ToolError> {
-    run_checked(client, ctx, None, sql, params, Intent::ReadOnly).await
+    let checked = Checked {
+        resolve: guard::ToResolve::Itself,
+        policy: ctx.guard.policy(AccessMode::ReadOnly),
+        mode: AccessMode::ReadOnly,
+        writes: false,
+    };
+    run_checked(client, ctx, &checked, sql, params, Intent::ReadOnly).await
 }
 
-/// The guard's verdict on caller-supplied SQL and the policy it was judged under.
-#[derive(Clone, Copy)]
+/// What the guard decided about a statement, and what PostgreSQL must still show before it runs.
 struct Checked<'a> {
-    verdict: &'a Verdict,
+    resolve: guard::ToResolve,
     policy: &'a GuardPolicy,
+    mode: AccessMode,
+    /// Whether the statement changes data, so that the rows it affected are reported.
+    writes: bool,
 }
 
 async fn run_checked(
-    client: &mut ClientWrapper,
+    client: &mut Session,
     ctx: &CallContext<'_>,
-    checked: Option<Checked<'_>>,
+    checked: &Checked<'_>,
     sql: &str,
     params: &[Value],
     intent: Intent,
@@ -229,12 +247,12 @@ async fn run_checked(
     let deadline = limits.timeout + Duration::from_secs(2);
     let work = async {
         let statements = Statements::new(client.statement_cache.clone(), ctx.statement_cache);
-        match execute(client, &statements, checked, sql, params, limits, intent).await {
+        match execute(client, ctx, &statements, checked, sql, params, intent).await {
             // A schema change since the statement was prepared: PostgreSQL refuses the cached statement before
             // running anything, so preparing afresh and running again is safe, for writes too.
             Err(Failure::StalePlan) => {
                 statements.forget_all();
-                execute(client, &statements, checked, sql, params, limits, intent)
+                execute(client, ctx, &statements, checked, sql, params, intent)
                     .await
                     .map_err(Failure::into_tool_error)
             }
@@ -338,25 +356,40 @@ impl Statements {
 }
 
 async fn execute(
-    client: &mut ClientWrapper,
+    client: &mut Session,
+    ctx: &CallContext<'_>,
     statements: &Statements,
-    checked: Option<Checked<'_>>,
+    checked: &Checked<'_>,
     sql: &str,
     params: &[Value],
-    limits: Limits,
     intent: Intent,
 ) -> Result<QueryOutput, Failure> {
+    let limits = ctx.limits;
+    let notices = client.notices.clone();
     let txn = client
         .build_transaction()
         .read_only(intent == Intent::ReadOnly)
         .start()
         .await?;
-    if let Some(Checked { verdict, policy }) = checked {
-        guard::check_volatility(txn.client(), verdict, policy)
-            .await
-            .map_err(|e| ToolError::rejected(e.reason))?;
+    let remembered = ctx.shared_resolution && ctx.guard.confirmed(sql, checked.mode);
+    let resolved_here = match (&checked.resolve, remembered) {
+        (guard::ToResolve::Nothing, _) | (_, true) => None,
+        (guard::ToResolve::Itself, false) => {
+            Some(prepare_resolved(&txn, &notices, sql, checked.policy).await?)
+        }
+        (guard::ToResolve::Inner(inner), false) => {
+            prepare_resolved(&txn, &notices, inner, checked.policy).await?;
+            None
+        }
+    };
+    if !remembered && ctx.shared_resolution && !matches!(checked.resolve, guard::ToResolve::Nothing)
+    {
+        ctx.guard.confirm(sql, checked.mode);
     }
-    let mut statement = statements.prepare(&txn, sql).await?;
+    let mut statement = match resolved_here {
+        Some(statement) => statement,
+        None => statements.prepare(&txn, sql).await?,
+    };
     if statement.params().len() != params.len() {
         return Err(ToolError::invalid(format!(
             "the statement has {} parameter placeholder(s) ($1, $2, …) but {} value(s) were given in `params`",
@@ -437,15 +470,55 @@ async fn execute(
         // result one round trip sooner; the connection processes the ROLLBACK before anything sent after it.
         drop(txn);
     }
-    let is_write = checked
-        .is_some_and(|c| matches!(c.verdict.class, StatementClass::Write | StatementClass::Ddl));
     Ok(QueryOutput {
         row_count,
         rows: RowsJson(rows),
         columns,
         truncated_by,
-        rows_affected: if is_write { rows_affected } else { None },
+        rows_affected: if checked.writes { rows_affected } else { None },
     })
+}
+
+/// Has PostgreSQL parse `sql` and print how it resolved it, then checks every function that resolution calls.
+/// Nothing has run yet: the tree is printed while parsing, before planning. The statement comes back prepared
+/// (not cached: the next call on another connection prepares its own).
+async fn prepare_resolved(
+    txn: &Transaction<'_>,
+    notices: &Notices,
+    sql: &str,
+    policy: &GuardPolicy,
+) -> Result<Statement, Failure> {
+    txn.batch_execute(PRINT_TREES).await?;
+    notices.listen();
+    let prepared = txn.prepare(sql).await;
+    let trees = notices.take();
+    let statement = prepared?;
+    let trees = match trees {
+        ResolvedTrees::Trees(trees) if !trees.is_empty() => trees,
+        ResolvedTrees::Trees(_) => {
+            return Err(ToolError::rejected(
+                "PostgreSQL did not show how it resolved the statement, so its functions could not be checked;                  it was not run",
+            )
+            .into());
+        }
+        ResolvedTrees::TooLarge => {
+            return Err(ToolError::rejected(format!(
+                "the statement's resolved form is larger than {} MiB (views nested very deeply?), too large to                  check; it was not run",
+                crate::db::session::MAX_TREE_BYTES / (1024 * 1024)
+            ))
+            .into());
+        }
+    };
+    let referenced =
+        resolved::referenced_objects(&trees).map_err(|e| ToolError::rejected(e.reason))?;
+    // Both go out in one flight: printing stops before anything runs, and the catalog answers at the same time.
+    let (stopped, judged) = tokio::join!(
+        txn.batch_execute(STOP_PRINTING_TREES),
+        resolved::check_functions(txn.client(), &referenced, policy)
+    );
+    stopped?;
+    judged.map_err(|e| ToolError::rejected(e.reason))?;
+    Ok(statement)
 }
 
 /// Rewrites a statement so that every column pgmcp cannot decode in binary is cast to text by the server: the

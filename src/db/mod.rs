@@ -9,5 +9,6 @@ pub use ident::quote_ident;
 pub mod exec;
 pub mod params;
 pub mod pool;
+pub mod session;
 
 pub use pool::{Database, UserLogin};

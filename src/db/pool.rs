@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Runtime;
 
 use crate::config::{AccessMode, Profile, Secret};
 use crate::db::connect::PgConnector;
+use crate::db::session::{Connected, Object, Pool, PoolError, SessionConnect, SessionManager};
 use crate::guard::{CachedGuard, GuardPolicy};
 use crate::http::Caller;
 use crate::identity::obo::{UserPools, UserSessionError};
@@ -122,7 +123,7 @@ impl Database {
         match (&self.logins, user) {
             (Logins::Service(pool), _) => pool.get().await.map_err(|error| {
                 // A credential that could not be obtained says why in its own words, not as a generic I/O error.
-                if let deadpool_postgres::PoolError::Backend(backend) = &error
+                if let PoolError::Backend(backend) = &error
                     && let Some(failure) = crate::db::connect::credential_failure_of(backend)
                 {
                     return ToolError::Unavailable {
@@ -192,15 +193,7 @@ impl Database {
 }
 
 fn service_pool(profile: &Profile, connector: Arc<PgConnector>) -> anyhow::Result<Pool> {
-    let manager = Manager::from_connect(
-        connector.pg_config().clone(),
-        SharedConnector(connector),
-        ManagerConfig {
-            // Only a liveness check on checkout. The reset (`Clean`: DISCARD ALL without DEALLOCATE ALL) used to
-            // run before every call, one round trip each; it now runs only after the calls that may leave state.
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager = SessionManager::new(connector.pg_config().clone(), SharedConnector(connector));
     Ok(Pool::builder(manager)
         .max_size(profile.pool_max)
         .runtime(Runtime::Tokio1)
@@ -225,14 +218,11 @@ fn caller_login_error(error: &IdentityError) -> ToolError {
 
 struct SharedConnector(Arc<PgConnector>);
 
-impl deadpool_postgres::Connect for SharedConnector {
-    fn connect(
-        &self,
-        pg_config: &tokio_postgres::Config,
-    ) -> futures_util::future::BoxFuture<
-        '_,
-        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
-    > {
-        deadpool_postgres::Connect::connect(self.0.as_ref(), pg_config)
+impl SessionConnect for SharedConnector {
+    fn connect_session<'a>(
+        &'a self,
+        config: &'a tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<'a, Result<Connected, tokio_postgres::Error>> {
+        self.0.connect_session(config)
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::{GuardError, GuardPolicy, Verdict, check};
 use crate::config::AccessMode;
@@ -13,6 +14,10 @@ const CAPACITY: usize = 256;
 /// Longer statements are checked every time: they are seldom repeated, and a full table of them would hold
 /// megabytes of SQL text.
 pub const CACHEABLE_SQL_BYTES: usize = 8 * 1024;
+/// How long PostgreSQL's resolution of a statement text counts as checked. Within it, the statement runs from the
+/// connection's prepared statements without being parsed again; after it, the next call has the server resolve
+/// it anew, so a view or function changed by someone else is seen within this time.
+pub const CONFIRMATION_TTL: Duration = Duration::from_secs(10);
 
 /// The policies a profile's statements are checked against: read-only calls always get the read-only variant,
 /// writes the profile's own.
@@ -24,6 +29,8 @@ pub struct CachedGuard {
 struct Remembered {
     policy: GuardPolicy,
     verdicts: Mutex<HashMap<String, Arc<Verdict>>>,
+    /// When the functions of each text were last checked as PostgreSQL resolved them.
+    confirmed: Mutex<HashMap<String, Instant>>,
 }
 
 impl Remembered {
@@ -31,6 +38,7 @@ impl Remembered {
         Remembered {
             policy,
             verdicts: Mutex::new(HashMap::new()),
+            confirmed: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -69,6 +77,25 @@ impl CachedGuard {
         }
         verdicts.insert(sql.to_owned(), verdict.clone());
         Ok(verdict)
+    }
+
+    /// Whether the statement's resolved functions passed the check within [`CONFIRMATION_TTL`].
+    pub fn confirmed(&self, sql: &str, mode: AccessMode) -> bool {
+        lock(&self.side(mode).confirmed)
+            .get(sql)
+            .is_some_and(|at| at.elapsed() < CONFIRMATION_TTL)
+    }
+
+    /// Remembers that the statement's resolved functions passed the check just now.
+    pub fn confirm(&self, sql: &str, mode: AccessMode) {
+        if sql.len() > CACHEABLE_SQL_BYTES {
+            return;
+        }
+        let mut confirmed = lock(&self.side(mode).confirmed);
+        if confirmed.len() >= CAPACITY {
+            confirmed.clear();
+        }
+        confirmed.insert(sql.to_owned(), Instant::now());
     }
 
     fn side(&self, mode: AccessMode) -> &Remembered {
@@ -135,7 +162,19 @@ mod tests {
                 .expect_err("rejected")
                 .reason
         };
-        assert_eq!(reason("SET search_path = x"), reason("SET search_path = x"));
+        let fresh = crate::guard::check("SET search_path = x", &GuardPolicy::read_only())
+            .expect_err("rejected")
+            .reason;
+        assert!(
+            fresh.starts_with("SET SEARCH_PATH is not allowed"),
+            "{fresh}"
+        );
+        assert_eq!(reason("SET search_path = x"), fresh);
+        assert_eq!(
+            reason("SET search_path = x"),
+            fresh,
+            "asked again, same words"
+        );
         for i in 0..(CAPACITY * 3) {
             guard
                 .check(&format!("SELECT {i}"), AccessMode::ReadOnly)
@@ -150,5 +189,25 @@ mod tests {
             !super::lock(&guard.read_only.verdicts).contains_key(&long),
             "a long statement's text is not kept"
         );
+        guard.confirm(&long, AccessMode::ReadOnly);
+        assert!(!guard.confirmed(&long, AccessMode::ReadOnly));
+        for i in 0..(CAPACITY * 3) {
+            guard.confirm(&format!("SELECT {i}"), AccessMode::ReadOnly);
+        }
+        let confirmed = super::lock(&guard.read_only.confirmed).len();
+        assert!(confirmed <= CAPACITY, "{confirmed} confirmations kept");
+    }
+
+    #[test]
+    fn a_confirmation_belongs_to_its_mode_and_expires() {
+        let guard = CachedGuard::new(&GuardPolicy::read_write(false));
+        let sql = "SELECT 1";
+        assert!(!guard.confirmed(sql, AccessMode::ReadOnly));
+        guard.confirm(sql, AccessMode::ReadOnly);
+        assert!(guard.confirmed(sql, AccessMode::ReadOnly));
+        assert!(!guard.confirmed(sql, AccessMode::ReadWrite));
+        let past = std::time::Instant::now() - super::CONFIRMATION_TTL;
+        super::lock(&guard.read_only.confirmed).insert(sql.to_owned(), past);
+        assert!(!guard.confirmed(sql, AccessMode::ReadOnly), "expired");
     }
 }

@@ -1,26 +1,26 @@
 //! The SQL guard: what a statement may do, decided by the real PostgreSQL parser.
 //!
 //! Two stages. `check` needs only the SQL text: it parses once with pg_query, classifies the single statement,
-//! and walks the whole tree once to apply the function deny-list and collect every function call.
-//! `check_volatility` needs the database: it resolves the collected calls in pg_proc and rejects volatile
-//! functions that are not explicitly allowed. The read-only transaction the caller runs the statement in is the
-//! third layer; the guard never relies on it, and it never relies on the guard.
+//! and walks the whole tree once to apply the function deny-list to every call it can name. `resolved` needs the
+//! database: PostgreSQL parses the statement and shows every function it resolved it to, whatever the syntax
+//! (field selection, operators, casts, views), and each is checked against the deny-list and, in read-only mode,
+//! the volatility gate. The read-only transaction the caller runs the statement in is the third layer, and the
+//! session check after each call the fourth; none relies on another.
 
 mod cache;
 mod classify;
 pub mod corpus;
 mod policy;
-mod volatility;
+pub mod resolved;
 mod walk;
 
 #[cfg(test)]
-mod volatility_tests;
+mod resolved_tests;
 
 use std::fmt;
 
-pub use cache::{CACHEABLE_SQL_BYTES, CachedGuard};
+pub use cache::{CACHEABLE_SQL_BYTES, CONFIRMATION_TTL, CachedGuard};
 pub use policy::GuardPolicy;
-pub use volatility::check_volatility;
 
 /// What kind of statement passed the guard; the caller picks the transaction mode from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,44 @@ impl GuardError {
             reason: reason.into(),
         }
     }
+}
+
+/// Which statement PostgreSQL must resolve so that the guard sees every function a call will run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToResolve {
+    /// The statement itself (queries and writes).
+    Itself,
+    /// A statement inside a utility statement, which PostgreSQL analyses only when it runs: the query of
+    /// EXPLAIN and of CREATE TABLE AS / CREATE MATERIALIZED VIEW, as PostgreSQL's own deparser writes it.
+    Inner(String),
+    /// Nothing runs that could call a function (SHOW), or only DDL the profile allows as a whole.
+    Nothing,
+}
+
+/// What must be resolved before `sql`, already accepted as `class`, may run.
+pub fn statement_that_runs(sql: &str, class: StatementClass) -> Result<ToResolve, GuardError> {
+    match class {
+        StatementClass::Read | StatementClass::Write => Ok(ToResolve::Itself),
+        StatementClass::Show => Ok(ToResolve::Nothing),
+        StatementClass::Explain { .. } | StatementClass::Ddl => {
+            let inner = match parse_single_statement(sql)? {
+                pg_query::NodeEnum::ExplainStmt(explain) => explain.query,
+                pg_query::NodeEnum::CreateTableAsStmt(create) => create.query,
+                _ => None,
+            };
+            match inner.and_then(|node| node.node) {
+                Some(node) => deparse(node).map(ToResolve::Inner),
+                None if class == StatementClass::Ddl => Ok(ToResolve::Nothing),
+                None => Err(GuardError::new("EXPLAIN without a statement")),
+            }
+        }
+    }
+}
+
+fn deparse(node: pg_query::NodeEnum) -> Result<String, GuardError> {
+    std::panic::catch_unwind(|| node.deparse(pg_query::DeparseOptions::default()))
+        .map_err(|_| GuardError::new("could not restate the inner statement: the deparser failed"))?
+        .map_err(|error| GuardError::new(format!("could not restate the inner statement: {error}")))
 }
 
 /// First stage: decide from the parse tree alone whether `sql` (exactly one statement) may run under `policy`.

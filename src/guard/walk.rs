@@ -35,6 +35,7 @@ pub(crate) fn walk(root: &NodeEnum, policy: &GuardPolicy) -> Result<TreeFacts, G
         facts: TreeFacts::default(),
         statements_seen: 0,
         collecting_name: None,
+        depth: 0,
         first_struct: None,
     };
     match root.serialize(&mut walker) {
@@ -53,6 +54,7 @@ pub(crate) fn node_type_name(node: &NodeEnum) -> &'static str {
         facts: TreeFacts::default(),
         statements_seen: 0,
         collecting_name: None,
+        depth: 0,
         first_struct: None,
     };
     // Stops with `Stop::NameFound` as soon as the first struct is entered.
@@ -69,9 +71,24 @@ struct Walker<'p> {
     mode: Mode<'p>,
     facts: TreeFacts,
     statements_seen: usize,
-    /// Some while inside `FuncCall.funcname`, which holds only the String nodes of the (qualified) name.
-    collecting_name: Option<Vec<String>>,
+    /// Some while inside a list of name parts (`FuncCall.funcname`, `ColumnRef.fields`,
+    /// `A_Indirection.indirection`): the struct depth of the list's owner, and the String nodes found directly in
+    /// the list (not those deeper, such as a string constant inside a subscript).
+    collecting_name: Option<(usize, Vec<String>)>,
+    /// How many structs enclose the current value.
+    depth: usize,
     first_struct: Option<&'static str>,
+}
+
+/// How a name in a list of name parts may be a function call.
+#[derive(Clone, Copy)]
+enum NameList {
+    /// `f(...)`, `s.f(...)`: the name of the called function.
+    Call,
+    /// `t.f`, `t.c.f`: every part after the first may be `f(t)` in PostgreSQL's attribute notation.
+    ColumnRef,
+    /// `(expr).f`: field selection, which PostgreSQL also reads as `f(expr)`.
+    Indirection,
 }
 
 const DML_NODES: &[&str] = &["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"];
@@ -102,6 +119,28 @@ impl Walker<'_> {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Names in attribute notation and field selection are columns or fields unless no such column exists, in
+    /// which case PostgreSQL calls the function of that name. Without the catalog the guard cannot tell, so a
+    /// deny-listed name is refused in either reading; the resolved check sees what PostgreSQL chose.
+    fn finish_selected_names(&mut self, parts: Vec<String>, list: NameList) -> Result<(), Stop> {
+        let Mode::Facts(policy) = self.mode else {
+            return Ok(());
+        };
+        let skip = match list {
+            NameList::ColumnRef => 1,
+            _ => 0,
+        };
+        for name in parts.iter().skip(skip) {
+            if policy.denied_entry(None, name).is_some() {
+                return Err(Stop::Denied(GuardError::new(format!(
+                    "function {name} is not allowed: it can change server or session state, or reach outside the \
+                     database (`x.{name}` and `(x).{name}` call {name}(x) when x has no field of that name)"
+                ))));
+            }
         }
         Ok(())
     }
@@ -173,17 +212,32 @@ impl ser::SerializeStruct for StructWalker<'_, '_> {
         key: &'static str,
         value: &T,
     ) -> Result<(), Stop> {
-        if self.name == "FuncCall" && key == "funcname" {
-            self.walker.collecting_name = Some(Vec::new());
-            let visited = value.serialize(&mut *self.walker);
-            let parts = self.walker.collecting_name.take().unwrap_or_default();
-            visited?;
-            return self.walker.finish_function_name(parts);
+        let list = match (self.name, key) {
+            ("FuncCall", "funcname") => NameList::Call,
+            ("ColumnRef", "fields") => NameList::ColumnRef,
+            ("AIndirection", "indirection") => NameList::Indirection,
+            _ => return value.serialize(&mut *self.walker),
+        };
+        // A list nested in another list's elements (a subscript's expression) is collected on its own.
+        let outer = self.walker.collecting_name.take();
+        self.walker.collecting_name = Some((self.walker.depth, Vec::new()));
+        let visited = value.serialize(&mut *self.walker);
+        let parts = self
+            .walker
+            .collecting_name
+            .take()
+            .map(|(_, parts)| parts)
+            .unwrap_or_default();
+        self.walker.collecting_name = outer;
+        visited?;
+        match list {
+            NameList::Call => self.walker.finish_function_name(parts),
+            _ => self.walker.finish_selected_names(parts, list),
         }
-        value.serialize(&mut *self.walker)
     }
 
     fn end(self) -> Result<(), Stop> {
+        self.walker.depth -= 1;
         Ok(())
     }
 }
@@ -201,6 +255,7 @@ impl ser::SerializeStructVariant for StructWalker<'_, '_> {
     }
 
     fn end(self) -> Result<(), Stop> {
+        self.walker.depth -= 1;
         Ok(())
     }
 }
@@ -239,7 +294,10 @@ impl<'a, 'p> ser::Serializer for &'a mut Walker<'p> {
     );
 
     fn serialize_str(self, value: &str) -> Result<(), Stop> {
-        if let Some(parts) = self.collecting_name.as_mut() {
+        // Directly in the list: the list's owner, then the element's Node wrapper, then its String node.
+        if let Some((owner, parts)) = self.collecting_name.as_mut()
+            && self.depth == *owner + 2
+        {
             parts.push(value.to_owned());
         }
         Ok(())
@@ -320,6 +378,7 @@ impl<'a, 'p> ser::Serializer for &'a mut Walker<'p> {
         _len: usize,
     ) -> Result<StructWalker<'a, 'p>, Stop> {
         self.enter_struct(name)?;
+        self.depth += 1;
         Ok(StructWalker { walker: self, name })
     }
 
@@ -331,6 +390,7 @@ impl<'a, 'p> ser::Serializer for &'a mut Walker<'p> {
         _len: usize,
     ) -> Result<StructWalker<'a, 'p>, Stop> {
         self.enter_struct(name)?;
+        self.depth += 1;
         Ok(StructWalker { walker: self, name })
     }
 }

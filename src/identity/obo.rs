@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Runtime;
 
 use super::cache::TokenCache;
 use super::certificate::ClientCertificate;
@@ -20,6 +20,7 @@ use super::settings::DbAuth;
 use super::token::{AccessToken, IdentityError, IdentityErrorKind, POSTGRES_SCOPE};
 use crate::config::{Profile, Secret};
 use crate::db::connect::{PgConnector, credential_failure, is_authentication_failure};
+use crate::db::session::{Connected, Object, Pool, SessionConnect, SessionManager};
 use crate::http::Caller;
 use crate::tools::ToolError;
 
@@ -132,15 +133,11 @@ struct UserConnect {
     credential: Arc<UserCredential>,
 }
 
-impl deadpool_postgres::Connect for UserConnect {
-    fn connect(
-        &self,
-        pg_config: &tokio_postgres::Config,
-    ) -> futures_util::future::BoxFuture<
-        '_,
-        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
-    > {
-        let config = pg_config.clone();
+impl SessionConnect for UserConnect {
+    fn connect_session<'a>(
+        &'a self,
+        config: &'a tokio_postgres::Config,
+    ) -> futures_util::future::BoxFuture<'a, Result<Connected, tokio_postgres::Error>> {
         Box::pin(async move {
             let token = match self.credential.token().await {
                 Ok(token) => token,
@@ -148,7 +145,7 @@ impl deadpool_postgres::Connect for UserConnect {
             };
             match self
                 .connector
-                .connect_with_password(&config, &token.token)
+                .connect_with_password(config, &token.token)
                 .await
             {
                 Err(error) if is_authentication_failure(&error) => {
@@ -158,7 +155,7 @@ impl deadpool_postgres::Connect for UserConnect {
                         Err(error) => return Err(credential_failure(error).await),
                     };
                     self.connector
-                        .connect_with_password(&config, &token.token)
+                        .connect_with_password(config, &token.token)
                         .await
                 }
                 other => other,
@@ -386,15 +383,11 @@ impl UserPools {
         });
         let mut config = self.connector.pg_config().clone();
         config.user(role);
-        let manager = Manager::from_connect(
+        let manager = SessionManager::new(
             config,
             UserConnect {
                 connector: self.connector.clone(),
                 credential: credential.clone(),
-            },
-            // As for the service pool: reset after the calls that may leave state, not on every checkout.
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)

@@ -1,11 +1,11 @@
 //! Routing a tools/call to its handler: pick the profile, check out a connection, run, encode.
 
-use deadpool_postgres::{ClientWrapper, Object, RecyclingMethod};
 use rmcp::model::JsonObject;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::exec::QueryOutput;
+use crate::db::session::{Object, Session};
 use crate::db::{Database, UserLogin};
 use crate::mcp::{Databases, parse_args, to_json};
 use crate::telemetry::audit::CallerIdentity;
@@ -56,48 +56,106 @@ impl ToolAnswer {
     }
 }
 
-/// Session state a call may leave on its connection. Read-only calls run in a transaction that is always rolled
-/// back, and the guard refuses SET, LISTEN, PREPARE, advisory locks and volatile functions in them, so what they
-/// leave is nothing; a write commits, and a profile's own allowed volatile functions are outside what the guard
-/// knows. Those connections are reset before the pool hands them out again.
-fn may_leave_session_state(tool: &str, db: &Database) -> bool {
-    tool == "execute_write"
-        || (!db.profile.allow_volatile_functions.is_empty()
-            && matches!(tool, "execute_query" | "explain_query"))
+/// What a connection still holds after a call, beyond the call's own (rolled back or committed) transaction.
+/// Read-only calls are rolled back, which undoes settings, temporary objects and LISTEN; advisory locks,
+/// SQL-level prepared statements and holdable cursors outlive a rollback, and a committed write keeps everything.
+/// One round trip, queued right behind the call's ROLLBACK or COMMIT.
+const LEFTOVERS_SQL: &str = "\
+SELECT (SELECT count(*) FROM pg_catalog.pg_locks \
+         WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_listening_channels())::int4, \
+       CASE WHEN pg_catalog.pg_my_temp_schema() = 0 THEN 0 \
+            ELSE (SELECT count(*) FROM pg_catalog.pg_class \
+                  WHERE relnamespace = pg_catalog.pg_my_temp_schema())::int4 END, \
+       CASE WHEN $1 THEN (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session')::int4 \
+            ELSE 0 END";
+const LEFTOVER_KINDS: [&str; 6] = [
+    "advisory locks",
+    "prepared statements",
+    "holdable cursors",
+    "LISTEN channels",
+    "temporary relations",
+    "changed settings",
+];
+
+/// What the session check found, in words for the log; `None` when the connection holds nothing.
+async fn session_leftovers(
+    session: &Session,
+    committed: bool,
+    cached: bool,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let rows = if cached {
+        let statement = session.prepare_cached(LEFTOVERS_SQL).await?;
+        session.query(&statement, &[&committed]).await?
+    } else {
+        // A transaction-pooling proxy (statement_cache = 0) gets no prepared statement left on its servers.
+        session
+            .query_typed(
+                LEFTOVERS_SQL,
+                &[(&committed, tokio_postgres::types::Type::BOOL)],
+            )
+            .await?
+    };
+    let Some(row) = rows.first() else {
+        return Ok(Some("the session check returned no row".into()));
+    };
+    let mut found = Vec::new();
+    for (index, kind) in LEFTOVER_KINDS.iter().enumerate() {
+        let count: i32 = row.try_get(index)?;
+        if count > 0 {
+            found.push(format!("{kind}: {count}"));
+        }
+    }
+    Ok((!found.is_empty()).then(|| found.join(", ")))
 }
 
-/// A checked-out connection that is reset before the pool hands it out again, when the call may have left session
-/// state on it. The reset runs when the guard is dropped, so a call abandoned half-way (a cancelled request) is
-/// covered too; it runs off the answer's path, and a connection that cannot be reset is closed instead.
-struct ResettingSession {
+/// A checked-out connection that goes back to the pool only once it is known to hold nothing of the call.
+/// The check does not trust the guard's prediction of what a call can leave: it asks the server, after every
+/// call, off the answer's path. A connection that holds anything, or cannot be checked, is closed rather than
+/// reset, so nothing a reset might miss (a dblink connection, a role) survives either. Running from `Drop`
+/// covers abandoned calls too.
+struct CheckedSession {
     conn: Option<Object>,
-    reset: bool,
+    /// The call may have committed, so session-level settings may have changed.
+    may_commit: bool,
+    statement_cache: bool,
+    tool: String,
 }
 
-impl ResettingSession {
-    fn conn(&mut self) -> &mut ClientWrapper {
+impl CheckedSession {
+    fn conn(&mut self) -> &mut Session {
         self.conn.as_mut().expect("present until dropped")
     }
 }
 
-impl Drop for ResettingSession {
+impl Drop for CheckedSession {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if !self.reset {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // Shutting down: nobody will use the connection again, and it must not go back dirty.
+            // Shutting down: nobody will use the connection again, and it must not go back unchecked.
             drop(Object::take(conn));
             return;
         };
+        let (committed, cached, tool) = (
+            self.may_commit,
+            self.statement_cache,
+            std::mem::take(&mut self.tool),
+        );
         runtime.spawn(async move {
-            let reset = RecyclingMethod::Clean.query().unwrap_or_default();
-            if let Err(error) = conn.batch_execute(reset).await {
-                tracing::warn!(%error, "could not reset a connection after a call; closing it");
-                drop(Object::take(conn));
+            match session_leftovers(&conn, committed, cached).await {
+                Ok(None) => {}
+                Ok(Some(left)) => {
+                    tracing::warn!(%tool, %left, "a call left state on its database session; closing the connection");
+                    drop(Object::take(conn));
+                }
+                Err(error) => {
+                    tracing::warn!(%tool, %error, "could not check a database session after a call; closing the connection");
+                    drop(Object::take(conn));
+                }
             }
         });
     }
@@ -116,9 +174,11 @@ pub async fn call_tool(
         return structured(&profiles::list_profiles(databases));
     }
     let db = databases.select(requested_profile(&arguments)?.as_deref())?;
-    let mut session = ResettingSession {
+    let mut session = CheckedSession {
         conn: Some(db.session(user).await?),
-        reset: may_leave_session_state(name, db),
+        may_commit: name == "execute_write",
+        statement_cache: db.profile.statement_cache_size() > 0,
+        tool: name.to_owned(),
     };
     run_tool(db, session.conn(), name, arguments, cancel, caller).await
 }
@@ -129,13 +189,45 @@ fn structured<T: serde::Serialize>(value: &T) -> Result<ToolAnswer, ToolError> {
 
 async fn run_tool(
     db: &Database,
-    conn: &mut ClientWrapper,
+    conn: &mut Session,
     name: &str,
     arguments: JsonObject,
     cancel: &CancellationToken,
     caller: &CallerIdentity,
 ) -> Result<ToolAnswer, ToolError> {
-    let client: &tokio_postgres::Client = conn;
+    match name {
+        "get_table_stats" => {
+            structured(&stats::get_table_stats(db, conn, parse_args(arguments)?, cancel).await?)
+        }
+        "read_table" => {
+            let page = query::read_table(db, conn, parse_args(arguments)?, cancel).await?;
+            let rows = page.result.counted_rows();
+            Ok(ToolAnswer::rows(page.into_json(), rows))
+        }
+        "execute_query" => Ok(ToolAnswer::of_query(
+            query::execute_query(db, conn, parse_args(arguments)?, cancel).await?,
+        )),
+        "execute_write" => Ok(ToolAnswer::of_query(
+            query::execute_write(db, conn, parse_args(arguments)?, cancel).await?,
+        )),
+        "explain_query" => {
+            structured(&query::explain_query(db, conn, parse_args(arguments)?, cancel).await?)
+        }
+        _ => {
+            // Catalog tools read like any caller's query: in a read-only transaction that is rolled back.
+            let txn = conn.build_transaction().read_only(true).start().await?;
+            catalog_tool(db, txn.client(), name, arguments, caller).await
+        }
+    }
+}
+
+async fn catalog_tool(
+    db: &Database,
+    client: &tokio_postgres::Client,
+    name: &str,
+    arguments: JsonObject,
+    caller: &CallerIdentity,
+) -> Result<ToolAnswer, ToolError> {
     match name {
         "server_info" => {
             let _: info::ServerInfoParams = parse_args(arguments)?;
@@ -154,23 +246,6 @@ async fn run_tool(
         }
         "search_tables" => {
             structured(&catalog::search_tables(client, parse_args(arguments)?).await?)
-        }
-        "get_table_stats" => {
-            structured(&stats::get_table_stats(client, parse_args(arguments)?).await?)
-        }
-        "read_table" => {
-            let page = query::read_table(db, conn, parse_args(arguments)?, cancel).await?;
-            let rows = page.result.counted_rows();
-            Ok(ToolAnswer::rows(page.into_json(), rows))
-        }
-        "execute_query" => Ok(ToolAnswer::of_query(
-            query::execute_query(db, conn, parse_args(arguments)?, cancel).await?,
-        )),
-        "execute_write" => Ok(ToolAnswer::of_query(
-            query::execute_write(db, conn, parse_args(arguments)?, cancel).await?,
-        )),
-        "explain_query" => {
-            structured(&query::explain_query(db, conn, parse_args(arguments)?, cancel).await?)
         }
         other => Err(ToolError::invalid(format!("unknown tool `{other}`"))),
     }

@@ -1,6 +1,5 @@
 //! The query family: execute_query, execute_write, explain_query, read_table.
 
-use deadpool_postgres::ClientWrapper;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,6 +9,7 @@ use crate::config::AccessMode;
 use crate::db::Database;
 use crate::db::exec::{self, CallContext, Intent, JsonObjectText, Limits, QueryOutput};
 use crate::db::quote_ident;
+use crate::db::session::Session;
 use crate::guard::StatementClass;
 use crate::tools::ToolError;
 
@@ -135,7 +135,7 @@ impl ReadTableOutput {
 
 const READ_TABLE_DEFAULT_LIMIT: u64 = 100;
 
-fn call_context<'a>(
+pub(crate) fn call_context<'a>(
     db: &'a Database,
     limits: Limits,
     cancel: &'a CancellationToken,
@@ -146,6 +146,7 @@ fn call_context<'a>(
         cancel,
         tls: db.connector().tls(),
         statement_cache: db.profile.statement_cache_size(),
+        shared_resolution: !db.per_caller(),
     }
 }
 
@@ -172,7 +173,7 @@ pub fn limits_for(db: &Database, requested: Option<u64>) -> Result<Limits, ToolE
 
 pub async fn execute_query(
     db: &Database,
-    client: &mut ClientWrapper,
+    client: &mut Session,
     params: ExecuteQueryParams,
     cancel: &CancellationToken,
 ) -> Result<QueryOutput, ToolError> {
@@ -182,7 +183,7 @@ pub async fn execute_query(
 
 pub async fn execute_write(
     db: &Database,
-    client: &mut ClientWrapper,
+    client: &mut Session,
     params: ExecuteQueryParams,
     cancel: &CancellationToken,
 ) -> Result<QueryOutput, ToolError> {
@@ -198,7 +199,7 @@ pub async fn execute_write(
 
 pub async fn explain_query(
     db: &Database,
-    client: &mut ClientWrapper,
+    client: &mut Session,
     params: ExplainQueryParams,
     cancel: &CancellationToken,
 ) -> Result<ExplainOutput, ToolError> {
@@ -331,7 +332,7 @@ fn write_plan_node(node: &Value, depth: usize, out: &mut String) {
 
 pub async fn read_table(
     db: &Database,
-    client: &mut ClientWrapper,
+    client: &mut Session,
     params: ReadTableParams,
     cancel: &CancellationToken,
 ) -> Result<ReadTableOutput, ToolError> {

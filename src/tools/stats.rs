@@ -2,18 +2,22 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Row};
+use tokio_util::sync::CancellationToken;
 
-use crate::db::quote_ident;
+use crate::db::exec::{self, Limits};
+use crate::db::session::Session;
+use crate::db::{Database, quote_ident};
 use crate::tools::ToolError;
 use crate::tools::catalog::RelationKind;
 use crate::tools::catalog::resolve::resolve_relation;
+use crate::tools::query::call_context;
 
 pub const GET_TABLE_STATS_DESCRIPTION: &str = "Statistics for one table, view or materialized view: exact row \
-count (SELECT count(*), subject to the statement timeout; skip it with exact_count=false on huge tables; if it is \
-cancelled or not permitted, exact_row_count is null and exact_count_error says why while the other figures are \
-still returned), the \
+count (SELECT count(*) in a read-only transaction, subject to the statement timeout; skip it with exact_count=false \
+on huge tables; if it is cancelled, not permitted, or would call a function the SQL guard refuses (a view's \
+columns), exact_row_count is null and exact_count_error says why while the other figures are still returned), the \
 planner's row estimate, sizes on disk split into heap, indexes and TOAST plus the total (bytes and human units; \
 partitioned tables sum their partitions; null for views and foreign tables), how many columns have each data type, \
 and activity counters from pg_stat_all_tables (sequential and index scans, live and dead tuples, rows inserted / \
@@ -162,37 +166,28 @@ const COUNT_FAILURES_TO_REPORT: &[SqlState] =
     &[SqlState::QUERY_CANCELED, SqlState::INSUFFICIENT_PRIVILEGE];
 
 pub async fn get_table_stats(
-    client: &Client,
+    db: &Database,
+    session: &mut Session,
     params: GetTableStatsParams,
+    cancel: &CancellationToken,
 ) -> Result<TableStats, ToolError> {
-    let rel = resolve_relation(client, &params.table, params.schema.as_deref()).await?;
-    let count_sql = format!(
-        "SELECT count(*) FROM {}.{}",
-        quote_ident(&rel.schema),
-        quote_ident(&rel.name)
-    );
-    // Sent last, so the catalog queries are already answered when a long count is cancelled.
-    let exact_count = async {
-        if !params.exact_count {
-            return Ok::<_, tokio_postgres::Error>((None, None));
-        }
-        match client.query_one(&count_sql, &[]).await {
-            Ok(row) => Ok((Some(row.try_get::<_, i64>(0)?), None)),
-            Err(err) => match err.as_db_error() {
-                Some(db) if COUNT_FAILURES_TO_REPORT.contains(db.code()) => {
-                    Ok((None, Some(db.message().to_string())))
-                }
-                _ => Err(err),
-            },
-        }
+    let (rel, sizes, column_types, activity) = {
+        let txn = session.build_transaction().read_only(true).start().await?;
+        let client = txn.client();
+        let rel = resolve_relation(client, &params.table, params.schema.as_deref()).await?;
+        let oid: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&rel.oid];
+        let (sizes, column_types, activity) = tokio::try_join!(
+            client.query_one(SIZES_SQL, &oid),
+            client.query(COLUMN_TYPES_SQL, &oid),
+            client.query_opt(ACTIVITY_SQL, &oid),
+        )?;
+        (rel, sizes, column_types, activity)
     };
-    let oid: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&rel.oid];
-    let (sizes, column_types, activity, (exact_row_count, exact_count_error)) = tokio::try_join!(
-        client.query_one(SIZES_SQL, &oid),
-        client.query(COLUMN_TYPES_SQL, &oid),
-        client.query_opt(ACTIVITY_SQL, &oid),
-        exact_count,
-    )?;
+    let (exact_row_count, exact_count_error) = if params.exact_count {
+        exact_count(db, session, &rel.schema, &rel.name, cancel).await?
+    } else {
+        (None, None)
+    };
 
     let has_storage = !matches!(rel.kind, RelationKind::View | RelationKind::ForeignTable);
     Ok(TableStats {
@@ -218,6 +213,57 @@ pub async fn get_table_stats(
         name: rel.name,
         kind: rel.kind,
     })
+}
+
+/// `SELECT count(*)` as any caller's query runs: read-only, rolled back, under the statement timeout, and only
+/// when every function it would call passes the guard (a view's columns, a table's row-level security policy).
+/// A count that may not or did not run leaves the estimate to answer, and says why.
+async fn exact_count(
+    db: &Database,
+    session: &mut Session,
+    schema: &str,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<(Option<i64>, Option<String>), ToolError> {
+    let sql = format!(
+        "SELECT count(*) FROM {}.{}",
+        quote_ident(schema),
+        quote_ident(name)
+    );
+    let limits = Limits {
+        max_rows: 1,
+        max_bytes: usize::MAX,
+        timeout: db.profile.statement_timeout,
+    };
+    let ctx = call_context(db, limits, cancel);
+    match exec::run_internal_read(session, &ctx, &sql, &[]).await {
+        Ok(output) => {
+            let count = output
+                .rows
+                .to_values()
+                .ok()
+                .and_then(|rows| rows.first()?.first()?.as_i64())
+                .ok_or_else(|| ToolError::invalid("count(*) returned no number"))?;
+            Ok((Some(count), None))
+        }
+        Err(ToolError::Rejected { reason }) => Ok((
+            None,
+            Some(format!(
+                "not counted, so as not to run what the guard refuses: {reason}; estimated_rows is the \
+                 planner's estimate"
+            )),
+        )),
+        Err(error @ ToolError::Timeout { .. }) => Ok((None, Some(error.to_string()))),
+        Err(ToolError::Database {
+            sqlstate, message, ..
+        }) if COUNT_FAILURES_TO_REPORT
+            .iter()
+            .any(|state| state.code() == sqlstate) =>
+        {
+            Ok((None, Some(message)))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 fn sizes_from_row(row: &Row) -> Result<TableSizes, ToolError> {

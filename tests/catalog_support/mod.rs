@@ -97,7 +97,11 @@ impl Database {
     }
 
     pub async fn connect(&self) -> Client {
-        connect(&self.cluster.url(&self.name)).await
+        connect(&self.url()).await
+    }
+
+    pub fn url(&self) -> String {
+        self.cluster.url(&self.name)
     }
 }
 

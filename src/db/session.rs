@@ -1,0 +1,174 @@
+//! A pooled PostgreSQL session: tokio-postgres's client with deadpool's statement cache, plus the server's
+//! notices on that connection, which the guard reads to see a statement as PostgreSQL resolved it.
+
+use std::sync::{Arc, Mutex};
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use deadpool_postgres::ClientWrapper;
+use futures_util::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_postgres::error::DbError;
+use tokio_postgres::{Client, Config};
+
+pub type Pool = managed::Pool<SessionManager>;
+pub type Object = managed::Object<SessionManager>;
+pub type PoolError = managed::PoolError<tokio_postgres::Error>;
+
+/// The message PostgreSQL gives a `debug_print_rewritten` dump; its detail is the tree.
+const REWRITTEN_TREE_MESSAGE: &str = "rewritten parse tree:";
+/// A statement whose resolved tree is larger than this is not checked but refused: the tree of a query over many
+/// nested views can be large, and holding an unbounded amount of it would let one call grow pgmcp's memory.
+pub const MAX_TREE_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the connection task hands over from the server's notices while a call listens for resolved trees.
+#[derive(Default, Debug)]
+struct NoticeState {
+    listening: bool,
+    trees: Vec<String>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+/// The resolved-tree notices of one connection. The connection task offers every notice; only the trees that
+/// arrive while a call listens are kept, so notices nobody asked for cost nothing.
+#[derive(Clone, Default, Debug)]
+pub struct Notices(Arc<Mutex<NoticeState>>);
+
+/// The trees PostgreSQL printed for the statements parsed while listening.
+#[derive(Debug)]
+pub enum ResolvedTrees {
+    Trees(Vec<String>),
+    /// More than [`MAX_TREE_BYTES`] arrived.
+    TooLarge,
+}
+
+impl Notices {
+    fn state(&self) -> std::sync::MutexGuard<'_, NoticeState> {
+        // Only plain data is kept under the lock: a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Called by the connection task, in the order the server sent its messages: a tree sent before a
+    /// statement's ParseComplete is therefore here before the call sees the statement prepared.
+    pub(crate) fn offer(&self, notice: &DbError) {
+        if notice.message() != REWRITTEN_TREE_MESSAGE {
+            return;
+        }
+        let mut state = self.state();
+        if !state.listening {
+            return;
+        }
+        let tree = notice.detail().unwrap_or_default();
+        state.bytes += tree.len();
+        if state.bytes > MAX_TREE_BYTES {
+            state.overflowed = true;
+            state.trees.clear();
+        } else if !state.overflowed {
+            state.trees.push(tree.to_owned());
+        }
+    }
+
+    /// Starts keeping resolved trees, forgetting any kept before.
+    pub fn listen(&self) {
+        let mut state = self.state();
+        *state = NoticeState {
+            listening: true,
+            ..NoticeState::default()
+        };
+    }
+
+    /// Stops listening and hands over what arrived since [`Notices::listen`].
+    pub fn take(&self) -> ResolvedTrees {
+        let state = std::mem::take(&mut *self.state());
+        if state.overflowed {
+            ResolvedTrees::TooLarge
+        } else {
+            ResolvedTrees::Trees(state.trees)
+        }
+    }
+}
+
+/// One connection as the pool hands it out: the client (with its statement cache) and its notices.
+#[derive(Debug)]
+pub struct Session {
+    client: ClientWrapper,
+    pub notices: Notices,
+}
+
+impl std::ops::Deref for Session {
+    type Target = ClientWrapper;
+
+    fn deref(&self) -> &ClientWrapper {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut ClientWrapper {
+        &mut self.client
+    }
+}
+
+/// A new connection: the client, the task driving the connection, and where that task puts notices.
+pub struct Connected {
+    pub client: Client,
+    pub task: JoinHandle<()>,
+    pub notices: Notices,
+}
+
+/// How a pool logs in: the profile's own identity, or one signed-in caller's.
+pub trait SessionConnect: Send + Sync {
+    fn connect_session<'a>(
+        &'a self,
+        config: &'a Config,
+    ) -> BoxFuture<'a, Result<Connected, tokio_postgres::Error>>;
+}
+
+/// deadpool's manager for [`Session`]s. Checkout only checks that the connection is alive: a call that may have
+/// left state behind is checked (and its connection closed) when it ends, see `tools::dispatch`.
+pub struct SessionManager {
+    config: Config,
+    connect: Box<dyn SessionConnect>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration may hold a password.
+        f.debug_struct("SessionManager").finish_non_exhaustive()
+    }
+}
+
+impl SessionManager {
+    pub fn new(config: Config, connect: impl SessionConnect + 'static) -> SessionManager {
+        SessionManager {
+            config,
+            connect: Box::new(connect),
+        }
+    }
+}
+
+impl managed::Manager for SessionManager {
+    type Type = Session;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> Result<Session, tokio_postgres::Error> {
+        let connected = self.connect.connect_session(&self.config).await?;
+        Ok(Session {
+            client: ClientWrapper::new(connected.client, connected.task),
+            notices: connected.notices,
+        })
+    }
+
+    async fn recycle(
+        &self,
+        session: &mut Session,
+        _: &Metrics,
+    ) -> RecycleResult<tokio_postgres::Error> {
+        if session.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        Ok(())
+    }
+}

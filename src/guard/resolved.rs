@@ -1,0 +1,405 @@
+//! The guard's last stage: every function a statement will call, as PostgreSQL itself resolved them.
+//!
+//! SQL has many ways to call a function without writing a call: field selection (`(x).f` is `f(x)`), attribute
+//! notation (`t.f`), operators, casts, aggregates' support functions, views, row-level security policies, domain
+//! constraints, default arguments. Listing syntaxes always misses one. Instead, the statement is parsed by the
+//! server with `debug_print_rewritten` on: PostgreSQL then sends the analysed and rewritten tree (views expanded,
+//! policies applied, every call, operator and cast resolved to catalog OIDs) as a notice, before anything is
+//! planned or run. Every function OID in it, and every function those operators, types and aggregates stand for,
+//! is checked against the deny-list and, in read-only mode, the volatility gate.
+//!
+//! What the tree cannot show is the body of a called function: a function declared STABLE or IMMUTABLE is
+//! trusted as declared. PostgreSQL refuses data writes inside such functions, and the read-only transaction and
+//! the session check after each call bound the rest (README, "Security model").
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::types::Type;
+
+use super::GuardError;
+use super::policy::GuardPolicy;
+use crate::config::AccessMode;
+
+/// Settings that make PostgreSQL print the rewritten tree of each statement it parses, to this client only.
+/// `SET LOCAL`: they end with the transaction.
+pub const PRINT_TREES: &str = "SET LOCAL client_min_messages = log; \
+SET LOCAL debug_print_rewritten = on; SET LOCAL debug_pretty_print = off";
+/// Back to normal once the statement is parsed: function bodies run later would print trees of their own.
+pub const STOP_PRINTING_TREES: &str =
+    "SET LOCAL debug_print_rewritten = off; SET LOCAL client_min_messages TO DEFAULT";
+
+/// Catalog objects a resolved tree refers to by OID.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Referenced {
+    pub functions: BTreeSet<u32>,
+    pub operators: BTreeSet<u32>,
+    pub types: BTreeSet<u32>,
+}
+
+impl Referenced {
+    pub fn is_empty(&self) -> bool {
+        self.functions.is_empty() && self.operators.is_empty() && self.types.is_empty()
+    }
+}
+
+/// Fields of PostgreSQL's node output that hold a pg_proc OID. Function calls (`FuncExpr`), the functions behind
+/// operators (`OpExpr` and its kin, which also carry hash and negator support), aggregates, window functions,
+/// window RANGE support, and TABLESAMPLE handlers.
+const FUNCTION_FIELDS: &[&str] = &[
+    "funcid",
+    "opfuncid",
+    "hashfuncid",
+    "negfuncid",
+    "aggfnoid",
+    "winfnoid",
+    "startInRangeFunc",
+    "endInRangeFunc",
+    "tsmhandler",
+];
+/// Fields that hold pg_operator OIDs (comparison and sort operators included: their functions run too).
+const OPERATOR_FIELDS: &[&str] = &["opno", "sortop", "eqop", "opnos"];
+
+/// Reads the OIDs of functions, operators and types out of trees printed by PostgreSQL's `nodeToString`.
+///
+/// The format is a sequence of tokens split at unescaped white space and at unescaped `(){}`; a field is a
+/// `:name` token followed by its value. Identifiers and strings escape white space and brackets with a
+/// backslash, so text a caller wrote can never produce a field token that PostgreSQL did not write. A field
+/// that should hold an OID but holds anything else means the tree was not understood, and the statement is
+/// refused rather than guessed at.
+pub fn referenced_objects(trees: &[String]) -> Result<Referenced, GuardError> {
+    let mut referenced = Referenced::default();
+    for tree in trees {
+        let tokens = tokenize(tree);
+        let mut index = 0;
+        while index < tokens.len() {
+            let token = tokens[index];
+            index += 1;
+            let Some(field) = token.strip_prefix(':') else {
+                continue;
+            };
+            let target = if FUNCTION_FIELDS.contains(&field) {
+                &mut referenced.functions
+            } else if OPERATOR_FIELDS.contains(&field) {
+                &mut referenced.operators
+            } else if is_type_field(field) {
+                &mut referenced.types
+            } else {
+                continue;
+            };
+            index = read_oids(&tokens, index, field, target)?;
+        }
+    }
+    referenced.functions.remove(&0);
+    referenced.operators.remove(&0);
+    referenced.types.remove(&0);
+    Ok(referenced)
+}
+
+/// Type OIDs: `vartype`, `consttype`, `funcresulttype`, `resulttype` (casts and domain coercions), `coltypes`
+/// lists… Enumerations whose names also contain "type" (`commandType`, `jointype`) hold small numbers that are
+/// no type's OID, so reading them as types only costs a lookup that finds nothing.
+fn is_type_field(field: &str) -> bool {
+    let lower = field.to_ascii_lowercase();
+    (lower.contains("type") || lower.ends_with("typid")) && !lower.contains("typmod")
+}
+
+/// The value after a field token: one OID, `<>` (none), or a list `(o 1 2 3)` / `(i 1 2 3)`. Enumerations and
+/// booleans with type-like names are skipped. Returns the index after the value.
+fn read_oids(
+    tokens: &[&str],
+    mut index: usize,
+    field: &str,
+    target: &mut BTreeSet<u32>,
+) -> Result<usize, GuardError> {
+    let unreadable = || {
+        GuardError::new(format!(
+            "could not read PostgreSQL's resolved form of the statement (field {field}); it was not run"
+        ))
+    };
+    let strict = !is_type_field(field);
+    match tokens.get(index).copied() {
+        Some("(") => {
+            index += 1;
+            if matches!(tokens.get(index).copied(), Some("o" | "i")) {
+                index += 1;
+            }
+            while let Some(&token) = tokens.get(index) {
+                index += 1;
+                if token == ")" {
+                    return Ok(index);
+                }
+                match token.parse::<u32>() {
+                    Ok(oid) => {
+                        target.insert(oid);
+                    }
+                    Err(_) if strict => return Err(unreadable()),
+                    Err(_) => return Ok(index - 1),
+                }
+            }
+            Err(unreadable())
+        }
+        Some("<>") => Ok(index + 1),
+        Some(token) => match token.parse::<u32>() {
+            Ok(oid) => {
+                target.insert(oid);
+                Ok(index + 1)
+            }
+            // Negative numbers, booleans, enum names: not an OID, and for type-like names nothing to check.
+            Err(_) if !strict => Ok(index),
+            Err(_) => Err(unreadable()),
+        },
+        None if strict => Err(unreadable()),
+        None => Ok(index),
+    }
+}
+
+/// PostgreSQL's `pg_strtok` rules: white space separates tokens, `(`, `)`, `{`, `}` are tokens of their own, and
+/// a backslash makes the next character an ordinary one.
+fn tokenize(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut tokens = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte.is_ascii_whitespace() {
+            index += 1;
+            continue;
+        }
+        if matches!(byte, b'(' | b')' | b'{' | b'}') {
+            tokens.push(&text[index..index + 1]);
+            index += 1;
+            continue;
+        }
+        let start = index;
+        while index < bytes.len() {
+            let byte = bytes[index];
+            if byte == b'\\' {
+                index = (index + 2).min(bytes.len());
+                continue;
+            }
+            if byte.is_ascii_whitespace() || matches!(byte, b'(' | b')' | b'{' | b'}') {
+                break;
+            }
+            index += 1;
+        }
+        // Token boundaries are ASCII bytes, so the slice falls on character boundaries; a backslash before a
+        // multi-byte character is skipped with the character's first byte only, and the loop walks its rest.
+        if let Some(token) = text.get(start..index) {
+            tokens.push(token);
+        }
+    }
+    tokens
+}
+
+/// Every function the referenced objects stand for, with what the gates need to know. The functions behind
+/// operators (and their selectivity estimators, which the planner calls), the input, output and support
+/// functions of every type involved and of the base and element types behind them, and domain constraints'
+/// functions; then the support functions of the aggregates among them (called with every argument, so their
+/// own defaults never apply). `nested` lists the functions in each one's default arguments, which PostgreSQL
+/// inserts into the call and which [`check_functions`] follows in turn.
+/// No recursion over functions here: the planner estimates a recursive union so large that it compiles the
+/// query with JIT, which costs a second.
+const FUNCTIONS_SQL: &str = "\
+WITH RECURSIVE
+types(oid) AS (
+    SELECT t FROM unnest($3::oid[]) AS t
+  UNION
+    SELECT next FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
+      LATERAL (VALUES (ty.typbasetype), (ty.typelem)) AS v(next)
+    WHERE next <> 0
+),
+direct(oid) AS (
+    SELECT f FROM unnest($1::oid[]) AS f
+  UNION
+    SELECT v.f FROM pg_catalog.pg_operator o,
+      LATERAL (VALUES (o.oprcode::oid), (o.oprrest::oid), (o.oprjoin::oid)) AS v(f)
+    WHERE o.oid = ANY ($2::oid[])
+  UNION
+    SELECT v.f FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
+      LATERAL (VALUES (ty.typinput::oid), (ty.typoutput::oid), (ty.typreceive::oid), (ty.typsend::oid),
+                      (ty.typmodin::oid), (ty.typmodout::oid), (ty.typanalyze::oid), (ty.typsubscript::oid)) AS v(f)
+  UNION
+    SELECT m[1]::oid FROM types JOIN pg_catalog.pg_constraint c ON c.contypid = types.oid,
+      LATERAL regexp_matches(c.conbin::text, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\\d+)', 'g') AS m
+),
+with_nested AS (
+    SELECT p.oid, p.pronamespace, p.proname, p.provolatile,
+      ARRAY(
+          SELECT m[1]::oid
+          FROM regexp_matches(COALESCE(p.proargdefaults::text, ''),
+                              ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\\d+)', 'g') AS m
+      ) AS nested
+    FROM direct JOIN pg_catalog.pg_proc p ON p.oid = direct.oid
+)
+SELECT w.oid, n.nspname::text, w.proname::text, w.provolatile::text, w.nested
+FROM with_nested w JOIN pg_catalog.pg_namespace n ON n.oid = w.pronamespace
+UNION ALL
+SELECT p.oid, n.nspname::text, p.proname::text, p.provolatile::text, '{}'::oid[]
+FROM with_nested w
+JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = w.oid,
+LATERAL (VALUES (a.aggtransfn::oid), (a.aggfinalfn::oid), (a.aggcombinefn::oid), (a.aggserialfn::oid),
+                (a.aggdeserialfn::oid), (a.aggmtransfn::oid), (a.aggminvtransfn::oid), (a.aggmfinalfn::oid))
+  AS support(oid)
+JOIN pg_catalog.pg_proc p ON p.oid = support.oid
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
+
+/// How many times [`check_functions`] follows functions found in default arguments of functions found in
+/// default arguments before refusing: real schemas need one or two.
+const MAX_NESTING: usize = 8;
+
+/// Catalog round trips, usually one: rejects the statement when anything it calls is on the deny-list, or, in
+/// read-only mode, is VOLATILE and not on the allow-list.
+pub async fn check_functions(
+    client: &tokio_postgres::Client,
+    referenced: &Referenced,
+    policy: &GuardPolicy,
+) -> Result<(), GuardError> {
+    if referenced.is_empty() {
+        return Ok(());
+    }
+    let as_vec = |set: &BTreeSet<u32>| set.iter().copied().collect::<Vec<u32>>();
+    let (mut functions, mut operators, mut types) = (
+        as_vec(&referenced.functions),
+        as_vec(&referenced.operators),
+        as_vec(&referenced.types),
+    );
+    let mut seen = BTreeSet::new();
+    for _ in 0..MAX_NESTING {
+        let rows = client
+            .query_typed(
+                FUNCTIONS_SQL,
+                &[
+                    (&functions, Type::OID_ARRAY),
+                    (&operators, Type::OID_ARRAY),
+                    (&types, Type::OID_ARRAY),
+                ],
+            )
+            .await
+            .map_err(|error| {
+                GuardError::new(format!(
+                    "could not check the statement's functions in the catalog: {}",
+                    error
+                        .as_db_error()
+                        .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+                ))
+            })?;
+        let mut pending = BTreeSet::new();
+        for row in &rows {
+            let unexpected = || {
+                GuardError::new("could not check the statement's functions: unexpected catalog row")
+            };
+            let oid: u32 = row.try_get(0).map_err(|_| unexpected())?;
+            let schema: &str = row.try_get(1).map_err(|_| unexpected())?;
+            let name: &str = row.try_get(2).map_err(|_| unexpected())?;
+            let volatility: &str = row.try_get(3).map_err(|_| unexpected())?;
+            let nested: Vec<u32> = row.try_get(4).map_err(|_| unexpected())?;
+            judge(schema, name, volatility, policy)?;
+            seen.insert(oid);
+            pending.extend(nested);
+        }
+        pending.retain(|oid| !seen.contains(oid));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // The nested functions were judged already; what their own default arguments call is not.
+        functions = pending.into_iter().collect();
+        operators.clear();
+        types.clear();
+    }
+    Err(GuardError::new(
+        "the statement calls functions whose default arguments call functions nested too deeply to check",
+    ))
+}
+
+/// The two gates for one resolved function.
+fn judge(
+    schema: &str,
+    name: &str,
+    volatility: &str,
+    policy: &GuardPolicy,
+) -> Result<(), GuardError> {
+    if policy.denied_entry(Some(schema), name).is_some() {
+        return Err(GuardError::new(format!(
+            "function {schema}.{name} is not allowed: it can change server or session state, or reach outside \
+             the database (PostgreSQL resolves the statement to a call of it)"
+        )));
+    }
+    if policy.access_mode == AccessMode::ReadOnly
+        && volatility == "v"
+        && !policy.volatile_allowed(schema, name)
+    {
+        return Err(GuardError::new(format!(
+            "function {schema}.{name} is VOLATILE and not allowed in read-only mode: it may change data or state; \
+             only stable and immutable functions and allow-listed volatile ones may be called (PostgreSQL \
+             resolves the statement to a call of it)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn referenced(tree: &str) -> Referenced {
+        referenced_objects(&[tree.to_string()]).expect("readable")
+    }
+
+    #[test]
+    fn reads_functions_operators_and_types_from_a_tree() {
+        let tree = "({QUERY :commandType 1 :targetList ({TARGETENTRY :expr {FUNCEXPR :funcid 2096 \
+            :funcresulttype 16 :args ({CONST :consttype 23 :constlen 4 :constvalue 4 [ 57 48 0 0 0 0 0 0 ]})}} \
+            {TARGETENTRY :expr {OPEXPR :opno 551 :opfuncid 177 :opresulttype 23}}) \
+            :rtable ({RTE :coltypes (o 23 25) :colcollids (o 0 100)}) \
+            :sortClause ({SORTGROUPCLAUSE :eqop 96 :sortop 97 :nulls_first false})})";
+        let found = referenced(tree);
+        assert_eq!(found.functions, BTreeSet::from([2096, 177]));
+        assert_eq!(found.operators, BTreeSet::from([551, 96, 97]));
+        assert_eq!(
+            found.types,
+            BTreeSet::from([1, 16, 23, 25]),
+            "commandType is read too, harmlessly"
+        );
+    }
+
+    #[test]
+    fn text_a_caller_wrote_cannot_forge_or_hide_a_field() {
+        // An alias that spells a field: PostgreSQL escapes its spaces, so it stays one ordinary token.
+        let tree = r#"({QUERY :targetList ({TARGETENTRY :resname \ :funcid\ 1 :expr {FUNCEXPR :funcid 2096}})})"#;
+        assert_eq!(referenced(tree).functions, BTreeSet::from([2096]));
+        // An alias that is exactly a field name is read as one, and its value is then no OID: refused.
+        let forged = r#"({QUERY :eref {ALIAS :aliasname :funcid :colnames <>}})"#;
+        assert!(
+            referenced_objects(&[forged.to_string()])
+                .expect_err("unreadable")
+                .reason
+                .contains("field funcid")
+        );
+    }
+
+    #[test]
+    fn type_like_enumerations_are_skipped_without_refusing() {
+        let found =
+            referenced("({QUERY :commandType 1 :jointype 0 :nulltesttype 0 :resulttype 1043})");
+        assert_eq!(found.types, BTreeSet::from([1, 1043]));
+        let found = referenced("({X :row_format 0 :funcformat 2 :funcid 870})");
+        assert_eq!(found.functions, BTreeSet::from([870]));
+    }
+
+    #[test]
+    fn deny_list_and_volatility_judge_resolved_names() {
+        let policy = GuardPolicy::read_only();
+        assert!(judge("pg_catalog", "pg_terminate_backend", "v", &policy).is_err());
+        assert!(judge("pg_catalog", "lower", "i", &policy).is_ok());
+        assert!(judge("pg_catalog", "random", "v", &policy).is_ok());
+        let volatile = judge("public", "bump", "v", &policy).expect_err("volatile");
+        assert!(
+            volatile.reason.contains("public.bump is VOLATILE"),
+            "{}",
+            volatile.reason
+        );
+        let write = GuardPolicy::read_write(false);
+        assert!(judge("public", "bump", "v", &write).is_ok());
+        assert!(judge("pg_catalog", "set_config", "v", &write).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! The resolved-function check against a throwaway cluster holding the corpus fixtures: PostgreSQL resolves
+//! each statement, and the check must see every function the resolution calls.
+
+use std::sync::OnceLock;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::corpus::parse_corpus;
+use super::resolved::{PRINT_TREES, check_functions, referenced_objects};
+use super::{GuardError, GuardPolicy, check};
+use crate::db::session::{Notices, ResolvedTrees};
+use crate::demo::cluster::TempCluster;
+
+const ATTACKS: &str = include_str!("../../tests/corpus/attacks.sql");
+const ALLOWED: &str = include_str!("../../tests/corpus/allowed.sql");
+
+const FIXTURES: &str = "
+CREATE TABLE public.canary (id int PRIMARY KEY, note text);
+CREATE TABLE public.secrets (k text);
+INSERT INTO public.canary VALUES (1, 'one'), (2, 'two');
+INSERT INTO public.secrets VALUES ('one');
+CREATE FUNCTION public.bump() RETURNS int LANGUAGE sql VOLATILE
+    AS $$ INSERT INTO public.canary VALUES ((SELECT max(id) + 1 FROM public.canary), 'bumped') RETURNING id $$;
+CREATE FUNCTION public.bump_row(canary) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT public.bump()';
+CREATE SCHEMA hidden;
+CREATE FUNCTION hidden.sneaky() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';
+CREATE FUNCTION hidden.calm() RETURNS int LANGUAGE sql STABLE AS 'SELECT 1';
+CREATE FUNCTION public.noisy_eq(int, int) RETURNS bool LANGUAGE sql VOLATILE AS 'SELECT $1 = $2';
+CREATE OPERATOR public.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = public.noisy_eq);
+CREATE FUNCTION public.int_to_canary(int) RETURNS text LANGUAGE sql VOLATILE AS 'SELECT public.bump()::text';
+CREATE DOMAIN public.checked_int AS int CHECK (public.noisy_eq(VALUE, VALUE));
+CREATE FUNCTION public.with_default(a int DEFAULT public.bump()) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1';
+CREATE VIEW public.bumping AS SELECT id, public.bump() AS bumped FROM public.canary;
+CREATE VIEW public.calm_view AS SELECT id, hidden.calm() AS calm FROM public.canary;
+";
+
+/// One cluster for every test here; the demo module's reaper removes it when the test binary exits.
+fn cluster() -> &'static TempCluster {
+    static CLUSTER: OnceLock<TempCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let cluster = TempCluster::start(&Default::default()).expect("start throwaway cluster");
+        cluster.psql("postgres", FIXTURES).expect("create fixtures");
+        cluster
+    })
+}
+
+async fn connect() -> (Client, Notices) {
+    let (client, connection) = tokio_postgres::connect(&cluster().url("postgres"), NoTls)
+        .await
+        .expect("connect");
+    let connected = crate::db::connect::drive(client, connection, "test".into());
+    (connected.client, connected.notices)
+}
+
+/// The resolved check as pgmcp runs it, in a read-only transaction that is rolled back. `Ok(Err(_))` is a
+/// refusal by the check; `Err(_)` is PostgreSQL refusing to parse.
+async fn resolve(
+    client: &Client,
+    notices: &Notices,
+    sql: &str,
+    policy: &GuardPolicy,
+) -> Result<Result<(), GuardError>, tokio_postgres::Error> {
+    client.batch_execute("BEGIN READ ONLY").await?;
+    client.batch_execute(PRINT_TREES).await?;
+    notices.listen();
+    let prepared = client.prepare(sql).await;
+    let trees = notices.take();
+    let outcome = match prepared {
+        Ok(_) => {
+            let ResolvedTrees::Trees(trees) = trees else {
+                panic!("tree too large: {sql}")
+            };
+            assert!(!trees.is_empty(), "no tree printed for {sql}");
+            match referenced_objects(&trees) {
+                Ok(referenced) => Ok(check_functions(client, &referenced, policy).await),
+                Err(error) => Ok(Err(error)),
+            }
+        }
+        Err(error) => Err(error),
+    };
+    client.batch_execute("ROLLBACK").await?;
+    outcome
+}
+
+async fn refusal(sql: &str, policy: &GuardPolicy) -> String {
+    let (client, notices) = connect().await;
+    resolve(&client, &notices, sql, policy)
+        .await
+        .unwrap_or_else(|error| panic!("{sql} does not parse: {error}"))
+        .expect_err(sql)
+        .reason
+}
+
+async fn passes(sql: &str, policy: &GuardPolicy) {
+    let (client, notices) = connect().await;
+    if let Err(error) = resolve(&client, &notices, sql, policy)
+        .await
+        .unwrap_or_else(|error| panic!("{sql} does not parse: {error}"))
+    {
+        panic!("{sql} refused: {error}");
+    }
+}
+
+#[tokio::test]
+async fn needs_db_attacks_are_rejected_and_allowed_statements_pass() {
+    let (client, notices) = connect().await;
+    let policy = GuardPolicy::read_only();
+    let mut failures = Vec::new();
+    for entry in parse_corpus(ATTACKS).iter().filter(|entry| entry.needs_db) {
+        check(&entry.sql, &policy).unwrap_or_else(|error| panic!("{}: {error}", entry.sql));
+        match resolve(&client, &notices, &entry.sql, &policy).await {
+            Ok(Err(_)) => {}
+            Ok(Ok(())) => failures.push(format!(
+                "attack at line {} passed: {}",
+                entry.line, entry.sql
+            )),
+            Err(error) => failures.push(format!(
+                "attack at line {} does not parse: {error}",
+                entry.line
+            )),
+        }
+    }
+    for entry in parse_corpus(ALLOWED) {
+        check(&entry.sql, &policy).unwrap_or_else(|error| panic!("{}: {error}", entry.sql));
+        match resolve(&client, &notices, &entry.sql, &policy).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                failures.push(format!("allowed at line {} rejected: {error}", entry.line))
+            }
+            Err(error) => failures.push(format!(
+                "allowed at line {} fails in PostgreSQL: {error}",
+                entry.line
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn every_call_syntax_resolves_to_the_function_it_calls() {
+    let policy = GuardPolicy::read_only();
+    for sql in [
+        "SELECT (12345).pg_terminate_backend",
+        "SELECT (ARRAY[12345])[1].pg_cancel_backend",
+        "SELECT (v.p).pg_terminate_backend FROM (VALUES (12345)) v(p)",
+        "SELECT (1::bigint).pg_advisory_lock",
+        "SELECT CASE WHEN true THEN (7::bigint).pg_advisory_lock END",
+        "SELECT (SELECT 7::bigint).pg_advisory_lock",
+        "SELECT (ROW(7::bigint)).f1.pg_advisory_lock",
+        "SELECT 1 WHERE (7::bigint).pg_try_advisory_lock",
+        "SELECT ('/etc/passwd'::text).pg_read_file",
+    ] {
+        let reason = refusal(sql, &policy).await;
+        assert!(reason.contains("is not allowed"), "{sql}: {reason}");
+        assert!(
+            reason.contains("pg_catalog.pg_"),
+            "{sql} names the function: {reason}"
+        );
+    }
+    for (sql, function) in [
+        ("SELECT c.bump_row FROM canary c", "public.bump_row"),
+        ("SELECT 1 === 1", "public.noisy_eq"),
+        ("SELECT 1 FROM canary WHERE id === 1", "public.noisy_eq"),
+        ("SELECT 1::public.checked_int", "public.noisy_eq"),
+        ("SELECT public.with_default()", "public.bump"),
+        ("SELECT * FROM bumping", "public.bump"),
+        (
+            "SELECT count(*) FROM (SELECT bumped FROM bumping) s",
+            "public.bump",
+        ),
+    ] {
+        let reason = refusal(sql, &policy).await;
+        assert!(
+            reason.starts_with(&format!("function {function} is VOLATILE")),
+            "{sql}: {reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn stable_views_operators_and_casts_pass() {
+    let policy = GuardPolicy::read_only();
+    for sql in [
+        "SELECT * FROM calm_view",
+        "SELECT id FROM canary WHERE id = 1 ORDER BY note",
+        "SELECT count(*), string_agg(note, ',') FROM canary",
+        "SELECT '2024-01-01'::date + 1, 'canary'::regclass::text",
+        "SELECT random(), now()",
+    ] {
+        passes(sql, &policy).await;
+    }
+}
+
+#[tokio::test]
+async fn unqualified_names_resolve_through_the_search_path() {
+    let policy = GuardPolicy::read_only();
+    let (client, notices) = connect().await;
+    // Not on the search_path: PostgreSQL reports it as unknown before anything runs.
+    assert!(
+        resolve(&client, &notices, "SELECT sneaky()", &policy)
+            .await
+            .is_err()
+    );
+    client
+        .batch_execute("SET search_path = public, hidden")
+        .await
+        .expect("set search_path");
+    let refused = resolve(&client, &notices, "SELECT sneaky()", &policy)
+        .await
+        .expect("parses")
+        .expect_err("volatile through the search_path");
+    assert!(
+        refused
+            .reason
+            .starts_with("function hidden.sneaky is VOLATILE"),
+        "{refused}"
+    );
+    resolve(&client, &notices, "SELECT calm(), lower('A')", &policy)
+        .await
+        .expect("parses")
+        .expect("stable and immutable pass");
+}
+
+#[tokio::test]
+async fn allow_list_and_read_write_mode() {
+    let allowing = GuardPolicy {
+        allowed_volatile_functions: vec!["public.bump".into(), "hidden.*".into()],
+        ..GuardPolicy::read_only()
+    };
+    passes("SELECT bump(), hidden.sneaky()", &allowing).await;
+    // The replaced allow-list no longer names random.
+    let reason = refusal("SELECT random()", &allowing).await;
+    assert!(
+        reason.starts_with("function pg_catalog.random is VOLATILE"),
+        "{reason}"
+    );
+    // Read-write mode does not restrict volatility, but the deny-list still holds whatever the syntax.
+    let write = GuardPolicy::read_write(false);
+    passes("SELECT bump()", &write).await;
+    let reason = refusal("SELECT (1).pg_terminate_backend", &write).await;
+    assert!(
+        reason.starts_with("function pg_catalog.pg_terminate_backend is not allowed"),
+        "{reason}"
+    );
+    let reason = refusal(
+        "UPDATE pg_settings SET setting = 'x' WHERE name = 'work_mem'",
+        &write,
+    )
+    .await;
+    assert!(
+        reason.starts_with("function pg_catalog.set_config is not allowed"),
+        "{reason}"
+    );
+}
