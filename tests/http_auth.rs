@@ -258,6 +258,10 @@ async fn invalid_tokens_get_401() {
         ("wrong-tenant-issuer", "v2-other-tenant"),
         ("tid-not-issuer-tenant", "v2-tid-mismatch"),
         ("missing-tid", "v2-no-tid"),
+        // ID tokens of the trusted tenant for pgmcp's client id, carrying the user's app role.
+        ("v2-id-token", "v2-id-token"),
+        ("v2-id-token-without-nonce", "v2-id-token-no-nonce"),
+        ("v1-id-token", "v1-id-token"),
     ] {
         let token = trusted.token(client).await;
         expect_refused(

@@ -78,7 +78,19 @@ fn run_suite(mcp_url: &str, spec_version: &str, stateless: bool) -> (bool, Strin
     }
 }
 
-fn check(extra: &[&str], spec_version: &str) {
+/// The suite's `Total: N passed, M failed` line: the number of checks that passed.
+fn total_passed(output: &str) -> Option<u32> {
+    let line = output.lines().find(|line| line.starts_with("Total: "))?;
+    line.trim_start_matches("Total: ")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Runs the suite; besides the suite's own baseline check, at least `min_passed` checks must pass — a run that
+/// found no scenario (a renamed spec version, an empty list) passes the baseline check vacuously.
+fn check(extra: &[&str], spec_version: &str, min_passed: u32) {
     let url = reader_url();
     let mut args = vec!["serve", "--database-url", &url, "--http", "127.0.0.1:0"];
     args.extend_from_slice(extra);
@@ -90,25 +102,31 @@ fn check(extra: &[&str], spec_version: &str) {
         "conformance {spec_version} {extra:?} failed:\n{output}\n--- pgmcp log ---\n{}",
         server.log()
     );
+    let total = total_passed(&output);
     assert!(
-        output.contains("server-initialize: 1 passed") || spec_version == "draft",
-        "{output}"
+        total.is_some_and(|n| n >= min_passed),
+        "conformance {spec_version} {extra:?}: {total:?} checks passed, expected at least {min_passed}:\n{output}"
     );
 }
 
+/// Nine checks pass with suite 0.1.16 (initialize, ping, logging, completion, the three lists, DNS rebinding);
+/// the others need the suite's fixture tools and are in the baseline.
+const LEGACY_PASSED: u32 = 9;
+
 #[test]
 fn legacy_requirements_stateless() {
-    check(&[], "2025-11-25");
+    check(&[], "2025-11-25", LEGACY_PASSED);
 }
 
 #[test]
 fn legacy_requirements_with_sessions() {
-    check(&["--legacy-sessions"], "2025-11-25");
+    check(&["--legacy-sessions"], "2025-11-25", LEGACY_PASSED);
 }
 
-/// The 2026-07-28 requirement set (the suite's `draft`). Suite 0.1.16 has no server scenarios for it yet; the run
-/// still guards against regressions as soon as an update adds them.
+/// The 2026-07-28 requirement set (the suite's `draft`). When it is run, at least one check must pass.
 #[test]
+#[ignore = "conformance 0.1.16 lists no server scenarios for `draft` (`conformance list --server --spec-version \
+            draft` is empty), so a run checks nothing; un-ignore when an update of the suite adds them"]
 fn requirements_2026_07_28() {
-    check(&[], "draft");
+    check(&[], "draft", 1);
 }

@@ -340,3 +340,63 @@ fn bad_settings_fail_at_start_up_naming_the_setting() {
     assert!(!status.success());
     assert!(stderr.contains("--allow-unauthenticated"), "{stderr}");
 }
+
+/// A body without `Content-Length` (chunked) is counted while it streams in: over the limit it gets 413 and never
+/// reaches a tool — the audit log, which records every tool call, stays empty — while the same call within the
+/// limit runs.
+#[tokio::test]
+async fn chunked_bodies_over_the_limit_get_413_and_run_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgmcp.toml");
+    std::fs::write(&config, "[http]\nmax_body_bytes = 4096\n").unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let server = serve_app(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    let call = |pad: usize| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "execute_query", "arguments": {"sql": format!("SELECT 'chunked' /* {} */", "x".repeat(pad))}
+        }})
+        .to_string()
+    };
+    // Raw HTTP/1.1, because only a hand-written request is sure to carry no Content-Length.
+    let send_chunked = |body: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            server.addr
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        for chunk in body.as_bytes().chunks(1000) {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+            // The server may answer and stop reading as soon as the limit is passed.
+            if stream.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let audited = || std::fs::read_to_string(&audit).unwrap_or_default();
+
+    let refused = send_chunked(call(16 * 1024)).await;
+    assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
+    assert_eq!(audited(), "", "the refused call reached a tool");
+
+    let fits = send_chunked(call(1024)).await;
+    assert!(fits.starts_with("HTTP/1.1 200"), "{fits}");
+    assert!(fits.contains("chunked"), "{fits}");
+    let lines = audited();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    assert!(lines.contains("execute_query"), "{lines}");
+}

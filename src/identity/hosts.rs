@@ -14,6 +14,7 @@ fn allowed(host: &str, allow: &[String]) -> bool {
     allow.iter().any(|entry| {
         let entry = entry.trim().to_ascii_lowercase();
         if entry.starts_with('.') {
+            // The entry's leading dot is the label boundary: `.corp.example` never matches `evilcorp.example`.
             host.ends_with(&entry)
         } else {
             host == entry.trim_start_matches('[').trim_end_matches(']')
@@ -89,5 +90,32 @@ mod tests {
         );
         let evil = conn("host=srv.postgres.database.azure.com.evil.example sslmode=verify-full");
         assert!(check_token_hosts(&evil, &[]).is_err());
+    }
+
+    #[test]
+    fn suffix_entries_match_on_a_label_boundary() {
+        let corp = [
+            ".corp.example".to_string(),
+            "db.partner.example".to_string(),
+        ];
+        assert!(allowed("db.corp.example", &corp));
+        assert!(allowed("DB.Corp.Example", &corp));
+        assert!(allowed("db.partner.example", &corp));
+        for evil in [
+            "evilcorp.example",
+            "db.evilcorp.example",
+            "corp.example.evil.example",
+            "xdb.partner.example",
+            "sub.db.partner.example",
+        ] {
+            assert!(!allowed(evil, &corp), "{evil}");
+        }
+        assert!(
+            check_token_hosts(
+                &conn("host=srv.evilpostgres.database.azure.com sslmode=verify-full"),
+                &[]
+            )
+            .is_err()
+        );
     }
 }

@@ -71,14 +71,16 @@ pub fn checked_endpoint(text: &str, setting: &str) -> Result<Url, IdentityError>
     })?;
     match url.scheme() {
         "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
+        "http" if is_loopback_url(&url) => Ok(url),
         _ => Err(IdentityError::config(format!(
             "{setting} = {text:?} must use https:// (plain http is only allowed on the loopback interface)"
         ))),
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether the URL's host — as parsed, never by prefix (`http://127.evil.example` and `http://localhost:@evil.example`
+/// name other machines) — is this machine: `localhost`, 127.0.0.0/8 or `::1`. Plain HTTP is acceptable only there.
+pub fn is_loopback_url(url: &Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };

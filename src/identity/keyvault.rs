@@ -10,7 +10,7 @@ use reqwest::{StatusCode, Url};
 
 use super::cache::TokenCache;
 use super::credential::TokenCredential;
-use super::http::{Reply, RetryPolicy, checked_endpoint, send};
+use super::http::{Reply, RetryPolicy, checked_endpoint, is_loopback_url, send};
 use super::token::{IdentityError, TokenClaimsHolder};
 use crate::config::Secret;
 
@@ -20,6 +20,7 @@ pub struct KeyVaultSecret {
     client: reqwest::Client,
     secret_url: Url,
     vault_host: String,
+    vault_is_loopback: bool,
     name: String,
     credential: Arc<dyn TokenCredential>,
     /// The token cache for the scope the vault asked for, once known.
@@ -48,6 +49,7 @@ impl KeyVaultSecret {
         Ok(KeyVaultSecret {
             client,
             vault_host: vault.host_str().unwrap_or_default().to_ascii_lowercase(),
+            vault_is_loopback: is_loopback_url(&vault),
             secret_url,
             name: name.to_string(),
             credential,
@@ -173,10 +175,8 @@ impl KeyVaultSecret {
             .ok()
             .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
             .unwrap_or_default();
-        let loopback = self.vault_host == "127.0.0.1"
-            || self.vault_host == "localhost"
-            || self.vault_host == "[::1]";
-        if !loopback && (resource_host.is_empty() || !self.vault_host.ends_with(&resource_host)) {
+        // A loopback vault is a local stand-in (tests), which names the real Key Vault resource.
+        if !self.vault_is_loopback && !resource_in_vault_domain(&self.vault_host, &resource_host) {
             return Err(IdentityError::rejected(format!(
                 "Key Vault's challenge asks for a token for {resource_host:?}, which is not the vault's domain ({})",
                 self.vault_host
@@ -184,6 +184,20 @@ impl KeyVaultSecret {
         }
         Ok(scope)
     }
+}
+
+/// Whether a challenge's resource host is the vault's own domain: the vault host itself or a parent domain of it,
+/// on a label boundary (`myvault.vault.azure.net` belongs to `vault.azure.net`; `evilvault.azure.net` does not),
+/// as the Azure SDKs check. A single-label resource (`net`) is no service's domain.
+fn resource_in_vault_domain(vault_host: &str, resource_host: &str) -> bool {
+    let vault_host = vault_host.to_ascii_lowercase();
+    let resource_host = resource_host.to_ascii_lowercase();
+    resource_host.contains('.')
+        && !resource_host.starts_with('.')
+        && (vault_host == resource_host
+            || vault_host
+                .strip_suffix(&resource_host)
+                .is_some_and(|label| label.ends_with('.')))
 }
 
 /// `name="value"` from a `Bearer a="…", b="…"` challenge.
@@ -207,5 +221,96 @@ mod tests {
             Some("https://vault.azure.net")
         );
         assert_eq!(challenge_parameter(header, "scope"), None);
+    }
+
+    #[test]
+    fn challenge_resource_must_be_the_vaults_domain_on_a_label_boundary() {
+        for (vault, resource) in [
+            ("myvault.vault.azure.net", "vault.azure.net"),
+            ("MyVault.Vault.Azure.Net", "vault.azure.net"),
+            ("myvault.vault.azure.cn", "vault.azure.cn"),
+            ("myvault.vault.usgovcloudapi.net", "vault.usgovcloudapi.net"),
+            ("myhsm.managedhsm.azure.net", "managedhsm.azure.net"),
+            ("vault.azure.net", "vault.azure.net"),
+        ] {
+            assert!(
+                resource_in_vault_domain(vault, resource),
+                "{vault} {resource}"
+            );
+        }
+        for (vault, resource) in [
+            ("evilvault.azure.net", "vault.azure.net"),
+            ("myvault.evilvault.azure.net", "vault.azure.net"),
+            ("myvault.vault.azure.net.evil.example", "vault.azure.net"),
+            ("myvault.vault.azure.net", "management.azure.com"),
+            ("myvault.vault.azure.net", "database.windows.net"),
+            ("myvault.vault.azure.net", "evil.vault.azure.net"),
+            ("myvault.vault.azure.net", "net"),
+            ("myvault.vault.azure.net", ".vault.azure.net"),
+            ("myvault.vault.azure.net", ""),
+        ] {
+            assert!(
+                !resource_in_vault_domain(vault, resource),
+                "{vault} {resource}"
+            );
+        }
+    }
+
+    struct NoTokens;
+
+    impl TokenCredential for NoTokens {
+        fn describe(&self) -> String {
+            "none".into()
+        }
+
+        fn get_token<'a>(
+            &'a self,
+            _scope: &'a str,
+        ) -> futures_util::future::BoxFuture<
+            'a,
+            Result<super::super::token::AccessToken, IdentityError>,
+        > {
+            Box::pin(async { Err(IdentityError::config("no tokens in this test")) })
+        }
+    }
+
+    /// The scope pgmcp would ask Entra for after `vault_url` answered 401 with this challenge resource.
+    fn scope_after_challenge(vault_url: &str, resource: &str) -> Result<String, String> {
+        let vault = KeyVaultSecret::new(
+            super::super::http::http_client().unwrap(),
+            vault_url,
+            "db-password",
+            Arc::new(NoTokens),
+        )
+        .unwrap();
+        let reply = Reply {
+            status: StatusCode::UNAUTHORIZED,
+            www_authenticate: Some(format!(
+                r#"Bearer authorization="https://login.microsoftonline.com/t", resource="{resource}""#
+            )),
+            body: Vec::new(),
+        };
+        vault.challenge_scope(&reply).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_vault_url_outside_the_resource_domain_gets_no_token() {
+        assert_eq!(
+            scope_after_challenge(
+                "https://contoso-db.vault.azure.net",
+                "https://vault.azure.net"
+            ),
+            Ok("https://vault.azure.net/.default".to_string())
+        );
+        let refused =
+            scope_after_challenge("https://evilvault.azure.net", "https://vault.azure.net")
+                .unwrap_err();
+        assert!(refused.contains("not the vault's domain"), "{refused}");
+        let refused = scope_after_challenge(
+            "https://contoso-db.vault.azure.net",
+            "https://management.azure.com",
+        )
+        .unwrap_err();
+        assert!(refused.contains("not the vault's domain"), "{refused}");
     }
 }

@@ -169,14 +169,55 @@ pub async fn pgmcp(args: &[&str], env: &[(&str, String)]) -> Run {
     }
 }
 
-/// Fails when any secret value appears in `text`.
+/// Fails when any secret value, or a recognisable piece of one, appears in `text`. A JWT also leaks when only a
+/// segment is printed — the signature (what makes it usable), the payload, or the header — so each segment of a
+/// JWT-shaped secret is looked for on its own.
 pub fn assert_no_secrets(text: &str, secrets: &[String]) {
     for secret in secrets {
-        if secret.len() >= 8 {
+        for piece in secret_pieces(secret) {
             assert!(
-                !text.contains(secret.as_str()),
-                "a secret value leaked into the output:\n{text}"
+                !text.contains(piece),
+                "a secret value (or a segment of one) leaked into the output:\n{text}"
             );
         }
     }
+}
+
+/// The secret itself (when long enough to be recognisable) and, for a compact JWS, each of its segments.
+fn secret_pieces(secret: &str) -> Vec<&str> {
+    const MIN: usize = 8;
+    let mut pieces = Vec::new();
+    if secret.len() >= MIN {
+        pieces.push(secret);
+    }
+    let segments: Vec<&str> = secret.split('.').collect();
+    let base64url = |part: &str| {
+        part.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if segments.len() == 3 && segments.iter().all(|part| base64url(part)) {
+        pieces.extend(segments.into_iter().filter(|part| part.len() >= MIN));
+    }
+    pieces
+}
+
+#[test]
+fn a_jwt_leaks_by_any_of_its_segments() {
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJvaWQiOiJvLTEifQ.c2lnbmF0dXJlLWJ5dGVzLWhlcmU";
+    let secrets = [token.to_string()];
+    for leak in [
+        format!("token {token}"),
+        "signature c2lnbmF0dXJlLWJ5dGVzLWhlcmU in the log".to_string(),
+        "payload eyJvaWQiOiJvLTEifQ".to_string(),
+    ] {
+        let caught = std::panic::catch_unwind(|| assert_no_secrets(&leak, &secrets));
+        assert!(caught.is_err(), "not caught: {leak}");
+    }
+    assert_no_secrets("oid o-1, upn ann@contoso.com", &secrets);
+    // Ordinary secrets are looked for whole; short ones would match by accident.
+    assert_eq!(
+        secret_pieces("p@ssw0rd.with.dots!"),
+        vec!["p@ssw0rd.with.dots!"]
+    );
+    assert!(secret_pieces("abc").is_empty());
 }

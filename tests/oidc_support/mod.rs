@@ -23,6 +23,13 @@ pub const AGENT_APP: &str = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0";
 pub const OTHER_APP: &str = "99999999-8888-4777-8666-555555555555";
 pub const AGENT_OID: &str = "a1a1a1a1-b2b2-4c3c-8d4d-e5e5e5e5e5e5";
 pub const USER_OID: &str = "c3c3c3c3-d4d4-4e5e-8f6f-a7a7a7a7a7a7";
+/// The user's `sub` as Entra writes it for one application: pairwise, never equal to the user's `oid`.
+pub const USER_SUB: &str = "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ";
+/// Where Entra's v1 tokens say they come from: another host than the authority that serves keys and v2 tokens, as
+/// in real Entra (`https://sts.windows.net/{tid}/` against `https://login.microsoftonline.com/{tid}/v2.0`), so a
+/// v1 issuer built from the authority fails the tests. It is pgmcp's default `auth.entra_v1_issuer_host`; nothing
+/// is ever fetched from it.
+pub const V1_ISSUER_HOST: &str = "https://sts.windows.net";
 pub const ROLE: &str = "MCP.Access";
 pub const SECRET: &str = "test-client-secret";
 
@@ -179,28 +186,47 @@ fn client(id: &str, claims: Value) -> Value {
     json!({ "client_id": id, "client_secret": SECRET, "claims": claims })
 }
 
-/// Entra-shaped token scenarios, one client each. `issuer_base` is where the tokens claim to come from: `{base}`
-/// for the minting provider itself, or another provider's base URL for forged-issuer tokens.
+/// Entra-shaped token scenarios, one client each. `issuer_base` is where v2 tokens claim to come from: `{base}`
+/// for the minting provider itself, or another provider's base URL for forged-issuer tokens. v1 tokens always
+/// claim [`V1_ISSUER_HOST`].
 pub fn entra_clients(issuer_base: &str) -> Vec<Value> {
     let v2 = format!("{issuer_base}/{TENANT}/v2.0");
-    let v1 = format!("{issuer_base}/{TENANT}/");
+    let v1 = format!("{V1_ISSUER_HOST}/{TENANT}/");
+    // App-only: `oid` and `sub` both name the calling service principal.
     let app_v2 = |extra: Value| {
         let mut claims = json!({
-            "iss": v2, "aud": CLIENT_ID, "tid": TENANT, "oid": AGENT_OID, "azp": AGENT_APP,
+            "iss": v2, "aud": CLIENT_ID, "tid": TENANT, "oid": AGENT_OID, "sub": AGENT_OID, "azp": AGENT_APP,
             "roles": [ROLE], "ver": "2.0", "client_id": null, "scope": null,
         });
         merge(&mut claims, extra);
         claims
     };
+    let app_v1 = |extra: Value| {
+        let mut claims = json!({
+            "iss": v1, "aud": APP_ID_URI, "tid": TENANT, "oid": AGENT_OID, "sub": AGENT_OID, "appid": AGENT_APP,
+            "roles": [ROLE], "ver": "1.0", "client_id": null, "scope": null,
+        });
+        merge(&mut claims, extra);
+        claims
+    };
+    // What a user's sign-in to an app registered under pgmcp's client id returns as ID token: addressed to that
+    // client (`aud`), with the user's app roles, no client application claim, typed `JWT`.
+    let id_token = |iss: &str, extra: Value| {
+        let mut claims = json!({
+            "iss": iss, "aud": CLIENT_ID, "tid": TENANT, "oid": USER_OID, "sub": USER_SUB,
+            "roles": [ROLE], "name": "Ada Lovelace", "preferred_username": "ada@contoso.example",
+            "client_id": null, "scope": null, "jti": null, "uti": "8Zf3cEkBn0aXmGq1c2Q9AA",
+        });
+        merge(&mut claims, extra);
+        json!({ "client_id": null, "client_secret": SECRET, "claims": claims, "header": { "typ": "JWT" } })
+    };
+    let named = |id: &str, mut scenario: Value| {
+        scenario["client_id"] = json!(id);
+        scenario
+    };
     let mut clients = vec![
         client("v2-app", app_v2(json!({}))),
-        client(
-            "v1-app",
-            json!({
-                "iss": v1, "aud": APP_ID_URI, "tid": TENANT, "oid": AGENT_OID, "appid": AGENT_APP,
-                "roles": [ROLE], "ver": "1.0", "client_id": null, "scope": null,
-            }),
-        ),
+        client("v1-app", app_v1(json!({}))),
         client("v2-no-role", app_v2(json!({ "roles": null }))),
         client("v2-wrong-role", app_v2(json!({ "roles": ["Other.Role"] }))),
         client(
@@ -221,19 +247,76 @@ pub fn entra_clients(issuer_base: &str) -> Vec<Value> {
             app_v2(json!({ "iss": format!("https://evil.example/{TENANT}/v2.0") })),
         ),
         client("v2-other-app", app_v2(json!({ "azp": OTHER_APP }))),
-        client("v2-other-oid", app_v2(json!({ "oid": USER_OID }))),
+        client(
+            "v2-other-oid",
+            app_v2(json!({ "oid": USER_OID, "sub": USER_OID })),
+        ),
         client(
             "delegated-scope",
             app_v2(json!({
-                "scp": "user_impersonation", "roles": null, "oid": USER_OID,
+                "scp": "user_impersonation", "roles": null, "oid": USER_OID, "sub": USER_SUB,
                 "name": "Ada Lovelace", "preferred_username": "ada@contoso.example",
             })),
         ),
         client(
             "delegated-no-scope",
-            app_v2(json!({ "scp": "User.Read", "roles": null, "oid": USER_OID })),
+            app_v2(json!({ "scp": "User.Read", "roles": null, "oid": USER_OID, "sub": USER_SUB })),
         ),
+        // Access tokens with Entra's optional `idtyp` claim, and tokens that are not access tokens at all.
+        client("v2-app-idtyp", app_v2(json!({ "idtyp": "app" }))),
+        client(
+            "delegated-idtyp",
+            app_v2(json!({
+                "idtyp": "user", "scp": "user_impersonation", "roles": null, "oid": USER_OID, "sub": USER_SUB,
+            })),
+        ),
+        named(
+            "v2-id-token",
+            id_token(
+                &v2,
+                json!({ "ver": "2.0", "nonce": "n-0S6_WzA2Mj", "aio": "AWQAm/8TAAAA" }),
+            ),
+        ),
+        named(
+            "v2-id-token-no-nonce",
+            id_token(&v2, json!({ "ver": "2.0" })),
+        ),
+        // OpenID Connect allows `azp` in an ID token (the client itself); its pairwise `sub` still gives it away.
+        named(
+            "v2-id-token-with-azp",
+            id_token(&v2, json!({ "ver": "2.0", "azp": CLIENT_ID })),
+        ),
+        named(
+            "v1-id-token",
+            id_token(
+                &v1,
+                json!({ "ver": "1.0", "amr": ["pwd"], "unique_name": "ada@contoso.example" }),
+            ),
+        ),
+        client("v2-app-nonce", app_v2(json!({ "nonce": "n-0S6_WzA2Mj" }))),
+        client(
+            "v2-app-at-hash",
+            app_v2(json!({ "at_hash": "77QmUPtjPfzWtF2AnpK9RQ" })),
+        ),
+        client(
+            "v2-appid-not-azp",
+            app_v2(json!({ "azp": null, "appid": AGENT_APP })),
+        ),
+        client(
+            "v1-azp-not-appid",
+            app_v1(json!({ "appid": null, "azp": AGENT_APP })),
+        ),
+        client("v2-sub-not-oid", app_v2(json!({ "sub": USER_SUB }))),
+        client("v2-idtyp-user-no-scp", app_v2(json!({ "idtyp": "user" }))),
+        client(
+            "v2-idtyp-app-with-scp",
+            app_v2(json!({ "idtyp": "app", "scp": "user_impersonation" })),
+        ),
+        client("v2-idtyp-device", app_v2(json!({ "idtyp": "device" }))),
     ];
+    let mut logout = client("v2-logout-typ", app_v2(json!({})));
+    logout["header"] = json!({ "typ": "logout+jwt" });
+    clients.push(logout);
     let mut timed = |id: &str, field: &str, offset: i64| {
         let mut scenario = client(id, app_v2(json!({})));
         scenario[field] = json!(offset);
@@ -288,4 +371,5 @@ pub fn join(header: &Value, payload: &Value, signature: &str) -> String {
     let encode = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
     format!("{}.{}.{}", encode(header), encode(payload), signature)
 }
+pub mod authenticate;
 pub mod pgmcp_http;

@@ -17,7 +17,8 @@ pub struct PgmcpHttp {
 }
 
 impl PgmcpHttp {
-    /// Starts pgmcp in Entra mode trusting `provider_base` as authority and v1 issuer host; the tenant, client id,
+    /// Starts pgmcp in Entra mode trusting `provider_base` as authority (v1 issuers keep their own host, the
+    /// default `https://sts.windows.net`, as in the stand-in's tokens); the tenant, client id,
     /// App ID URI, role, scope and client app come from the command-line flags, the loopback endpoints from the
     /// config file (they have no flags: only tests and sovereign clouds change them).
     pub fn start_entra(database_url: &str, provider_base: &str, extra_args: &[&str]) -> PgmcpHttp {
@@ -32,8 +33,7 @@ impl PgmcpHttp {
         env: &[(&str, String)],
     ) -> PgmcpHttp {
         let config = format!(
-            "[auth]\nentra_authority = \"{provider_base}\"\nentra_v1_issuer_host = \"{provider_base}\"\n\
-             unknown_kid_cooldown_seconds = 30\n"
+            "[auth]\nentra_authority = \"{provider_base}\"\nunknown_kid_cooldown_seconds = 30\n"
         );
         let mut args = vec![
             "--auth-mode",

@@ -203,25 +203,16 @@ impl KeySource {
             );
         }
         let jwks_uri = document.jwks_uri;
-        if !jwks_uri.starts_with("https://") && !is_loopback_url(&jwks_uri) {
-            bail!("{url} names a jwks_uri that is not https: {jwks_uri}");
+        // The same rule as for configured endpoints: the discovery document must not send us to fetch keys over
+        // plain HTTP from another machine.
+        if let Some(problem) = super::settings::endpoint_problem(&jwks_uri) {
+            bail!("{url} names the jwks_uri {jwks_uri:?}, which pgmcp will not use: {problem}");
         }
         if let Ok(mut slot) = self.jwks_uri.write() {
             *slot = Some(jwks_uri.clone());
         }
         Ok(jwks_uri)
     }
-}
-
-fn is_loopback_url(url: &str) -> bool {
-    [
-        "http://127.",
-        "http://[::1]",
-        "http://localhost:",
-        "http://localhost/",
-    ]
-    .iter()
-    .any(|prefix| url.starts_with(prefix))
 }
 
 async fn get_bounded(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {

@@ -4,6 +4,7 @@
 
 mod cache;
 mod jwks;
+mod kind;
 mod layer;
 mod reason;
 pub(crate) mod rejection;
@@ -26,6 +27,7 @@ use crate::config::Secret;
 use crate::http::Caller;
 use cache::VerifiedTokens;
 use jwks::{KeyLocation, KeySource, RefreshCounters};
+use kind::EntraVersion;
 use reason::{Failure, FailureCounters};
 use verify::{Policy, TrustedIssuer};
 
@@ -101,10 +103,14 @@ impl Authenticator {
                     )));
                     let v2 = format!("{authority}/{tenant}/v2.0");
                     authorization_servers.push(v2.clone());
-                    for issuer in [v2, format!("{v1_host}/{tenant}/")] {
+                    for (issuer, version) in [
+                        (v2, EntraVersion::V2),
+                        (format!("{v1_host}/{tenant}/"), EntraVersion::V1),
+                    ] {
                         issuers.push(TrustedIssuer {
                             issuer,
                             tenant: Some(tenant.clone()),
+                            entra: Some(version),
                             keys: keys.clone(),
                         });
                     }
@@ -119,6 +125,7 @@ impl Authenticator {
                     }),
                     issuer,
                     tenant: None,
+                    entra: None,
                 });
             }
         }
@@ -137,6 +144,7 @@ impl Authenticator {
                 required_scopes: settings.required_scopes.clone(),
                 allowed_client_apps: lowercase_set(&settings.allowed_client_apps),
                 allowed_principals: lowercase_set(&settings.allowed_principals),
+                require_at_jwt: settings.require_at_jwt,
             },
             issuers,
             authorization_servers,

@@ -11,7 +11,11 @@ pub enum Failure {
     // 401: no token, or a token that is not valid here.
     MissingToken,
     MalformedToken,
+    /// A JOSE `crit` header: the token relies on an extension pgmcp does not implement.
+    UnsupportedCriticalHeader,
     DisallowedAlgorithm,
+    /// Signed by a trusted issuer, but an ID token (or another typed JWT), not an access token.
+    NotAnAccessToken,
     WrongIssuer,
     UnknownKey,
     KeysUnavailable,
@@ -40,14 +44,16 @@ pub enum Outcome {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 20] = [
+    pub const ALL: [Failure; 22] = [
         Failure::MultipleAuthorizationHeaders,
         Failure::NotBearerScheme,
         Failure::MalformedBearer,
         Failure::TokenInQuery,
         Failure::MissingToken,
         Failure::MalformedToken,
+        Failure::UnsupportedCriticalHeader,
         Failure::DisallowedAlgorithm,
+        Failure::NotAnAccessToken,
         Failure::WrongIssuer,
         Failure::UnknownKey,
         Failure::KeysUnavailable,
@@ -71,7 +77,9 @@ impl Failure {
             Failure::TokenInQuery => "token_in_query",
             Failure::MissingToken => "missing_token",
             Failure::MalformedToken => "malformed_token",
+            Failure::UnsupportedCriticalHeader => "unsupported_critical_header",
             Failure::DisallowedAlgorithm => "disallowed_algorithm",
+            Failure::NotAnAccessToken => "not_an_access_token",
             Failure::WrongIssuer => "wrong_issuer",
             Failure::UnknownKey => "unknown_key",
             Failure::KeysUnavailable => "keys_unavailable",

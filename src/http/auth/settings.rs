@@ -1,6 +1,7 @@
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::identity::http::is_loopback_url;
 
 /// How `/mcp` authenticates callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -72,6 +73,10 @@ pub struct AuthSettings {
     /// Host of Entra v1 issuers, `{host}/{tenant}/`. Default `https://sts.windows.net`.
     #[serde(default)]
     pub entra_v1_issuer_host: Option<String>,
+    /// Accept only tokens typed `at+jwt` (RFC 9068 JWT access tokens), for providers that issue them: an ID token
+    /// of the same issuer is then refused by its type alone. Not for Entra, whose access tokens are typed `JWT`.
+    #[serde(default)]
+    pub require_at_jwt: bool,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds. Default 60.
     #[serde(default)]
     pub leeway_seconds: Option<u64>,
@@ -178,6 +183,14 @@ impl AuthSettings {
     }
 
     fn validate_entra(&self) -> Result<(), ConfigError> {
+        if self.require_at_jwt {
+            return Err(ConfigError::invalid(
+                "auth.require_at_jwt",
+                "true",
+                "Entra types its access tokens `JWT`, never `at+jwt`, so every token would be refused",
+                "remove require_at_jwt (pgmcp tells Entra ID tokens from access tokens by their claims)",
+            ));
+        }
         if self.entra_tenant_ids.is_empty() {
             return Err(ConfigError::invalid(
                 "auth.entra_tenant_ids",
@@ -274,49 +287,33 @@ fn trim_slash(url: &str) -> String {
 /// Keys and discovery are fetched from here, so only HTTPS is acceptable — except plain HTTP on loopback, which
 /// never leaves the machine (local providers and tests).
 fn check_endpoint(setting: &str, url: &str) -> Result<(), ConfigError> {
-    let fix =
-        "use an https:// URL (plain http:// is accepted only for 127.0.0.1, [::1] and localhost)";
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(ConfigError::invalid(
+    endpoint_problem(url).map_or(Ok(()), |problem| {
+        Err(ConfigError::invalid(
             setting,
             format!("{url:?}"),
-            "not a URL",
-            fix,
-        ));
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') {
-        return Err(ConfigError::invalid(
-            setting,
-            format!("{url:?}"),
-            "the URL needs a host and no user info",
-            fix,
-        ));
-    }
-    match scheme.to_ascii_lowercase().as_str() {
-        "https" => Ok(()),
-        "http" if is_loopback_authority(authority) => Ok(()),
-        _ => Err(ConfigError::invalid(
-            setting,
-            format!("{url:?}"),
-            "keys and discovery documents must not travel unprotected",
-            fix,
-        )),
-    }
+            problem,
+            "use an https:// URL (plain http:// is accepted only for 127.0.0.1, [::1] and localhost)",
+        ))
+    })
 }
 
-fn is_loopback_authority(authority: &str) -> bool {
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host)
+/// Why pgmcp will not fetch keys or discovery documents from `url`, or `None` when it may. The URL is parsed, so
+/// the host compared is the one a client would connect to.
+pub(super) fn endpoint_problem(url: &str) -> Option<&'static str> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Some("not a URL");
     };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    if parsed.host_str().is_none_or(str::is_empty)
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return Some("the URL needs a host and no user info");
+    }
+    match parsed.scheme() {
+        "https" => None,
+        "http" if is_loopback_url(&parsed) => None,
+        _ => Some("keys and discovery documents must not travel unprotected"),
+    }
 }
 
 fn is_guid(value: &str) -> bool {
@@ -419,6 +416,45 @@ mod tests {
         }
         settings.entra_authority = Some("https://user@evil.example".into());
         assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn loopback_is_judged_by_the_parsed_host() {
+        for ok in [
+            "https://login.microsoftonline.com/common/discovery/v2.0/keys",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.8.9.10/jwks",
+            "http://[::1]:9/jwks",
+            "http://localhost/jwks",
+            "http://LOCALHOST:80/jwks",
+        ] {
+            assert_eq!(endpoint_problem(ok), None, "{ok}");
+        }
+        for attack in [
+            "http://127.evil.example/jwks",
+            "http://127.0.0.1.evil.example/jwks",
+            "http://localhost.evil.example/jwks",
+            "http://localhost:@evil.example/jwks",
+            "http://localhost:80@evil.example/jwks",
+            "http://127.0.0.1@evil.example/jwks",
+            "http://[::1].evil.example/jwks",
+            "http://evil.example/localhost/jwks",
+            "https://user@login.example.com/jwks",
+            "ftp://127.0.0.1/jwks",
+            "not a url",
+        ] {
+            assert!(endpoint_problem(attack).is_some(), "{attack}");
+        }
+    }
+
+    #[test]
+    fn at_jwt_cannot_be_required_of_entra() {
+        let mut settings = entra();
+        settings.require_at_jwt = true;
+        assert_eq!(
+            setting_of(settings.validate().unwrap_err()),
+            "auth.require_at_jwt"
+        );
     }
 
     #[test]

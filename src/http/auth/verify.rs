@@ -10,6 +10,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use super::jwks::{KeySet, KeySource};
+use super::kind::{EntraVersion, KindClaims, Shape, TypeHeader, check_header, check_kind};
 use super::reason::Failure;
 use crate::http::Caller;
 
@@ -40,12 +41,16 @@ pub struct Policy {
     /// Lower-cased: client ids and object ids are GUIDs, which Entra writes in lower case but people may not.
     pub allowed_client_apps: HashSet<String>,
     pub allowed_principals: HashSet<String>,
+    /// Only RFC 9068 `at+jwt` tokens (`auth.require_at_jwt`).
+    pub require_at_jwt: bool,
 }
 
 /// A trusted issuer: its exact `iss`, the tenant it belongs to (Entra), and where its keys are.
 pub struct TrustedIssuer {
     pub issuer: String,
     pub tenant: Option<String>,
+    /// Entra's v1 or v2 issuer; `None` for a generic OpenID provider.
+    pub entra: Option<EntraVersion>,
     pub keys: Arc<KeySource>,
 }
 
@@ -53,6 +58,8 @@ pub struct TrustedIssuer {
 struct RawHeader {
     alg: Option<String>,
     kid: Option<String>,
+    #[serde(flatten)]
+    kind: TypeHeader,
 }
 
 /// The claims pgmcp reads. Everything else in the token is ignored.
@@ -72,6 +79,8 @@ struct Claims {
     #[serde(default, deserialize_with = "string_or_list")]
     roles: Vec<String>,
     scp: Option<String>,
+    #[serde(flatten)]
+    kind: KindClaims,
     /// Read leniently (any JSON number): jsonwebtoken has already insisted on an integer `exp`.
     exp: Option<serde_json::Number>,
 }
@@ -128,6 +137,7 @@ pub async fn verify(
     };
     let header: RawHeader =
         decode_part(header_part).map_err(|e| (Failure::MalformedToken, format!("header: {e}")))?;
+    check_header(&header.kind, policy.require_at_jwt)?;
     let alg_name = header.alg.unwrap_or_default();
     let alg = alg_name
         .parse::<Algorithm>()
@@ -286,13 +296,22 @@ fn check_claims(
         ));
     }
 
+    let app_only = check_kind(
+        &Shape {
+            kind: &claims.kind,
+            has_scp: claims.scp.is_some(),
+            azp: claims.azp.as_deref(),
+            appid: claims.appid.as_deref(),
+            oid: claims.oid.as_deref(),
+            sub: claims.sub.as_deref(),
+        },
+        trusted.entra,
+    )?;
     let scopes: Vec<String> = claims
         .scp
         .as_deref()
         .map(|scp| scp.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
-    // Entra's rule: a delegated (user) token carries `scp`; an app-only token does not.
-    let app_only = claims.scp.is_none();
     let has_role = || {
         claims
             .roles
