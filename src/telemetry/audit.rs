@@ -343,4 +343,27 @@ mod tests {
         assert_eq!(line["caller"]["azp"], "app-1");
         assert!(line.get("rows").is_none());
     }
+
+    #[test]
+    fn denied_resource_read_line_names_the_uri_and_nothing_read() {
+        let record = CallRecord {
+            request_id: &RequestId::Number(9),
+            caller: &CallerIdentity::Anonymous,
+            kind: "resource_read",
+            tool: None,
+            uri: Some("pgmcp://hr/tables/public/salaries"),
+            arguments: None,
+            outcome: &CallOutcome::denied(),
+            duration: std::time::Duration::from_micros(20),
+            traceparent: None,
+        };
+        let line: Value = serde_json::from_str(&record.to_json_line()).unwrap();
+        assert_eq!(line["kind"], "resource_read");
+        assert_eq!(line["uri"], "pgmcp://hr/tables/public/salaries");
+        assert_eq!(line["outcome"], "error");
+        assert_eq!(line["error_kind"], "denied");
+        for absent in ["tool", "arguments", "rows", "bytes", "traceparent"] {
+            assert!(line.get(absent).is_none(), "{absent}: {line}");
+        }
+    }
 }

@@ -247,6 +247,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record_call("execute_query", "ok", Duration::from_millis(3));
         metrics.record_call("execute_query", "database", Duration::from_millis(5));
+        metrics.record_request("resources/read", "denied");
         let text = metrics.render(
             vec![PoolSnapshot {
                 profile: "main".into(),
@@ -269,6 +270,12 @@ mod tests {
             text.contains(r#"pgmcp_tool_calls_total{tool="execute_query",outcome="database"} 1"#)
         );
         assert!(text.contains(r#"pgmcp_tool_call_duration_seconds_count{tool="execute_query"} 2"#));
+        assert!(
+            text.contains(
+                r#"pgmcp_mcp_requests_total{method="resources/read",outcome="denied"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"pgmcp_pool_connections_idle{profile="main"} 2"#));
         assert!(text.contains(r#"pgmcp_auth_failures_total{reason="expired"} 4"#));
         assert!(text.contains("pgmcp_jwks_refreshes_total 2"), "{text}");
