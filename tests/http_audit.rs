@@ -136,3 +136,51 @@ async fn http_calls_are_audited_as_anonymous_without_auth() {
     );
     assert!(!server.log().contains("s3cret-pw"));
 }
+
+/// Resources pass the same gate as tools: listing and reading tables leave lines, the same on stdio as on HTTP,
+/// and a URI that names no table says so in the line instead of leaving none.
+#[tokio::test]
+async fn resource_reads_and_lists_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let client = spawn(
+        &["serve", "--audit-log", audit.to_str().unwrap()],
+        &[("DATABASE_URL", &url_with_password())],
+        Era::Legacy,
+    )
+    .await;
+    let listed = client.list_resources(None).await.expect("resources/list");
+    let books = "pgmcp://default/tables/public/books";
+    assert!(
+        listed.resources.iter().any(|r| r.uri == books),
+        "{listed:?}"
+    );
+    client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(books))
+        .await
+        .expect("resources/read");
+    let missing = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "pgmcp://default/views/x",
+        ))
+        .await
+        .expect_err("not a table resource");
+    assert!(
+        missing.to_string().contains("unknown resource"),
+        "{missing}"
+    );
+    client.cancel().await.ok();
+
+    let lines = audit_lines(&audit);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines[0]["kind"], "resource_list");
+    assert_eq!(lines[0]["caller"], "local");
+    assert_eq!(lines[0]["rows"], listed.resources.len());
+    assert_eq!(lines[1]["kind"], "resource_read");
+    assert_eq!(lines[1]["uri"], books);
+    assert_eq!(lines[1]["outcome"], "ok");
+    assert!(lines[1]["bytes"].as_u64().unwrap() > 0);
+    assert!(lines[1].get("tool").is_none());
+    assert_eq!(lines[2]["error_kind"], "not_found");
+    assert_eq!(lines[2]["uri"], "pgmcp://default/views/x");
+}

@@ -321,3 +321,48 @@ async fn table_schemas_are_resources() {
     assert!(text.contains("books_author_idx"), "{text}");
     client.cancel().await.ok();
 }
+
+/// Without a policy (stdio) every profile's tables are resources, not only the default profile's.
+#[tokio::test]
+async fn resources_cover_every_profile() {
+    let c = common::cluster();
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        config.path(),
+        format!(
+            "default_profile = \"library\"\n\
+             [profiles.library]\nurl = \"{}\"\n\
+             [profiles.admin]\nurl = \"postgresql://writer@{}:{}/app\"\n",
+            common::reader_url(),
+            c.host(),
+            c.port()
+        ),
+    )
+    .unwrap();
+    let client = common::spawn(
+        &["serve", "--config", config.path().to_str().unwrap()],
+        &[],
+        Era::Stateless,
+    )
+    .await;
+    let uris: Vec<String> = client
+        .list_resources(None)
+        .await
+        .expect("resources/list")
+        .resources
+        .into_iter()
+        .map(|r| r.uri)
+        .collect();
+    for profile in ["library", "admin"] {
+        let books = format!("pgmcp://{profile}/tables/public/books");
+        assert!(uris.contains(&books), "{books} in {uris:?}");
+    }
+    let read = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "pgmcp://admin/tables/public/books",
+        ))
+        .await
+        .expect("resources/read on the second profile");
+    assert!(format!("{:?}", read.contents[0]).contains("books_author_idx"));
+    client.cancel().await.ok();
+}

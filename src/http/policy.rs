@@ -1,8 +1,7 @@
-//! Authorization policy for authenticated callers: which tools a caller may see and call, decided from the roles
-//! (app-only tokens) and scopes (delegated tokens) in its token. Authentication has already required the
-//! configured role or scope; the policy only narrows what an admitted caller can do.
-
-use std::collections::BTreeSet;
+//! Authorization policy for authenticated callers: which tools a caller may see and call, and on which profiles,
+//! decided from the roles (app-only tokens) and scopes (delegated tokens) in its token. Authentication has already
+//! required the configured role or scope; the policy only narrows what an admitted caller can do. The MCP gate
+//! (`mcp::gate`) is the one place that asks it.
 
 use serde::Deserialize;
 
@@ -27,8 +26,8 @@ pub struct PolicyFile {
     pub grants: Vec<Grant>,
 }
 
-/// A caller holding any of `roles` or any of `scopes` may see and call `tools`. A grant with neither roles nor
-/// scopes applies to every authenticated caller.
+/// A caller holding any of `roles` or any of `scopes` may see and call `tools` on `profiles`. A grant with neither
+/// roles nor scopes applies to every authenticated caller; a grant without `profiles` covers every profile.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
@@ -38,6 +37,9 @@ pub struct Grant {
     pub scopes: Vec<String>,
     /// Tool names, or `*` for every read-only tool. Write tools must be named.
     pub tools: Vec<String>,
+    /// Profile names the tools are granted on; empty for every profile.
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }
 
 impl Grant {
@@ -57,6 +59,14 @@ impl Grant {
             granted == tool || (granted == ALL_READ_TOOLS && !WRITE_TOOL_NAMES.contains(&tool))
         })
     }
+
+    /// `None` is a tool that reaches no profile (`list_profiles`): any grant naming the tool covers it.
+    fn covers(&self, profile: Option<&str>) -> bool {
+        match profile {
+            None => true,
+            Some(profile) => self.profiles.is_empty() || self.profiles.iter().any(|p| p == profile),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,11 +84,13 @@ impl Policy {
                     roles: Vec::new(),
                     scopes: Vec::new(),
                     tools: vec![ALL_READ_TOOLS.to_string()],
+                    profiles: Vec::new(),
                 },
                 Grant {
                     roles: vec![write_role.to_string()],
                     scopes: vec![write_role.to_string()],
                     tools: WRITE_TOOL_NAMES.iter().map(|t| t.to_string()).collect(),
+                    profiles: Vec::new(),
                 },
             ],
         }
@@ -125,23 +137,25 @@ impl Policy {
         })
     }
 
-    pub fn may_use(&self, caller: &Caller, tool: &str) -> bool {
-        self.grants
-            .iter()
-            .any(|grant| grant.applies_to(caller) && grant.grants(tool))
+    /// A grant naming a profile the server does not expose is a start-up error, not a grant that silently never
+    /// applies (a typo would otherwise lock a team out, or, worse, look like it restricted something).
+    pub fn check_profiles(&self, exposed: &[String]) -> anyhow::Result<()> {
+        for (index, grant) in self.grants.iter().enumerate() {
+            if let Some(unknown) = grant.profiles.iter().find(|p| !exposed.contains(p)) {
+                anyhow::bail!(
+                    "invalid `policy.grants[{index}].profiles`: unknown profile `{unknown}` — use one of: {}",
+                    exposed.join(", ")
+                );
+            }
+        }
+        Ok(())
     }
 
-    /// The names among `tools` this caller may use.
-    pub fn visible<'a>(
-        &self,
-        caller: &Caller,
-        tools: impl IntoIterator<Item = &'a str>,
-    ) -> BTreeSet<String> {
-        tools
-            .into_iter()
-            .filter(|tool| self.may_use(caller, tool))
-            .map(str::to_string)
-            .collect()
+    /// Whether `caller` may use `tool` on `profile` (`None` for a tool that reaches no profile).
+    pub fn may_use(&self, caller: &Caller, tool: &str, profile: Option<&str>) -> bool {
+        self.grants
+            .iter()
+            .any(|grant| grant.applies_to(caller) && grant.grants(tool) && grant.covers(profile))
     }
 }
 
@@ -158,11 +172,15 @@ mod tests {
         }
     }
 
+    /// The tools `caller` may use on the profile `main`, in alphabetical order.
     fn visible(policy: &Policy, caller: &Caller) -> Vec<String> {
-        policy
-            .visible(caller, ALL_TOOL_NAMES.iter().copied())
-            .into_iter()
-            .collect()
+        let mut tools: Vec<String> = ALL_TOOL_NAMES
+            .iter()
+            .filter(|tool| policy.may_use(caller, tool, Some("main")))
+            .map(|tool| tool.to_string())
+            .collect();
+        tools.sort();
+        tools
     }
 
     #[test]
@@ -178,16 +196,25 @@ mod tests {
     #[test]
     fn default_policy_needs_the_write_role_or_scope_for_writes() {
         let policy = Policy::from_file(&PolicyFile::default(), None).unwrap();
-        assert!(policy.may_use(&caller(&["MCP.Access", "MCP.Write"], &[]), "execute_write"));
-        assert!(policy.may_use(&caller(&[], &["MCP.Write"]), "execute_write"));
-        assert!(!policy.may_use(&caller(&["MCP.Writer"], &["mcp.write"]), "execute_write"));
+        let main = Some("main");
+        assert!(policy.may_use(
+            &caller(&["MCP.Access", "MCP.Write"], &[]),
+            "execute_write",
+            main
+        ));
+        assert!(policy.may_use(&caller(&[], &["MCP.Write"]), "execute_write", main));
+        assert!(!policy.may_use(
+            &caller(&["MCP.Writer"], &["mcp.write"]),
+            "execute_write",
+            main
+        ));
     }
 
     #[test]
     fn write_role_is_configurable() {
         let policy = Policy::from_file(&PolicyFile::default(), Some("Db.Writer")).unwrap();
-        assert!(policy.may_use(&caller(&["Db.Writer"], &[]), "execute_write"));
-        assert!(!policy.may_use(&caller(&["MCP.Write"], &[]), "execute_write"));
+        assert!(policy.may_use(&caller(&["Db.Writer"], &[]), "execute_write", Some("main")));
+        assert!(!policy.may_use(&caller(&["MCP.Write"], &[]), "execute_write", Some("main")));
     }
 
     #[test]
@@ -229,10 +256,11 @@ mod tests {
                 roles: Vec::new(),
                 scopes: Vec::new(),
                 tools: vec!["*".into()],
+                profiles: Vec::new(),
             }],
         };
         let policy = Policy::from_file(&file, None).unwrap();
-        assert!(!policy.may_use(&caller(&["MCP.Write"], &[]), "execute_write"));
+        assert!(!policy.may_use(&caller(&["MCP.Write"], &[]), "execute_write", Some("main")));
     }
 
     #[test]
@@ -243,6 +271,7 @@ mod tests {
                 roles: vec!["A".into()],
                 scopes: Vec::new(),
                 tools: vec!["drop_database".into()],
+                profiles: Vec::new(),
             }],
         };
         let err = Policy::from_file(&unknown, None).unwrap_err().to_string();
@@ -256,13 +285,53 @@ mod tests {
                 roles: vec!["A".into()],
                 scopes: Vec::new(),
                 tools: Vec::new(),
+                profiles: Vec::new(),
             }],
         };
-        assert!(Policy::from_file(&empty, None).is_err());
+        let err = Policy::from_file(&empty, None).unwrap_err().to_string();
+        assert!(
+            err.contains("policy.grants[0].tools") && err.contains("empty"),
+            "{err}"
+        );
         let both = PolicyFile {
             write_role: Some("X".into()),
             grants: unknown.grants.clone(),
         };
-        assert!(Policy::from_file(&both, None).is_err());
+        let err = Policy::from_file(&both, None).unwrap_err().to_string();
+        assert!(err.contains("applies only to the default policy"), "{err}");
+    }
+
+    #[test]
+    fn grants_can_be_limited_to_profiles() {
+        let file: PolicyFile = toml::from_str(
+            r#"
+            [[grants]]
+            roles = ["Sales"]
+            tools = ["*"]
+            profiles = ["sales"]
+            [[grants]]
+            roles = ["Everyone"]
+            tools = ["list_profiles"]
+            "#,
+        )
+        .unwrap();
+        let policy = Policy::from_file(&file, None).unwrap();
+        let sales = caller(&["Sales"], &[]);
+        assert!(policy.may_use(&sales, "describe_table", Some("sales")));
+        assert!(!policy.may_use(&sales, "describe_table", Some("hr")));
+        // A tool that reaches no profile is granted by any grant that names it, whatever its profiles.
+        assert!(policy.may_use(&sales, "list_profiles", None));
+        assert!(!policy.may_use(&caller(&["Everyone"], &[]), "describe_table", Some("sales")));
+        policy
+            .check_profiles(&["sales".to_string(), "hr".to_string()])
+            .unwrap();
+        let err = policy
+            .check_profiles(&["hr".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("policy.grants[0].profiles") && err.contains("`sales`"),
+            "{err}"
+        );
     }
 }

@@ -175,6 +175,7 @@ pub(crate) async fn serve_http_on(
             .context("authentication settings ([auth] / --auth-mode ...)")?,
         ),
     };
+    settings.policy.check_profiles(&databases.names())?;
     let metrics = Arc::new(Metrics::default());
     let server = PgMcpServer::new(databases.clone())
         .with_policy(

@@ -1,4 +1,5 @@
-//! The audit trail: one JSON line per tool call, on any transport, saying who ran what and how it went.
+//! The audit trail: one JSON line per tool call, resource read and resource list, on any transport, saying who
+//! asked for what and how it went, refusals included. The MCP gate (`mcp::gate`) is its only writer.
 //! It is opt-in (`--audit-log PATH|stderr`) because a busy agent makes many calls and the lines hold full SQL.
 //! Lines are built from the call's arguments and result only; HTTP headers (and so tokens) never reach them.
 
@@ -95,12 +96,16 @@ impl CallOutcome {
                 rows: answer.rows,
                 bytes: answer.text.len(),
             },
-            Err(err) => CallOutcome::Failed {
-                kind: error_kind(err),
-                sqlstate: match err {
-                    ToolError::Database { sqlstate, .. } => Some(sqlstate.clone()),
-                    _ => None,
-                },
+            Err(err) => CallOutcome::from_error(err),
+        }
+    }
+
+    pub fn from_error(err: &ToolError) -> CallOutcome {
+        CallOutcome::Failed {
+            kind: error_kind(err),
+            sqlstate: match err {
+                ToolError::Database { sqlstate, .. } => Some(sqlstate.clone()),
+                _ => None,
             },
         }
     }
@@ -117,6 +122,22 @@ impl CallOutcome {
         CallOutcome::Failed {
             kind: "unknown_tool",
             sqlstate: None,
+        }
+    }
+
+    /// A resource URI that names no table resource or no profile.
+    pub fn not_found() -> CallOutcome {
+        CallOutcome::Failed {
+            kind: "not_found",
+            sqlstate: None,
+        }
+    }
+
+    /// A list answered with `count` items in `bytes` of JSON.
+    pub fn listed(count: usize, bytes: usize) -> CallOutcome {
+        CallOutcome::Ok {
+            rows: Some(count as u64),
+            bytes,
         }
     }
 
@@ -140,13 +161,17 @@ fn error_kind(err: &ToolError) -> &'static str {
     }
 }
 
-/// Rows written for writes, rows returned for queries (also inside read_table's `result`).
-/// Everything one audit line says about a call.
+/// Everything one audit line says about a request.
 pub struct CallRecord<'a> {
     pub request_id: &'a RequestId,
     pub caller: &'a CallerIdentity,
-    pub tool: &'a str,
-    pub arguments: &'a JsonObject,
+    /// `tool_call`, `resource_read` or `resource_list`.
+    pub kind: &'static str,
+    /// The tool asked for, as requested (also when no such tool exists).
+    pub tool: Option<&'a str>,
+    /// The resource asked for, as requested.
+    pub uri: Option<&'a str>,
+    pub arguments: Option<&'a JsonObject>,
     pub outcome: &'a CallOutcome,
     pub duration: std::time::Duration,
     /// W3C trace context from the request's `_meta`, so a line can be joined with the client's trace.
@@ -159,8 +184,12 @@ struct AuditLine<'a> {
     kind: &'static str,
     request_id: &'a RequestId,
     caller: &'a CallerIdentity,
-    tool: &'a str,
-    arguments: &'a JsonObject,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uri: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a JsonObject>,
     outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_kind: Option<&'static str>,
@@ -185,10 +214,11 @@ impl CallRecord<'_> {
         };
         let line = AuditLine {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            kind: "tool_call",
+            kind: self.kind,
             request_id: self.request_id,
             caller: self.caller,
             tool: self.tool,
+            uri: self.uri,
             arguments: self.arguments,
             outcome,
             error_kind,
@@ -198,7 +228,7 @@ impl CallRecord<'_> {
             duration_ms: (self.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
             traceparent: self.traceparent,
         };
-        serde_json::to_string(&line).unwrap_or_else(|_| "{\"kind\":\"tool_call\"}".to_string())
+        serde_json::to_string(&line).unwrap_or_else(|_| format!("{{\"kind\":\"{}\"}}", self.kind))
     }
 }
 
@@ -259,8 +289,10 @@ mod tests {
         let record = CallRecord {
             request_id: &RequestId::Number(7),
             caller: &caller,
-            tool: "execute_query",
-            arguments: &arguments,
+            kind: "tool_call",
+            tool: Some("execute_query"),
+            uri: None,
+            arguments: Some(&arguments),
             outcome: &outcome,
             duration: std::time::Duration::from_micros(1500),
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"),
@@ -310,5 +342,28 @@ mod tests {
         assert_eq!(line["caller"]["oid"], "o-1");
         assert_eq!(line["caller"]["azp"], "app-1");
         assert!(line.get("rows").is_none());
+    }
+
+    #[test]
+    fn denied_resource_read_line_names_the_uri_and_nothing_read() {
+        let record = CallRecord {
+            request_id: &RequestId::Number(9),
+            caller: &CallerIdentity::Anonymous,
+            kind: "resource_read",
+            tool: None,
+            uri: Some("pgmcp://hr/tables/public/salaries"),
+            arguments: None,
+            outcome: &CallOutcome::denied(),
+            duration: std::time::Duration::from_micros(20),
+            traceparent: None,
+        };
+        let line: Value = serde_json::from_str(&record.to_json_line()).unwrap();
+        assert_eq!(line["kind"], "resource_read");
+        assert_eq!(line["uri"], "pgmcp://hr/tables/public/salaries");
+        assert_eq!(line["outcome"], "error");
+        assert_eq!(line["error_kind"], "denied");
+        for absent in ["tool", "arguments", "rows", "bytes", "traceparent"] {
+            assert!(line.get(absent).is_none(), "{absent}: {line}");
+        }
     }
 }

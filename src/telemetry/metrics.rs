@@ -1,5 +1,7 @@
-//! Prometheus metrics: tool calls by outcome and latency are counted as they happen; connection pools and the
-//! authenticator's counters are read on each scrape, so a scrape always shows their current state.
+//! Prometheus metrics: MCP requests and tool calls by outcome and latency are counted as they happen; connection
+//! pools and the authenticator's counters are read on each scrape, so a scrape always shows their current state.
+//! A family keeps every label set it has seen for the life of the process, so labels of the counted families are
+//! `&'static str`: names from pgmcp's own fixed lists, never request text.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,12 @@ use crate::http::auth::AuthStats;
 
 type Labels = Vec<(String, String)>;
 
+/// Labels of the families counted per request: only pgmcp's own names, so their number is fixed.
+type StaticLabels = Vec<(&'static str, &'static str)>;
+
+/// The `tool` label of a call to a tool this server does not offer, whatever name was asked for.
+pub const UNKNOWN_TOOL: &str = "unknown";
+
 /// Latency buckets from 1 ms to about 65 s: catalog calls take milliseconds, analytical queries seconds.
 fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -24,13 +32,15 @@ fn latency_histogram() -> Histogram {
 }
 
 pub struct Metrics {
-    calls: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    requests: Family<StaticLabels, Counter>,
+    calls: Family<StaticLabels, Counter>,
+    latency: Family<StaticLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            requests: Family::default(),
             calls: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
         }
@@ -61,21 +71,31 @@ impl PoolSnapshot {
 }
 
 impl Metrics {
-    pub fn record_call(&self, tool: &str, outcome: &str, duration: Duration) {
+    /// One MCP request that passed the authorization gate, by method and outcome.
+    pub fn record_request(&self, method: &'static str, outcome: &'static str) {
+        self.requests
+            .get_or_create(&vec![("method", method), ("outcome", outcome)])
+            .inc();
+    }
+
+    /// `tool` is an offered tool's name or [`UNKNOWN_TOOL`].
+    pub fn record_call(&self, tool: &'static str, outcome: &'static str, duration: Duration) {
         self.calls
-            .get_or_create(&vec![
-                ("tool".to_string(), tool.to_string()),
-                ("outcome".to_string(), outcome.to_string()),
-            ])
+            .get_or_create(&vec![("tool", tool), ("outcome", outcome)])
             .inc();
         self.latency
-            .get_or_create(&vec![("tool".to_string(), tool.to_string())])
+            .get_or_create(&vec![("tool", tool)])
             .observe(duration.as_secs_f64());
     }
 
     /// The metrics in the OpenMetrics text format (which Prometheus reads).
     pub fn render(&self, pools: Vec<PoolSnapshot>, auth: Option<AuthStats>) -> String {
         let mut registry = Registry::with_prefix("pgmcp");
+        registry.register(
+            "mcp_requests",
+            "MCP requests that reveal or do something (tools/list, tools/call, resources/...) by method and outcome",
+            self.requests.clone(),
+        );
         registry.register(
             "tool_calls",
             "Tool calls by tool and outcome (ok or the error kind)",
@@ -227,6 +247,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.record_call("execute_query", "ok", Duration::from_millis(3));
         metrics.record_call("execute_query", "database", Duration::from_millis(5));
+        metrics.record_request("resources/read", "denied");
         let text = metrics.render(
             vec![PoolSnapshot {
                 profile: "main".into(),
@@ -249,6 +270,12 @@ mod tests {
             text.contains(r#"pgmcp_tool_calls_total{tool="execute_query",outcome="database"} 1"#)
         );
         assert!(text.contains(r#"pgmcp_tool_call_duration_seconds_count{tool="execute_query"} 2"#));
+        assert!(
+            text.contains(
+                r#"pgmcp_mcp_requests_total{method="resources/read",outcome="denied"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"pgmcp_pool_connections_idle{profile="main"} 2"#));
         assert!(text.contains(r#"pgmcp_auth_failures_total{reason="expired"} 4"#));
         assert!(text.contains("pgmcp_jwks_refreshes_total 2"), "{text}");

@@ -251,31 +251,32 @@ async fn catalog_tool(
     }
 }
 
-/// Tables of a profile for resources/list, bounded so a schema with thousands of tables stays a quick answer.
+/// Up to `limit` tables of a profile for resources/list, in name order.
 pub async fn table_names(
     db: &Database,
     user: Option<UserLogin<'_>>,
+    limit: i64,
 ) -> Result<Vec<(String, String)>, ToolError> {
     let conn = db.session(user).await?;
     let rows = conn
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r','v','m','f','p') AND n.nspname NOT IN ('pg_catalog','information_schema') \
-             AND n.nspname !~ '^pg_(toast|temp_)' ORDER BY 1, 2 LIMIT 1000",
-            &[],
+             AND n.nspname !~ '^pg_(toast|temp_)' ORDER BY 1, 2 LIMIT $1",
+            &[&limit],
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// What resources/read answers for one table: describe_table's value. The caller's permission for the profile
+/// was decided by the MCP gate before this runs.
 pub async fn describe_for_resource(
-    databases: &Databases,
-    profile: &str,
+    db: &Database,
     schema: &str,
     table: &str,
     user: Option<UserLogin<'_>>,
 ) -> Result<Value, ToolError> {
-    let db = databases.select(Some(profile))?;
     let conn = db.session(user).await?;
     let mut arguments = JsonObject::new();
     arguments.insert("schema".into(), Value::String(schema.to_string()));

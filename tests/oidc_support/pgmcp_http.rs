@@ -82,7 +82,14 @@ impl PgmcpHttp {
         let audit = dir.path().join("audit.jsonl");
         let mut command = Command::new(env!("CARGO_BIN_EXE_pgmcp"));
         command
-            .args(["serve", "--http", listen, "--database-url", database_url])
+            .args(["serve", "--http", listen])
+            // Empty: the profiles come from the config file alone.
+            .args(
+                Some(["--database-url", database_url])
+                    .filter(|_| !database_url.is_empty())
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--config")
             .arg(&config_path)
             .arg("--audit-log")
