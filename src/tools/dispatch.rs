@@ -257,8 +257,9 @@ pub async fn table_names(
     user: Option<UserLogin<'_>>,
     limit: i64,
 ) -> Result<Vec<(String, String)>, ToolError> {
-    let conn = db.session(user).await?;
-    let rows = conn
+    let mut conn = db.session(user).await?;
+    let txn = conn.build_transaction().read_only(true).start().await?;
+    let rows = txn
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r','v','m','f','p') AND n.nspname NOT IN ('pg_catalog','information_schema') \
@@ -277,9 +278,11 @@ pub async fn describe_for_resource(
     table: &str,
     user: Option<UserLogin<'_>>,
 ) -> Result<Value, ToolError> {
-    let conn = db.session(user).await?;
+    let mut conn = db.session(user).await?;
     let mut arguments = JsonObject::new();
     arguments.insert("schema".into(), Value::String(schema.to_string()));
     arguments.insert("table".into(), Value::String(table.to_string()));
-    to_json(&catalog::describe_table(&conn, parse_args(arguments)?).await?)
+    // Read like describe_table the tool: in a read-only transaction that is rolled back.
+    let txn = conn.build_transaction().read_only(true).start().await?;
+    to_json(&catalog::describe_table(txn.client(), parse_args(arguments)?).await?)
 }
