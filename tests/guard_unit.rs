@@ -214,10 +214,24 @@ fn custom_deny_list_entries() {
         denied_functions: vec!["public.bump".into(), "my_*".into()],
         ..GuardPolicy::read_only()
     };
-    assert!(check("SELECT bump()", &policy).is_err());
-    assert!(check("SELECT public.bump()", &policy).is_err());
+    assert!(reason("SELECT bump()", &policy).starts_with("function bump is not allowed"));
+    assert!(
+        reason("SELECT public.bump()", &policy).starts_with("function public.bump is not allowed")
+    );
     assert!(check("SELECT other.bump()", &policy).is_ok());
-    assert!(check("SELECT my_thing(1)", &policy).is_err());
+    assert!(reason("SELECT my_thing(1)", &policy).starts_with("function my_thing is not allowed"));
+    // Field selection and attribute notation name the function too.
+    assert!(reason("SELECT (1).my_thing", &policy).starts_with("function my_thing is not allowed"));
+    assert!(
+        reason("SELECT t.my_thing FROM t", &policy).starts_with("function my_thing is not allowed")
+    );
+    assert!(
+        reason("SELECT (x)[1].my_thing FROM t", &policy)
+            .starts_with("function my_thing is not allowed")
+    );
+    // The first part of a column reference is a table or column, never a call; a string in a subscript is data.
+    assert!(check("SELECT my_table.id FROM my_table", &policy).is_ok());
+    assert!(check("SELECT (x)['my_key'] FROM t", &policy).is_ok());
     // The replaced list no longer has set_config: the deny-list is the policy's, not hard-coded.
     assert!(check("SELECT set_config('a.b', 'c', false)", &policy).is_ok());
 }
@@ -243,24 +257,38 @@ fn read_write_allows_dml_but_not_session_or_transaction_control() {
         StatementClass::Explain { analyze: false }
     );
     assert!(reason("EXPLAIN ANALYZE DELETE FROM canary", &policy).contains("ANALYZE executes"));
-    for sql in [
-        "COMMIT",
-        "BEGIN",
-        "SET search_path = x",
-        "SET ROLE postgres",
-        "COPY canary FROM STDIN",
-        "DO $$ BEGIN END $$",
-        "CALL p()",
-        "LISTEN x",
-        "PREPARE p AS SELECT 1",
-        "VACUUM",
-        "GRANT SELECT ON canary TO PUBLIC",
-        "ALTER SYSTEM SET work_mem = '1MB'",
-        "CREATE ROLE r",
-        "SELECT 1; DELETE FROM canary",
-        "INSERT INTO canary SELECT 1, set_config('a.b', 'c', false)",
+    for (sql, expected) in [
+        ("COMMIT", "COMMIT is not allowed"),
+        ("BEGIN", "BEGIN is not allowed"),
+        ("SET search_path = x", "SET SEARCH_PATH is not allowed"),
+        ("SET ROLE postgres", "SET ROLE is not allowed"),
+        ("COPY canary FROM STDIN", "COPY is not allowed"),
+        ("DO $$ BEGIN END $$", "DO is not allowed"),
+        ("CALL p()", "CALL is not allowed"),
+        ("LISTEN x", "LISTEN is not allowed"),
+        ("PREPARE p AS SELECT 1", "PREPARE is not allowed"),
+        ("VACUUM", "VACUUM is not allowed"),
+        ("GRANT SELECT ON canary TO PUBLIC", "GRANT is not allowed"),
+        (
+            "ALTER SYSTEM SET work_mem = '1MB'",
+            "ALTER SYSTEM is not allowed",
+        ),
+        ("CREATE ROLE r", "CREATE ROLE is not allowed"),
+        (
+            "SELECT 1; DELETE FROM canary",
+            "exactly one statement per call",
+        ),
+        (
+            "INSERT INTO canary SELECT 1, set_config('a.b', 'c', false)",
+            "function set_config is not allowed",
+        ),
+        (
+            "INSERT INTO canary SELECT 1, (12345).pg_terminate_backend",
+            "function pg_terminate_backend is not allowed",
+        ),
     ] {
-        assert!(check(sql, &policy).is_err(), "{sql}");
+        let why = reason(sql, &policy);
+        assert!(why.starts_with(expected), "{sql}: {why}");
     }
     let ddl = reason("CREATE TABLE t (id int)", &policy);
     assert!(ddl.contains("allow_ddl is off"), "{ddl}");
@@ -284,31 +312,102 @@ fn read_write_with_ddl() {
     ] {
         assert_eq!(class(sql, &policy), StatementClass::Ddl, "{sql}");
     }
-    for sql in [
-        "CREATE ROLE r",
-        "DROP ROLE r",
-        "DROP SERVER s",
-        "DROP DATABASE d",
-        "ALTER DATABASE d RENAME TO e",
-        "ALTER SERVER s OWNER TO r",
-        "COMMENT ON ROLE r IS 'x'",
-        "DROP PUBLICATION p",
-        "GRANT ALL ON t TO PUBLIC",
-        "CREATE DATABASE d",
-        "ALTER SYSTEM SET work_mem = '1MB'",
-        "CREATE TABLE t4 AS SELECT set_config('a.b', 'c', false)",
-        "EXPLAIN ANALYZE CREATE TABLE t5 AS SELECT 1",
-        "BEGIN",
+    for (sql, expected) in [
+        ("CREATE ROLE r", "CREATE ROLE is not allowed"),
+        ("DROP ROLE r", "DROP ROLE is not allowed"),
+        ("DROP SERVER s", "DROP FOREIGN SERVER is not allowed"),
+        ("DROP DATABASE d", "DROP DATABASE is not allowed"),
+        (
+            "ALTER DATABASE d RENAME TO e",
+            "ALTER ... RENAME is not allowed",
+        ),
+        (
+            "ALTER SERVER s OWNER TO r",
+            "ALTER ... OWNER TO is not allowed",
+        ),
+        ("COMMENT ON ROLE r IS 'x'", "COMMENT ON is not allowed"),
+        ("DROP PUBLICATION p", "DROP PUBLICATION is not allowed"),
+        ("GRANT ALL ON t TO PUBLIC", "GRANT is not allowed"),
+        ("CREATE DATABASE d", "CREATE DATABASE is not allowed"),
+        (
+            "ALTER SYSTEM SET work_mem = '1MB'",
+            "ALTER SYSTEM is not allowed",
+        ),
+        (
+            "CREATE TABLE t4 AS SELECT set_config('a.b', 'c', false)",
+            "function set_config is not allowed",
+        ),
+        (
+            "CREATE VIEW v AS SELECT (1).pg_terminate_backend",
+            "function pg_terminate_backend is not allowed",
+        ),
+        (
+            "EXPLAIN ANALYZE CREATE TABLE t5 AS SELECT 1",
+            "EXPLAIN ANALYZE of CREATE TABLE AS is not allowed",
+        ),
+        ("BEGIN", "BEGIN is not allowed"),
+        (
+            "CREATE SCHEMA s CREATE TABLE t (id int) GRANT SELECT ON t TO PUBLIC",
+            "GRANT inside CREATE SCHEMA is not allowed",
+        ),
+        (
+            "CREATE RULE r AS ON INSERT TO t DO ALSO NOTIFY ch",
+            "NOTIFY inside CREATE RULE is not allowed",
+        ),
+        (
+            "CREATE EXTENSION plperlu",
+            "CREATE EXTENSION of extension plperlu is not allowed: this profile allows no extensions",
+        ),
+        (
+            "ALTER EXTENSION pg_trgm UPDATE",
+            "ALTER EXTENSION of extension pg_trgm is not allowed",
+        ),
+        (
+            "DROP EXTENSION pg_trgm",
+            "DROP EXTENSION of extension pg_trgm is not allowed",
+        ),
+        (
+            "ALTER EXTENSION pg_trgm ADD FUNCTION f()",
+            "ALTER EXTENSION ... ADD/DROP is not allowed",
+        ),
     ] {
-        assert!(check(sql, &policy).is_err(), "{sql}");
+        let why = reason(sql, &policy);
+        assert!(why.starts_with(expected), "{sql}: {why}");
     }
+    for sql in [
+        "CREATE SCHEMA s CREATE TABLE t (id int) CREATE VIEW v AS SELECT id FROM t",
+        "CREATE RULE r AS ON INSERT TO t DO ALSO INSERT INTO log VALUES (new.id)",
+        "CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END",
+    ] {
+        assert_eq!(class(sql, &policy), StatementClass::Ddl, "{sql}");
+    }
+    let with_trigram = GuardPolicy {
+        allowed_extensions: vec!["pg_trgm".into()],
+        ..GuardPolicy::read_write(true)
+    };
+    for sql in [
+        "CREATE EXTENSION pg_trgm",
+        "ALTER EXTENSION pg_trgm UPDATE",
+        "DROP EXTENSION pg_trgm",
+    ] {
+        assert_eq!(class(sql, &with_trigram), StatementClass::Ddl, "{sql}");
+    }
+    let why = reason("CREATE EXTENSION IF NOT EXISTS plperlu", &with_trigram);
+    assert!(
+        why.ends_with("this profile allows pg_trgm (allow_extensions)"),
+        "{why}"
+    );
     // allow_ddl means nothing without read-write.
     let read_only_with_ddl = GuardPolicy {
         allow_ddl: true,
         access_mode: AccessMode::ReadOnly,
         ..GuardPolicy::read_only()
     };
-    assert!(check("CREATE TABLE t (id int)", &read_only_with_ddl).is_err());
+    let why = reason("CREATE TABLE t (id int)", &read_only_with_ddl);
+    assert!(
+        why.starts_with("CREATE TABLE is not allowed in read-only mode"),
+        "{why}"
+    );
 }
 
 #[test]

@@ -79,6 +79,7 @@ pub struct ProfileFile {
     pub statement_cache: Option<i64>,
     pub access_mode: Option<String>,
     pub allow_ddl: Option<bool>,
+    pub allow_extensions: Option<Vec<String>>,
     pub deny_functions: Option<Vec<String>>,
     pub allow_volatile_functions: Option<Vec<String>>,
     pub db_auth: Option<String>,

@@ -33,6 +33,9 @@ pub struct Profile {
     pub max_result_bytes: usize,
     pub access_mode: AccessMode,
     pub allow_ddl: bool,
+    /// Extensions `CREATE EXTENSION`, `ALTER EXTENSION … UPDATE` and `DROP EXTENSION` may name (with `allow_ddl`):
+    /// an extension can install untrusted languages and superuser-owned functions, so none is allowed by default.
+    pub allow_extensions: Vec<String>,
     /// Added to the guard's built-in deny-list.
     pub deny_functions: Vec<String>,
     /// Added to the guard's built-in list of volatile functions that are still allowed.
@@ -60,6 +63,7 @@ impl Profile {
             max_result_bytes: 4 * 1024 * 1024,
             access_mode: AccessMode::ReadOnly,
             allow_ddl: false,
+            allow_extensions: Vec::new(),
             deny_functions: Vec::new(),
             allow_volatile_functions: Vec::new(),
             statement_cache: None,
@@ -365,6 +369,7 @@ pub(crate) fn profile_from_file(name: &str, raw: &ProfileFile) -> Result<Profile
         };
     }
     profile.allow_ddl = raw.allow_ddl.unwrap_or(false);
+    profile.allow_extensions = raw.allow_extensions.clone().unwrap_or_default();
     profile.deny_functions = raw.deny_functions.clone().unwrap_or_default();
     profile.allow_volatile_functions = raw.allow_volatile_functions.clone().unwrap_or_default();
     profile.identity = super::identity::identity_from_file(raw, &prefix)?;

@@ -126,6 +126,14 @@ pub(crate) fn validate(
             "set access_mode = \"read_write\" as well, or drop allow_ddl",
         ));
     }
+    if !profile.allow_extensions.is_empty() && !profile.allow_ddl {
+        return Err(ConfigError::invalid(
+            name("allow_extensions", false),
+            format!("{:?}", profile.allow_extensions),
+            "CREATE EXTENSION is DDL, which this profile does not allow",
+            "set access_mode = \"read_write\" and allow_ddl = true as well, or drop allow_extensions",
+        ));
+    }
     for (key, functions) in [
         ("deny_functions", &profile.deny_functions),
         (

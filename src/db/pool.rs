@@ -76,6 +76,7 @@ impl Database {
         policy
             .denied_functions
             .extend(profile.deny_functions.iter().map(|f| f.to_lowercase()));
+        policy.allowed_extensions = profile.allow_extensions.clone();
         policy.allowed_volatile_functions.extend(
             profile
                 .allow_volatile_functions

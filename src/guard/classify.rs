@@ -59,9 +59,28 @@ pub(crate) fn classify(statement: &NodeEnum, policy: &GuardPolicy) -> Result<Ver
         }
         _ if is_schema_ddl(statement) => {
             let class = ddl_class(&describe(statement), policy)?;
+            check_extension(statement, policy)?;
             // DDL is trusted as a whole once enabled, but the deny-list still applies to expressions it runs
-            // (CREATE TABLE AS, defaults, index expressions).
+            // (CREATE TABLE AS, defaults, index expressions), and what it nests is held to the same rules.
             let facts = walk(statement, policy)?;
+            if let Some(nested) = facts
+                .nested
+                .iter()
+                .find(|name| !NESTABLE_IN_DDL.contains(name))
+            {
+                return Err(GuardError::new(format!(
+                    "{} inside {} is not allowed: DDL may only nest queries, INSERT/UPDATE/DELETE/MERGE and the \
+                     schema elements CREATE TABLE, VIEW, INDEX, SEQUENCE and TRIGGER",
+                    words_from_node_name(nested),
+                    describe(statement)
+                )));
+            }
+            if facts.into && !matches!(statement, NodeEnum::CreateTableAsStmt(_)) {
+                return Err(GuardError::new(format!(
+                    "SELECT INTO inside {} is not allowed",
+                    describe(statement)
+                )));
+            }
             Ok(Verdict {
                 class,
                 functions: facts.functions,
@@ -149,6 +168,67 @@ fn query_effect(root: &NodeEnum, policy: &GuardPolicy) -> Result<(Effect, TreeFa
         Effect::Read
     };
     Ok((effect, facts))
+}
+
+/// Statements DDL may contain: the query of CREATE TABLE AS / VIEW, rule actions and SQL function bodies (which
+/// run with the rights of whoever uses them later, so only what the profile could run itself), and the elements
+/// of CREATE SCHEMA. GRANT inside CREATE SCHEMA, NOTIFY in a rule, and anything else are refused.
+const NESTABLE_IN_DDL: &[&str] = &[
+    "SelectStmt",
+    "InsertStmt",
+    "UpdateStmt",
+    "DeleteStmt",
+    "MergeStmt",
+    "ReturnStmt",
+    "CreateStmt",
+    "ViewStmt",
+    "IndexStmt",
+    "CreateSeqStmt",
+    "CreateTrigStmt",
+];
+
+/// Extensions can install untrusted languages and functions owned by a superuser: only those the profile names
+/// (`allow_extensions`) may be created, updated or dropped, and extension membership is never changed.
+fn check_extension(statement: &NodeEnum, policy: &GuardPolicy) -> Result<(), GuardError> {
+    let names: Vec<String> = match statement {
+        NodeEnum::CreateExtensionStmt(create) => vec![create.extname.clone()],
+        NodeEnum::AlterExtensionStmt(alter) => vec![alter.extname.clone()],
+        NodeEnum::AlterExtensionContentsStmt(_) => {
+            return Err(GuardError::new(
+                "ALTER EXTENSION ... ADD/DROP is not allowed: it changes what an extension owns",
+            ));
+        }
+        NodeEnum::DropStmt(drop)
+            if drop.remove_type == protobuf::ObjectType::ObjectExtension as i32 =>
+        {
+            drop.objects
+                .iter()
+                .filter_map(|object| match object.node.as_ref() {
+                    Some(NodeEnum::String(name)) => Some(name.sval.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => return Ok(()),
+    };
+    match names
+        .iter()
+        .find(|name| !policy.allowed_extensions.contains(name))
+    {
+        None if !names.is_empty() => Ok(()),
+        None => Err(GuardError::new(
+            "could not tell which extension the statement names",
+        )),
+        Some(name) => Err(GuardError::new(format!(
+            "{} of extension {name} is not allowed: this profile allows {} (allow_extensions)",
+            describe(statement),
+            if policy.allowed_extensions.is_empty() {
+                "no extensions".to_string()
+            } else {
+                policy.allowed_extensions.join(", ")
+            }
+        ))),
+    }
 }
 
 fn ddl_class(what: &str, policy: &GuardPolicy) -> Result<StatementClass, GuardError> {
@@ -393,6 +473,8 @@ pub(crate) fn describe(statement: &NodeEnum) -> String {
             "CREATE (aggregate, operator, type, collation or text search object)"
         }
         NodeEnum::DoStmt(_) => "DO",
+        NodeEnum::CreateExtensionStmt(_) => "CREATE EXTENSION",
+        NodeEnum::AlterExtensionStmt(_) => "ALTER EXTENSION",
         other => return words_from_node_name(node_type_name(other)),
     };
     words.to_string()

@@ -12,6 +12,8 @@ pub struct GuardPolicy {
     pub denied_functions: Vec<String>,
     /// Volatile functions that may still be called in read-only mode; same pattern syntax as `denied_functions`.
     pub allowed_volatile_functions: Vec<String>,
+    /// Extensions DDL may create, update or drop (exact names). Empty: none.
+    pub allowed_extensions: Vec<String>,
 }
 
 /// Functions that write outside a read-only transaction's reach, change session or server state, read server
@@ -155,6 +157,7 @@ impl GuardPolicy {
             allow_ddl: false,
             denied_functions: Self::default_denied_functions(),
             allowed_volatile_functions: Self::default_allowed_volatile_functions(),
+            allowed_extensions: Vec::new(),
         }
     }
 
@@ -169,6 +172,7 @@ impl GuardPolicy {
                 .map(|name| name.to_string())
                 .collect(),
             allowed_volatile_functions: Self::default_allowed_volatile_functions(),
+            allowed_extensions: Vec::new(),
         }
     }
 

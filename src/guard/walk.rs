@@ -22,6 +22,8 @@ pub(crate) struct TreeFacts {
     pub nested_dml: Option<&'static str>,
     /// First nested statement of any other kind except SELECT (never legitimate inside a query).
     pub nested_other: Option<&'static str>,
+    /// Every statement nested under the root, SELECT included, by parse-node name.
+    pub nested: Vec<&'static str>,
     /// FOR UPDATE / FOR SHARE / FOR NO KEY UPDATE / FOR KEY SHARE anywhere.
     pub locking: bool,
     /// An INTO clause anywhere (SELECT INTO creates a table).
@@ -109,6 +111,9 @@ impl Walker<'_> {
                 // The first statement node is the root the caller already classified.
                 let is_root = self.statements_seen == 0;
                 self.statements_seen += 1;
+                if !is_root && !self.facts.nested.contains(&name) {
+                    self.facts.nested.push(name);
+                }
                 if !is_root && name != "SelectStmt" {
                     let slot = if DML_NODES.contains(&name) {
                         &mut self.facts.nested_dml
