@@ -1,6 +1,7 @@
 //! The raw floor: the same SQL through plain tokio-postgres with prepared statements and a pool, the least any
 //! server in front of PostgreSQL could cost.
 
+use pgmcp::db::session::LEFTOVERS_SQL;
 use std::str::FromStr;
 
 use std::time::{Duration, Instant};
@@ -63,10 +64,13 @@ pub async fn point_queries(
 /// Which of pgmcp's per-call statement sequences (a read-only call) to replay without pgmcp.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Sequence {
-    /// Today's: the pool hands connections out as they are (deadpool's `Fast`, read-only calls leave no session
-    /// state behind), a read-only transaction, the statement prepared once per connection and reused, a portal
-    /// with a row limit, the ROLLBACK queued but not awaited.
+    /// Today's: the pool hands connections out as they are (deadpool's `Fast`), a read-only transaction, the
+    /// statement prepared once per connection and reused, a portal with a row limit, the ROLLBACK queued but not
+    /// awaited, then the session check (pgmcp's `LEFTOVERS_SQL`, prepared once per connection) right behind it,
+    /// off the caller's path: the connection goes back to the pool when the check has answered.
     Current,
+    /// The sequence before the session check: the same without it. Kept so scenario 1 shows what the check costs.
+    WithoutSessionCheck,
     /// The sequence before: the same, but every checkout reset the connection (deadpool's `Clean`) and every call
     /// prepared the statement again. Kept so scenario 1 shows what the change bought.
     PreviousCleanResetPreparePerCall,
@@ -76,6 +80,7 @@ impl Sequence {
     pub fn label(self) -> &'static str {
         match self {
             Sequence::Current => "raw, pgmcp's statement sequence",
+            Sequence::WithoutSessionCheck => "raw, the same without the session check",
             Sequence::PreviousCleanResetPreparePerCall => {
                 "raw, the previous sequence (Clean reset, prepare per call)"
             }
@@ -85,7 +90,9 @@ impl Sequence {
     /// A pool that recycles connections as this sequence's pgmcp did.
     pub fn pool(self, url: &str, size: usize) -> anyhow::Result<Pool> {
         match self {
-            Sequence::Current => pool_with(url, size, RecyclingMethod::Fast),
+            Sequence::Current | Sequence::WithoutSessionCheck => {
+                pool_with(url, size, RecyclingMethod::Fast)
+            }
             Sequence::PreviousCleanResetPreparePerCall => {
                 pool_with(url, size, RecyclingMethod::Clean)
             }
@@ -116,7 +123,9 @@ pub async fn pgmcp_sequence(
                 let mut client = pool.get().await?;
                 let txn = client.build_transaction().read_only(true).start().await?;
                 let statement = match sequence {
-                    Sequence::Current => txn.prepare_cached(POINT_SQL).await?,
+                    Sequence::Current | Sequence::WithoutSessionCheck => {
+                        txn.prepare_cached(POINT_SQL).await?
+                    }
                     Sequence::PreviousCleanResetPreparePerCall => txn.prepare(POINT_SQL).await?,
                 };
                 let aid = ids.next_in(accounts) as i32;
@@ -129,6 +138,13 @@ pub async fn pgmcp_sequence(
                 // Dropping the transaction queues its ROLLBACK without waiting for it, as pgmcp does.
                 drop(txn);
                 latencies.push(call.elapsed());
+                if sequence == Sequence::Current {
+                    tokio::spawn(async move {
+                        let check = client.prepare_cached(LEFTOVERS_SQL).await?;
+                        client.query(&check, &[&false]).await?;
+                        anyhow::Ok(())
+                    });
+                }
             }
             anyhow::Ok(latencies)
         }));

@@ -172,3 +172,58 @@ impl managed::Manager for SessionManager {
         Ok(())
     }
 }
+
+/// What a connection still holds after a call, beyond the call's own (rolled back or committed) transaction.
+/// Read-only calls are rolled back, which undoes settings, temporary objects and LISTEN; advisory locks,
+/// SQL-level prepared statements and holdable cursors outlive a rollback, and a committed write keeps everything.
+/// One round trip, queued right behind the call's ROLLBACK or COMMIT.
+pub const LEFTOVERS_SQL: &str = "\
+SELECT (SELECT count(*) FROM pg_catalog.pg_locks \
+         WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_listening_channels())::int4, \
+       CASE WHEN pg_catalog.pg_my_temp_schema() = 0 THEN 0 \
+            ELSE (SELECT count(*) FROM pg_catalog.pg_class \
+                  WHERE relnamespace = pg_catalog.pg_my_temp_schema())::int4 END, \
+       CASE WHEN $1 THEN (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session')::int4 \
+            ELSE 0 END";
+const LEFTOVER_KINDS: [&str; 6] = [
+    "advisory locks",
+    "prepared statements",
+    "holdable cursors",
+    "LISTEN channels",
+    "temporary relations",
+    "changed settings",
+];
+
+/// What the session check found, in words for the log; `None` when the connection holds nothing.
+pub async fn leftovers(
+    session: &Session,
+    committed: bool,
+    cached: bool,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let rows = if cached {
+        let statement = session.prepare_cached(LEFTOVERS_SQL).await?;
+        session.query(&statement, &[&committed]).await?
+    } else {
+        // A transaction-pooling proxy (statement_cache = 0) gets no prepared statement left on its servers.
+        session
+            .query_typed(
+                LEFTOVERS_SQL,
+                &[(&committed, tokio_postgres::types::Type::BOOL)],
+            )
+            .await?
+    };
+    let Some(row) = rows.first() else {
+        return Ok(Some("the session check returned no row".into()));
+    };
+    let mut found = Vec::new();
+    for (index, kind) in LEFTOVER_KINDS.iter().enumerate() {
+        let count: i32 = row.try_get(index)?;
+        if count > 0 {
+            found.push(format!("{kind}: {count}"));
+        }
+    }
+    Ok((!found.is_empty()).then(|| found.join(", ")))
+}
