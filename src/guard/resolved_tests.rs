@@ -7,7 +7,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::corpus::parse_corpus;
 use super::resolved::{PRINT_TREES, check_functions, referenced_objects};
-use super::{GuardError, GuardPolicy, check};
+use super::{GuardError, GuardPolicy, ToResolve, check, statement_that_runs};
 use crate::db::session::{Notices, ResolvedTrees};
 use crate::demo::cluster::TempCluster;
 
@@ -60,10 +60,15 @@ async fn resolve(
     sql: &str,
     policy: &GuardPolicy,
 ) -> Result<Result<(), GuardError>, tokio_postgres::Error> {
+    // What pgmcp resolves: the statement itself, or the statement inside EXPLAIN.
+    let target = match check(sql, policy).map(|verdict| statement_that_runs(sql, verdict.class)) {
+        Ok(Ok(ToResolve::Inner(inner))) => inner,
+        _ => sql.to_string(),
+    };
     client.batch_execute("BEGIN READ ONLY").await?;
     client.batch_execute(PRINT_TREES).await?;
     notices.listen();
-    let prepared = client.prepare(sql).await;
+    let prepared = client.prepare(&target).await;
     let trees = notices.take();
     let outcome = match prepared {
         Ok(_) => {

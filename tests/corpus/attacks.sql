@@ -436,3 +436,44 @@ SELECT * FROM canary ORDER BY bump()
 -- why: setseed changes session state
 -- needs-db
 SELECT setseed(0.5)
+-- ----
+-- why: field selection is a call: (x).f is f(x), seen in the parse tree as an indirection, not a function call
+SELECT (12345).pg_terminate_backend
+-- ----
+-- why: field selection on a subscript
+SELECT (ARRAY[12345])[1].pg_cancel_backend
+-- ----
+-- why: field selection on a column of a FROM item
+SELECT (v.p).pg_terminate_backend FROM (VALUES (12345)) v(p)
+-- ----
+-- why: signalling from a subquery
+SELECT 1 WHERE EXISTS (SELECT pg_cancel_backend(12345))
+-- ----
+-- why: session advisory lock by field selection
+SELECT (1::bigint).pg_advisory_lock
+-- ----
+-- why: advisory lock by field selection inside CASE
+SELECT CASE WHEN true THEN (7::bigint).pg_advisory_lock END
+-- ----
+-- why: advisory lock by field selection on a scalar subquery
+SELECT (SELECT 7::bigint).pg_advisory_lock
+-- ----
+-- why: advisory lock by field selection through a row constructor's field
+SELECT (ROW(7::bigint)).f1.pg_advisory_lock
+-- ----
+-- why: advisory lock by field selection in WHERE
+SELECT 1 WHERE (7::bigint).pg_try_advisory_lock
+-- ----
+-- why: server file read by field selection (a superuser role would return the content)
+SELECT ('pg_hba.conf'::text).pg_read_file
+-- ----
+-- why: attribute notation on a row is a call: t.f is f(t)
+SELECT c.pg_terminate_backend FROM (SELECT 12345) c
+-- ----
+-- why: EXPLAIN of a volatile user function: the explained statement is resolved too
+-- needs-db
+EXPLAIN SELECT * FROM canary WHERE id = (SELECT bump())
+-- ----
+-- why: EXPLAIN ANALYZE runs its statement
+-- needs-db
+EXPLAIN ANALYZE SELECT bump()
