@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs pgmcp's whole test suite. Installs what the tests need when it is missing (Debian/Ubuntu: PostgreSQL server
-# binaries, libclang for the pg_query build, Python venv support), then creates a Python venv with the official MCP
-# SDK and runs `cargo test`. Extra arguments go to `cargo test`.
+# binaries, libclang for the pg_query build, Python venv support, curl, nginx, Chromium, npm), then creates a Python
+# venv with the official MCP SDK, installs the tests' npm packages and runs `cargo test`. Extra arguments go to
+# `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/deps.sh
 ensure_build_deps
 command -v python3 >/dev/null || apt_install python3 python3-venv
+# curl runs the README's curl recipe (tests/http_curl.rs); kill (procps) stops servers in the shutdown tests.
+command -v curl >/dev/null || apt_install curl
+type -P kill >/dev/null || apt_install procps
 # nginx: the real load balancer in front of three pgmcp instances in tests/http_scaleout.rs.
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   echo "installing nginx (for the HTTP scale-out test)"

@@ -292,3 +292,47 @@ async fn demo_serves_the_sample_database_and_cleans_up() {
     assert_eq!(info["current_user"], json!("pgmcp_demo"));
     client.cancel().await.ok();
 }
+
+/// Desktop MCP clients (Claude Desktop, VS Code) start servers with a small environment: `PATH=/usr/bin:/bin`,
+/// without /usr/sbin, where `runuser` lives (used when the demo runs as root) and without PostgreSQL's bin
+/// directory. The demo must still start its cluster and serve.
+#[tokio::test]
+async fn demo_starts_for_a_desktop_client_with_a_minimal_environment() {
+    use rmcp::ServiceExt;
+    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+
+    let home = tempfile::tempdir().unwrap();
+    let command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmcp")).configure(|cmd| {
+        cmd.arg("demo")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", home.path());
+    });
+    let transport = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn pgmcp demo");
+    let (transport, stderr) = transport;
+    let mut stderr = stderr.expect("stderr");
+    let client = match ().serve(transport).await {
+        Ok(client) => client,
+        Err(err) => {
+            let mut log = String::new();
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut log).await;
+            panic!("the demo did not start with PATH=/usr/bin:/bin: {err}\n{log}");
+        }
+    };
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+    for tool in [
+        "list_tables",
+        "describe_table",
+        "execute_query",
+        "server_info",
+    ] {
+        assert!(names.contains(&tool), "{tool} in {names:?}");
+    }
+    let info = call_ok(&client, "server_info", json!({})).await;
+    assert_eq!(info["current_user"], json!("pgmcp_demo"));
+    client.cancel().await.ok();
+}

@@ -15,17 +15,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 
+use crate::demo::programs::{self, ID, PSQL, RUNUSER, SH};
+
 /// PostgreSQL refuses to run as root, so root starts the server as this OS user.
 const SERVER_OS_USER: &str = "postgres";
 const SUPERUSER: &str = "postgres";
 const HOST: &str = "127.0.0.1";
 const START_ATTEMPTS: usize = 5;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-
-const INSTALL_HINT: &str = "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found on PATH or in \
-     /usr/lib/postgresql/*/bin. Install them: `sudo apt-get install postgresql` (Debian/Ubuntu), \
-     `brew install postgresql@16` (macOS, then add its bin directory to PATH), \
-     `sudo dnf install postgresql-server` (Fedora/RHEL).";
 
 /// Settings that make a disposable cluster fast; durability is irrelevant for data we throw away.
 const FAST_SETTINGS: &[(&str, &str)] = &[
@@ -48,14 +45,21 @@ pub struct ClusterOptions {
     pub superuser_password: Option<String>,
 }
 
+/// The OS user that owns and runs the server when pgmcp runs as root, and the `runuser` that switches to it.
+struct ServerOwner {
+    uid: u32,
+    gid: u32,
+    runuser: PathBuf,
+}
+
 pub struct TempCluster {
     bin_dir: PathBuf,
     root: PathBuf,
     data_dir: PathBuf,
     port: u16,
     password: Option<String>,
-    /// `Some(uid, gid)` of the server's OS user when we run as root and must switch users.
-    server_owner: Option<(u32, u32)>,
+    /// The server's OS user when we run as root and must switch users.
+    server_owner: Option<ServerOwner>,
     reaper: Option<Child>,
 }
 
@@ -70,45 +74,9 @@ impl std::fmt::Debug for TempCluster {
 }
 
 impl TempCluster {
-    /// The directory holding initdb, pg_ctl and postgres: first PATH (all three side by side), else the
-    /// highest-versioned well-known install location.
+    /// The directory holding initdb, pg_ctl and postgres (see [`programs::server_bin_dir`]).
     pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
-        let has_server_tools = |dir: &Path| {
-            ["initdb", "pg_ctl", "postgres"]
-                .iter()
-                .all(|tool| dir.join(tool).is_file())
-        };
-        if let Some(path) = std::env::var_os("PATH")
-            && let Some(dir) = std::env::split_paths(&path).find(|dir| has_server_tools(dir))
-        {
-            return Ok(dir);
-        }
-        let versioned_parents: [(&str, &str, &str); 4] = [
-            ("/usr/lib/postgresql", "", "bin"),
-            ("/usr", "pgsql-", "bin"),
-            ("/opt/homebrew/opt", "postgresql@", "bin"),
-            ("/usr/local/opt", "postgresql@", "bin"),
-        ];
-        for (parent, prefix, bin) in versioned_parents {
-            let mut candidates: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir(parent)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|entry| {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    let version = name.strip_prefix(prefix)?;
-                    let key: Option<Vec<u64>> =
-                        version.split('.').map(|part| part.parse().ok()).collect();
-                    Some((key?, entry.path().join(bin)))
-                })
-                .filter(|(_, dir)| has_server_tools(dir))
-                .collect();
-            candidates.sort();
-            if let Some((_, dir)) = candidates.pop() {
-                return Ok(dir);
-            }
-        }
-        Err(anyhow!(INSTALL_HINT))
+        programs::server_bin_dir()
     }
 
     /// Creates, configures and starts a fresh cluster listening only on 127.0.0.1 at a free port.
@@ -129,16 +97,18 @@ impl TempCluster {
             .with_context(|| format!("reading {}", cluster.root.display()))?
             .uid();
         if dir_uid == 0 {
-            let owner = lookup_os_user(SERVER_OS_USER)?;
-            std::os::unix::fs::chown(&cluster.root, Some(owner.0), Some(owner.1)).with_context(
-                || {
-                    format!(
-                        "giving {} to the `{SERVER_OS_USER}` OS user",
-                        cluster.root.display()
-                    )
-                },
+            // Found before anything runs, so a missing `runuser` is named as such and not as the tool it would run.
+            let runuser = programs::locate(RUNUSER).context(
+                "running as root, pgmcp starts PostgreSQL as the `postgres` OS user with runuser",
             )?;
-            cluster.server_owner = Some(owner);
+            let (uid, gid) = lookup_os_user(SERVER_OS_USER)?;
+            std::os::unix::fs::chown(&cluster.root, Some(uid), Some(gid)).with_context(|| {
+                format!(
+                    "giving {} to the `{SERVER_OS_USER}` OS user",
+                    cluster.root.display()
+                )
+            })?;
+            cluster.server_owner = Some(ServerOwner { uid, gid, runuser });
         }
         cluster.reaper = Some(cluster.spawn_reaper()?);
         cluster.init_data_dir()?;
@@ -178,11 +148,11 @@ impl TempCluster {
 
     /// Runs SQL (fed on stdin, so any length works) with the cluster's psql over TCP and returns stdout.
     pub fn psql(&self, dbname: &str, sql: &str) -> anyhow::Result<String> {
-        let psql = self.bin_dir.join("psql");
-        let psql = if psql.is_file() {
+        let psql = self.bin_dir.join(PSQL.name);
+        let psql = if programs::is_executable(&psql) {
             psql
         } else {
-            PathBuf::from("psql")
+            programs::locate(PSQL)?
         };
         let mut command = Command::new(&psql);
         clear_libpq_env(&mut command);
@@ -241,8 +211,8 @@ impl TempCluster {
     /// A command for a server tool, run as the server's OS user when we are root.
     fn server_tool(&self, tool: &str) -> Command {
         let program = self.bin_dir.join(tool);
-        let mut command = if self.server_owner.is_some() {
-            let mut command = Command::new("runuser");
+        let mut command = if let Some(owner) = &self.server_owner {
+            let mut command = Command::new(&owner.runuser);
             command.args(["-u", SERVER_OS_USER, "--"]).arg(program);
             command
         } else {
@@ -258,17 +228,16 @@ impl TempCluster {
         const SCRIPT: &str = r#"
             while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
             if [ -f "$3/postmaster.pid" ]; then
-                if [ -n "$5" ]; then runuser -u "$5" -- "$2" stop -D "$3" -m immediate -w -t 10
+                if [ -n "$5" ]; then "$5" -u "$6" -- "$2" stop -D "$3" -m immediate -w -t 10
                 else "$2" stop -D "$3" -m immediate -w -t 10; fi
             fi
             rm -rf "$4"
         "#;
-        let run_as = if self.server_owner.is_some() {
-            SERVER_OS_USER
-        } else {
-            ""
+        let runuser = match &self.server_owner {
+            Some(owner) => owner.runuser.as_os_str(),
+            None => "".as_ref(),
         };
-        Command::new("sh")
+        Command::new(programs::locate(SH)?)
             .arg("-c")
             .arg(SCRIPT)
             .arg("pgmcp-cluster-reaper")
@@ -276,7 +245,8 @@ impl TempCluster {
             .arg(self.bin_dir.join("pg_ctl"))
             .arg(&self.data_dir)
             .arg(&self.root)
-            .arg(run_as)
+            .arg(runuser)
+            .arg(SERVER_OS_USER)
             .current_dir("/")
             .stdin(Stdio::null())
             // Inherited pipes would keep an MCP client or the test harness waiting for EOF.
@@ -380,7 +350,9 @@ impl TempCluster {
                 // pg_ctl's daemonized postmaster would otherwise hold our pipes open forever.
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            let status = pg_ctl.status().context("running pg_ctl start")?;
+            let status = pg_ctl
+                .status()
+                .with_context(|| cannot_start("pg_ctl start", &pg_ctl))?;
             if status.success() && wait_for_tcp(self.port, deadline) {
                 return Ok(());
             }
@@ -450,8 +422,8 @@ impl TempCluster {
     }
 
     fn give_to_server_user(&self, path: &Path) -> anyhow::Result<()> {
-        if let Some((uid, gid)) = self.server_owner {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        if let Some(owner) = &self.server_owner {
+            std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid))
                 .with_context(|| format!("changing the owner of {}", path.display()))?;
         }
         Ok(())
@@ -497,8 +469,8 @@ fn create_private_temp_dir() -> anyhow::Result<PathBuf> {
 
 fn lookup_os_user(user: &str) -> anyhow::Result<(u32, u32)> {
     let id = |flag: &str| -> anyhow::Result<u32> {
-        let output =
-            run_checked(Command::new("id").args([flag, user]), "id").with_context(|| {
+        let output = run_checked(Command::new(programs::locate(ID)?).args([flag, user]), "id")
+            .with_context(|| {
                 format!("running as root needs an OS user `{user}` to own the PostgreSQL server")
             })?;
         let text = String::from_utf8_lossy(&output.stdout);
@@ -521,7 +493,7 @@ fn clear_libpq_env(command: &mut Command) {
 fn run_checked(command: &mut Command, what: &str) -> anyhow::Result<Output> {
     let output = command
         .output()
-        .with_context(|| format!("running {what}"))?;
+        .with_context(|| cannot_start(what, command))?;
     if !output.status.success() {
         bail!(
             "{what} failed ({}): {}{}",
@@ -531,6 +503,14 @@ fn run_checked(command: &mut Command, what: &str) -> anyhow::Result<Output> {
         );
     }
     Ok(output)
+}
+
+/// The program that failed to start may be runuser rather than the tool it was to run: name the one that failed.
+fn cannot_start(what: &str, command: &Command) -> String {
+    format!(
+        "running {what}: could not start {}",
+        Path::new(command.get_program()).display()
+    )
 }
 
 fn conf_line(name: &str, value: &str) -> String {

@@ -3,6 +3,7 @@
 pub mod client_config;
 pub mod cluster;
 pub mod dataset;
+pub mod programs;
 
 pub use cluster::{ClusterOptions, TempCluster};
 pub use dataset::{DEMO_ROLE, demo_url, load_sample};

@@ -1,5 +1,6 @@
 //! Remote pgmcp: Streamable HTTP at `/mcp`, secured as an OAuth 2.1 protected resource.
 
+pub mod accept;
 pub mod auth;
 pub mod body;
 pub mod caller;

@@ -15,6 +15,7 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::http::accept;
 use crate::http::auth::{self, AuthMode, Authenticator, ResourceInfo};
 use crate::http::body::{McpGate, check_host, check_json_body};
 use crate::http::endpoints::{self, EndpointState};
@@ -212,8 +213,10 @@ pub(crate) async fn serve_http_on(
         allowed_hosts: Arc::new(hosts),
     };
     // Layers run outside-in: Host check, then authentication, then the timeout and the body check, then (on-behalf-of
-    // only) the caller's database login, then rmcp.
-    let mut mcp = Router::new().route_service(MCP_PATH, mcp_service);
+    // only) the caller's database login, then the Accept negotiation, then rmcp.
+    let mut mcp = Router::new()
+        .route_service(MCP_PATH, mcp_service)
+        .layer(axum::middleware::from_fn(accept::negotiate));
     if let Some(auth) = &authenticator
         && databases.all().iter().any(|db| db.per_caller())
     {
