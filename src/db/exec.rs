@@ -497,13 +497,15 @@ async fn prepare_resolved(
         ResolvedTrees::Trees(trees) if !trees.is_empty() => trees,
         ResolvedTrees::Trees(_) => {
             return Err(ToolError::rejected(
-                "PostgreSQL did not show how it resolved the statement, so its functions could not be checked;                  it was not run",
+                "PostgreSQL did not show how it resolved the statement, so its functions could not be checked; \
+                 it was not run",
             )
             .into());
         }
         ResolvedTrees::TooLarge => {
             return Err(ToolError::rejected(format!(
-                "the statement's resolved form is larger than {} MiB (views nested very deeply?), too large to                  check; it was not run",
+                "the statement's resolved form is larger than {} MiB (views nested very deeply?), too large to \
+                 check; it was not run",
                 crate::db::session::MAX_TREE_BYTES / (1024 * 1024)
             ))
             .into());
