@@ -12,6 +12,7 @@ mod classify;
 pub mod corpus;
 mod policy;
 pub mod resolved;
+pub mod tree;
 mod walk;
 
 #[cfg(test)]

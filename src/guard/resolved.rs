@@ -18,6 +18,7 @@ use tokio_postgres::types::Type;
 
 use super::GuardError;
 use super::policy::GuardPolicy;
+use super::tree;
 use crate::config::AccessMode;
 
 /// Settings that make PostgreSQL print the rewritten tree of each statement it parses, to this client only.
@@ -59,34 +60,38 @@ const FUNCTION_FIELDS: &[&str] = &[
 /// Fields that hold pg_operator OIDs (comparison and sort operators included: their functions run too).
 const OPERATOR_FIELDS: &[&str] = &["opno", "sortop", "eqop", "opnos"];
 
-/// Reads the OIDs of functions, operators and types out of trees printed by PostgreSQL's `nodeToString`.
-///
-/// The format is a sequence of tokens split at unescaped white space and at unescaped `(){}`; a field is a
-/// `:name` token followed by its value. Identifiers and strings escape white space and brackets with a
-/// backslash, so text a caller wrote can never produce a field token that PostgreSQL did not write. A field
-/// that should hold an OID but holds anything else means the tree was not understood, and the statement is
-/// refused rather than guessed at.
+/// Reads the OIDs of functions, operators and types out of trees printed by PostgreSQL's `nodeToString`
+/// ([`super::tree`] reads them as PostgreSQL's own reader does). A field that should hold an OID but holds anything
+/// else means the tree was not understood, and the statement is refused rather than guessed at.
 pub fn referenced_objects(trees: &[String]) -> Result<Referenced, GuardError> {
     let mut referenced = Referenced::default();
-    for tree in trees {
-        let tokens = tokenize(tree);
-        let mut index = 0;
-        while index < tokens.len() {
-            let token = tokens[index];
-            index += 1;
-            let Some(field) = token.strip_prefix(':') else {
-                continue;
-            };
-            let target = if FUNCTION_FIELDS.contains(&field) {
-                &mut referenced.functions
-            } else if OPERATOR_FIELDS.contains(&field) {
-                &mut referenced.operators
-            } else if is_type_field(field) {
-                &mut referenced.types
-            } else {
-                continue;
-            };
-            index = read_oids(&tokens, index, field, target)?;
+    for text in trees {
+        let tree = tree::parse(text).map_err(|tree::Unreadable(why)| {
+            GuardError::new(format!(
+                "could not read PostgreSQL's resolved form of the statement ({why}); it was not run"
+            ))
+        })?;
+        let mut unreadable = None;
+        tree.walk(&mut |node| {
+            for (field, value) in &node.fields {
+                let (target, strict) = if FUNCTION_FIELDS.contains(&field.as_str()) {
+                    (&mut referenced.functions, true)
+                } else if OPERATOR_FIELDS.contains(&field.as_str()) {
+                    (&mut referenced.operators, true)
+                } else if is_type_field(field) {
+                    (&mut referenced.types, false)
+                } else {
+                    continue;
+                };
+                if !collect_oids(value, target) && strict {
+                    unreadable.get_or_insert_with(|| field.clone());
+                }
+            }
+        });
+        if let Some(field) = unreadable {
+            return Err(GuardError::new(format!(
+                "could not read PostgreSQL's resolved form of the statement (field {field}); it was not run"
+            )));
         }
     }
     referenced.functions.remove(&0);
@@ -103,92 +108,40 @@ fn is_type_field(field: &str) -> bool {
     (lower.contains("type") || lower.ends_with("typid")) && !lower.contains("typmod")
 }
 
-/// The value after a field token: one OID, `<>` (none), or a list `(o 1 2 3)` / `(i 1 2 3)`. Enumerations and
-/// booleans with type-like names are skipped. Returns the index after the value.
-fn read_oids(
-    tokens: &[&str],
-    mut index: usize,
-    field: &str,
-    target: &mut BTreeSet<u32>,
-) -> Result<usize, GuardError> {
-    let unreadable = || {
-        GuardError::new(format!(
-            "could not read PostgreSQL's resolved form of the statement (field {field}); it was not run"
-        ))
-    };
-    let strict = !is_type_field(field);
-    match tokens.get(index).copied() {
-        Some("(") => {
-            index += 1;
-            if matches!(tokens.get(index).copied(), Some("o" | "i")) {
-                index += 1;
-            }
-            while let Some(&token) = tokens.get(index) {
-                index += 1;
-                if token == ")" {
-                    return Ok(index);
-                }
-                match token.parse::<u32>() {
-                    Ok(oid) => {
-                        target.insert(oid);
-                    }
-                    Err(_) if strict => return Err(unreadable()),
-                    Err(_) => return Ok(index - 1),
-                }
-            }
-            Err(unreadable())
-        }
-        Some("<>") => Ok(index + 1),
-        Some(token) => match token.parse::<u32>() {
+/// Adds the OID or OIDs a field holds: a number, `<>`, or a list `(o 1 2 3)`. False when the value is anything
+/// else (for type-like enumerations and nodes that is expected; for function and operator fields it is not).
+fn collect_oids(value: &tree::Value, target: &mut BTreeSet<u32>) -> bool {
+    match value {
+        tree::Value::Null => true,
+        tree::Value::Token(token) => match token.parse::<u32>() {
             Ok(oid) => {
                 target.insert(oid);
-                Ok(index + 1)
+                true
             }
-            // Negative numbers, booleans, enum names: not an OID, and for type-like names nothing to check.
-            Err(_) if !strict => Ok(index),
-            Err(_) => Err(unreadable()),
+            Err(_) => false,
         },
-        None if strict => Err(unreadable()),
-        None => Ok(index),
-    }
-}
-
-/// PostgreSQL's `pg_strtok` rules: white space separates tokens, `(`, `)`, `{`, `}` are tokens of their own, and
-/// a backslash makes the next character an ordinary one.
-fn tokenize(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let mut tokens = Vec::new();
-    let mut index = 0;
-    while index < bytes.len() {
-        let byte = bytes[index];
-        if byte.is_ascii_whitespace() {
-            index += 1;
-            continue;
-        }
-        if matches!(byte, b'(' | b')' | b'{' | b'}') {
-            tokens.push(&text[index..index + 1]);
-            index += 1;
-            continue;
-        }
-        let start = index;
-        while index < bytes.len() {
-            let byte = bytes[index];
-            if byte == b'\\' {
-                index = (index + 2).min(bytes.len());
-                continue;
+        tree::Value::List(items) => {
+            let mut numbers = items.iter().peekable();
+            if matches!(numbers.peek(), Some(tree::Value::Token(kind)) if kind == "o" || kind == "i")
+            {
+                numbers.next();
             }
-            if byte.is_ascii_whitespace() || matches!(byte, b'(' | b')' | b'{' | b'}') {
-                break;
+            let mut all = true;
+            for item in numbers {
+                match item {
+                    tree::Value::Token(token) => match token.parse::<u32>() {
+                        Ok(oid) => {
+                            target.insert(oid);
+                        }
+                        Err(_) => all = false,
+                    },
+                    _ => all = false,
+                }
             }
-            index += 1;
+            all
         }
-        // Token boundaries are ASCII bytes, so the slice falls on character boundaries; a backslash before a
-        // multi-byte character is skipped with the character's first byte only, and the loop walks its rest.
-        if let Some(token) = text.get(start..index) {
-            tokens.push(token);
-        }
+        tree::Value::Node(_) => false,
     }
-    tokens
 }
 
 /// Every function the referenced objects stand for, with what the gates need to know. The functions behind
@@ -367,10 +320,14 @@ mod tests {
         // An alias that spells a field: PostgreSQL escapes its spaces, so it stays one ordinary token.
         let tree = r#"({QUERY :targetList ({TARGETENTRY :resname \ :funcid\ 1 :expr {FUNCEXPR :funcid 2096}})})"#;
         assert_eq!(referenced(tree).functions, BTreeSet::from([2096]));
-        // An alias that is exactly a field name is read as one, and its value is then no OID: refused.
-        let forged = r#"({QUERY :eref {ALIAS :aliasname :funcid :colnames <>}})"#;
+        // An alias that is exactly a field name is the value of its field, as PostgreSQL's reader takes it.
+        let alias =
+            r#"({QUERY :eref {ALIAS :aliasname :funcid :colnames <>} :x {FUNCEXPR :funcid 870}})"#;
+        assert_eq!(referenced(alias).functions, BTreeSet::from([870]));
+        // A function field holding anything but an OID is not understood: refused.
+        let odd = r#"({QUERY :x {FUNCEXPR :funcid {CONST}}})"#;
         assert!(
-            referenced_objects(&[forged.to_string()])
+            referenced_objects(&[odd.to_string()])
                 .expect_err("unreadable")
                 .reason
                 .contains("field funcid")
