@@ -1,4 +1,4 @@
-//! Command-line interface: `pgmcp serve`, `pgmcp check`, `pgmcp demo`.
+//! Command-line interface: `pgmcp serve`, `pgmcp check`, `pgmcp demo`, `pgmcp health`.
 
 use std::path::PathBuf;
 
@@ -52,6 +52,9 @@ pub enum Command {
     /// Start a throwaway PostgreSQL with a sample restaurants database and serve MCP on stdio against it.
     /// With --http, serve it over HTTP on loopback with the web client and print the URL to open.
     Demo(DemoArgs),
+    /// Ask a running pgmcp's /healthz and exit non-zero unless it answers 2xx: the container image's health
+    /// check, which has no shell or curl.
+    Health(crate::probe::HealthArgs),
 }
 
 #[derive(Debug, Args)]

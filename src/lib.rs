@@ -13,6 +13,7 @@ pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod mcp;
+pub mod probe;
 pub mod telemetry;
 pub mod tools;
 pub mod web;
