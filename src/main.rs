@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
                 Command::Check(args) => pgmcp::app::check(*args).await,
                 Command::Demo(args) => pgmcp::app::demo(args).await,
                 Command::Health(args) => pgmcp::probe::run(args).await,
+                Command::Azure(command) => pgmcp::azure_grant::run(command),
             }
         }),
     };
