@@ -1,4 +1,4 @@
-//! Command-line interface: `pgmcp serve`, `pgmcp check`, `pgmcp demo`.
+//! Command-line interface: `pgmcp serve`, `pgmcp check`, `pgmcp demo`, `pgmcp health`, `pgmcp azure grant`.
 
 use std::path::PathBuf;
 
@@ -52,6 +52,12 @@ pub enum Command {
     /// Start a throwaway PostgreSQL with a sample restaurants database and serve MCP on stdio against it.
     /// With --http, serve it over HTTP on loopback with the web client and print the URL to open.
     Demo(DemoArgs),
+    /// Ask a running pgmcp's /healthz and exit non-zero unless it answers 2xx: the container image's health
+    /// check, which has no shell or curl.
+    Health(crate::probe::HealthArgs),
+    /// Azure helpers.
+    #[command(subcommand)]
+    Azure(crate::azure_grant::AzureCommand),
 }
 
 #[derive(Debug, Args)]
@@ -305,7 +311,7 @@ fn parse_log_filter(value: &str) -> Result<String, String> {
         })
 }
 
-fn parse_access_mode(value: &str) -> Result<AccessMode, String> {
+pub(crate) fn parse_access_mode(value: &str) -> Result<AccessMode, String> {
     match value {
         "read_only" | "read-only" => Ok(AccessMode::ReadOnly),
         "read_write" | "read-write" => Ok(AccessMode::ReadWrite),

@@ -4,6 +4,7 @@
 //! response. Each module owns one step of that path.
 
 pub mod app;
+pub mod azure_grant;
 pub mod check;
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod mcp;
+pub mod probe;
 pub mod telemetry;
 pub mod tools;
 pub mod web;

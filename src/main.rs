@@ -20,6 +20,8 @@ fn main() -> std::process::ExitCode {
                 Command::Serve(args) => pgmcp::app::serve(*args).await,
                 Command::Check(args) => pgmcp::app::check(*args).await,
                 Command::Demo(args) => pgmcp::app::demo(args).await,
+                Command::Health(args) => pgmcp::probe::run(args).await,
+                Command::Azure(command) => pgmcp::azure_grant::run(command),
             }
         }),
     };
