@@ -55,6 +55,17 @@ pub struct HttpFile {
     pub ui: Option<bool>,
 }
 
+/// One `[[profiles.NAME.masks]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskFile {
+    /// `schema.table`, or `table` in `public`.
+    pub table: String,
+    pub columns: Vec<String>,
+    /// redact (default), null, hash or partial.
+    pub mode: Option<String>,
+}
+
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileFile {
@@ -80,6 +91,8 @@ pub struct ProfileFile {
     pub access_mode: Option<String>,
     pub allow_ddl: Option<bool>,
     pub allow_extensions: Option<Vec<String>>,
+    /// Column masks: `[[profiles.NAME.masks]]` with `table`, `columns` and `mode`.
+    pub masks: Option<Vec<MaskFile>>,
     pub deny_functions: Option<Vec<String>>,
     pub allow_volatile_functions: Option<Vec<String>>,
     pub db_auth: Option<String>,

@@ -36,6 +36,8 @@ pub struct Profile {
     /// Extensions `CREATE EXTENSION`, `ALTER EXTENSION … UPDATE` and `DROP EXTENSION` may name (with `allow_ddl`):
     /// an extension can install untrusted languages and superuser-owned functions, so none is allowed by default.
     pub allow_extensions: Vec<String>,
+    /// Columns whose values never leave pgmcp unmasked.
+    pub masks: Vec<crate::guard::masks::MaskRule>,
     /// Added to the guard's built-in deny-list.
     pub deny_functions: Vec<String>,
     /// Added to the guard's built-in list of volatile functions that are still allowed.
@@ -64,6 +66,7 @@ impl Profile {
             access_mode: AccessMode::ReadOnly,
             allow_ddl: false,
             allow_extensions: Vec::new(),
+            masks: Vec::new(),
             deny_functions: Vec::new(),
             allow_volatile_functions: Vec::new(),
             statement_cache: None,
@@ -370,10 +373,62 @@ pub(crate) fn profile_from_file(name: &str, raw: &ProfileFile) -> Result<Profile
     }
     profile.allow_ddl = raw.allow_ddl.unwrap_or(false);
     profile.allow_extensions = raw.allow_extensions.clone().unwrap_or_default();
+    profile.masks = masks_from_file(raw.masks.as_deref().unwrap_or_default(), &prefix)?;
     profile.deny_functions = raw.deny_functions.clone().unwrap_or_default();
     profile.allow_volatile_functions = raw.allow_volatile_functions.clone().unwrap_or_default();
     profile.identity = super::identity::identity_from_file(raw, &prefix)?;
     Ok(profile)
+}
+
+fn masks_from_file(
+    masks: &[super::file::MaskFile],
+    prefix: &str,
+) -> Result<Vec<crate::guard::masks::MaskRule>, ConfigError> {
+    use crate::guard::masks::{MaskMode, MaskRule};
+    masks
+        .iter()
+        .enumerate()
+        .map(|(index, mask)| {
+            let key = |field: &str| format!("{prefix}masks[{index}].{field}");
+            let (schema, table) = match mask.table.split_once('.') {
+                Some((schema, table)) => (schema.to_string(), table.to_string()),
+                None => ("public".to_string(), mask.table.clone()),
+            };
+            if schema.is_empty() || table.is_empty() || table.contains('.') {
+                return Err(ConfigError::invalid(
+                    key("table"),
+                    quoted(&mask.table),
+                    "not a table name",
+                    "write \"schema.table\" (or \"table\" for one in public), as the catalog spells it",
+                ));
+            }
+            if mask.columns.is_empty() || mask.columns.iter().any(|column| column.is_empty()) {
+                return Err(ConfigError::invalid(
+                    key("columns"),
+                    format!("{:?}", mask.columns),
+                    "a mask needs the names of the columns it hides",
+                    "list them, e.g. columns = [\"email\", \"phone\"]",
+                ));
+            }
+            let mode = match mask.mode.as_deref() {
+                None => MaskMode::Redact,
+                Some(text) => MaskMode::parse(text).ok_or_else(|| {
+                    ConfigError::invalid(
+                        key("mode"),
+                        quoted(text),
+                        &format!("expected one of {}", MaskMode::NAMES),
+                        "",
+                    )
+                })?,
+            };
+            Ok(MaskRule {
+                schema,
+                table,
+                columns: mask.columns.clone(),
+                mode,
+            })
+        })
+        .collect()
 }
 
 fn check_profile_name(name: &str) -> Result<(), ConfigError> {

@@ -14,13 +14,17 @@ use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AccessMode;
+use crate::db::mask;
 use crate::db::params::TextParam;
 use crate::db::quote_ident;
 use crate::db::render;
 use crate::db::session::{Notices, ResolvedTrees, Session};
 use crate::db::tls::MakeRustlsConnect;
+use crate::guard::masks::{self, MaskMode};
 use crate::guard::resolved::{self, PRINT_TREES, STOP_PRINTING_TREES};
-use crate::guard::{self, CACHEABLE_SQL_BYTES, CachedGuard, GuardPolicy, StatementClass};
+use crate::guard::{
+    self, CACHEABLE_SQL_BYTES, CachedGuard, GuardPolicy, OutputMasks, StatementClass,
+};
 use crate::tools::ToolError;
 
 /// Rows fetched per round trip. Small enough that a byte ceiling stops the fetch soon after it is reached, large
@@ -202,7 +206,9 @@ pub async fn run_user_sql(
         mode,
         writes: matches!(verdict.class, StatementClass::Write | StatementClass::Ddl),
     };
-    run_checked(client, ctx, &checked, sql, params, intent).await
+    run_checked(client, ctx, &checked, sql, params, intent)
+        .await
+        .map_err(|error| without_row_values(error, checked.policy))
 }
 
 /// Runs SQL that pgmcp built itself from catalog-validated identifiers (read_table, an exact row count). It
@@ -220,7 +226,30 @@ pub async fn run_internal_read(
         mode: AccessMode::ReadOnly,
         writes: false,
     };
-    run_checked(client, ctx, &checked, sql, params, Intent::ReadOnly).await
+    run_checked(client, ctx, &checked, sql, params, Intent::ReadOnly)
+        .await
+        .map_err(|error| without_row_values(error, checked.policy))
+}
+
+/// On a profile with masks, PostgreSQL's error details are dropped: they can quote a row ("Failing row contains
+/// (…)", "Key (email)=(…) already exists"), masked columns included.
+fn without_row_values(error: ToolError, policy: &GuardPolicy) -> ToolError {
+    match error {
+        ToolError::Database {
+            sqlstate,
+            message,
+            hint,
+            position,
+            detail: Some(_),
+        } if !policy.masks.is_empty() => ToolError::Database {
+            sqlstate,
+            message,
+            detail: None,
+            hint,
+            position,
+        },
+        other => other,
+    }
 }
 
 /// What the guard decided about a statement, and what PostgreSQL must still show before it runs.
@@ -371,21 +400,32 @@ async fn execute(
         .read_only(intent == Intent::ReadOnly)
         .start()
         .await?;
-    let remembered = ctx.shared_resolution && ctx.guard.confirmed(sql, checked.mode);
-    let resolved_here = match (&checked.resolve, remembered) {
-        (guard::ToResolve::Nothing, _) | (_, true) => None,
-        (guard::ToResolve::Itself, false) => {
-            Some(prepare_resolved(&txn, &notices, sql, checked.policy).await?)
+    let remembered = if ctx.shared_resolution {
+        ctx.guard.confirmed(sql, checked.mode)
+    } else {
+        None
+    };
+    let (resolved_here, output_masks) = match (&checked.resolve, remembered) {
+        (_, Some(masks)) => (None, masks),
+        (guard::ToResolve::Nothing, None) => (None, OutputMasks::default()),
+        (guard::ToResolve::Itself, None) => {
+            let (statement, masks) =
+                prepare_resolved(&txn, &notices, sql, checked.policy, true).await?;
+            let masks = Arc::new(masks);
+            if ctx.shared_resolution {
+                ctx.guard.confirm(sql, checked.mode, masks.clone());
+            }
+            (Some(statement), masks)
         }
-        (guard::ToResolve::Inner(inner), false) => {
-            prepare_resolved(&txn, &notices, inner, checked.policy).await?;
-            None
+        (guard::ToResolve::Inner(inner), None) => {
+            // EXPLAIN's output holds no column values; its statement is still held to the masks' rules.
+            prepare_resolved(&txn, &notices, inner, checked.policy, true).await?;
+            if ctx.shared_resolution {
+                ctx.guard.confirm(sql, checked.mode, OutputMasks::default());
+            }
+            (None, OutputMasks::default())
         }
     };
-    if !remembered && ctx.shared_resolution && !matches!(checked.resolve, guard::ToResolve::Nothing)
-    {
-        ctx.guard.confirm(sql, checked.mode);
-    }
     let mut statement = match resolved_here {
         Some(statement) => statement,
         None => statements.prepare(&txn, sql).await?,
@@ -414,7 +454,21 @@ async fn execute(
         .all(|c| render::can_decode(c.type_()))
     {
         let wrapped = wrap_with_text_casts(sql, &statement, intent)?;
-        statement = statements.prepare(&txn, &wrapped).await?;
+        // The casts to text are calls too: a user-defined cast runs a function of its own. The wrapped text is
+        // resolved like any statement; its output columns are the checked statement's, masks included.
+        let remembered =
+            ctx.shared_resolution && ctx.guard.confirmed(&wrapped, checked.mode).is_some();
+        statement = if remembered || matches!(checked.resolve, guard::ToResolve::Nothing) {
+            statements.prepare(&txn, &wrapped).await?
+        } else {
+            let (statement, _) =
+                prepare_resolved(&txn, &notices, &wrapped, checked.policy, false).await?;
+            if ctx.shared_resolution {
+                ctx.guard
+                    .confirm(&wrapped, checked.mode, OutputMasks::default());
+            }
+            statement
+        };
     }
     let bind_params: Vec<TextParam> = params
         .iter()
@@ -441,8 +495,11 @@ async fn execute(
                 truncated_by = Some("max_rows");
                 break 'fetch;
             }
-            let values = render::row_to_json(&row)
+            let mut values = render::row_to_json(&row)
                 .map_err(|e| ToolError::invalid(format!("could not render a value: {e}")))?;
+            if !output_masks.is_empty() {
+                mask::mask_row(&mut values, &output_masks);
+            }
             let encoded = serde_json::to_string(&values)
                 .map_err(|e| ToolError::invalid(format!("could not encode a row: {e}")))?;
             // The separator counts too: the ceiling is on what the client receives.
@@ -479,15 +536,17 @@ async fn execute(
     })
 }
 
-/// Has PostgreSQL parse `sql` and print how it resolved it, then checks every function that resolution calls.
-/// Nothing has run yet: the tree is printed while parsing, before planning. The statement comes back prepared
-/// (not cached: the next call on another connection prepares its own).
+/// Has PostgreSQL parse `sql` and print how it resolved it, then checks every function that resolution calls and
+/// every use of a masked column. Nothing has run yet: the tree is printed while parsing, before planning. The
+/// statement comes back prepared (not cached: the next call on another connection prepares its own), with the
+/// mask each output column carries (unless `check_masks` is off, for pgmcp's own wrapping of a checked statement).
 async fn prepare_resolved(
     txn: &Transaction<'_>,
     notices: &Notices,
     sql: &str,
     policy: &GuardPolicy,
-) -> Result<Statement, Failure> {
+    check_masks: bool,
+) -> Result<(Statement, Vec<Option<MaskMode>>), Failure> {
     txn.batch_execute(PRINT_TREES).await?;
     notices.listen();
     let prepared = txn.prepare(sql).await;
@@ -511,16 +570,24 @@ async fn prepare_resolved(
             .into());
         }
     };
-    let referenced =
-        resolved::referenced_objects(&trees).map_err(|e| ToolError::rejected(e.reason))?;
-    // Both go out in one flight: printing stops before anything runs, and the catalog answers at the same time.
-    let (stopped, judged) = tokio::join!(
+    let rejected = |e: guard::GuardError| Failure::from(ToolError::rejected(e.reason));
+    let trees = resolved::parse_trees(&trees).map_err(rejected)?;
+    let referenced = resolved::referenced_objects(&trees).map_err(rejected)?;
+    // One flight: printing stops before anything runs, and the catalog answers both questions at the same time.
+    let (stopped, judged, masked) = tokio::join!(
         txn.batch_execute(STOP_PRINTING_TREES),
-        resolved::check_functions(txn.client(), &referenced, policy)
+        resolved::check_functions(txn.client(), &referenced, policy),
+        masks::masked_columns(txn.client(), &policy.masks),
     );
     stopped?;
-    judged.map_err(|e| ToolError::rejected(e.reason))?;
-    Ok(statement)
+    judged.map_err(rejected)?;
+    let masked = masked.map_err(rejected)?;
+    let output = if policy.masks.is_empty() || !check_masks {
+        Vec::new()
+    } else {
+        masks::output_masks(&trees, &masked).map_err(rejected)?
+    };
+    Ok((statement, output))
 }
 
 /// Rewrites a statement so that every column pgmcp cannot decode in binary is cast to text by the server: the

@@ -7,6 +7,7 @@ pub mod tls;
 
 pub use ident::quote_ident;
 pub mod exec;
+pub mod mask;
 pub mod params;
 pub mod pool;
 pub mod session;

@@ -77,6 +77,7 @@ impl Database {
             .denied_functions
             .extend(profile.deny_functions.iter().map(|f| f.to_lowercase()));
         policy.allowed_extensions = profile.allow_extensions.clone();
+        policy.masks = profile.masks.clone();
         policy.allowed_volatile_functions.extend(
             profile
                 .allow_volatile_functions

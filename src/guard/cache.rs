@@ -5,7 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::masks::MaskMode;
 use super::{GuardError, GuardPolicy, Verdict, check};
+
+/// For each output column of a statement, the mask its values get (empty: none).
+pub type OutputMasks = Arc<Vec<Option<MaskMode>>>;
 use crate::config::AccessMode;
 
 /// Verdicts remembered per access mode. Small: a full table is emptied rather than aged, which keeps the common
@@ -29,8 +33,8 @@ pub struct CachedGuard {
 struct Remembered {
     policy: GuardPolicy,
     verdicts: Mutex<HashMap<String, Arc<Verdict>>>,
-    /// When the functions of each text were last checked as PostgreSQL resolved them.
-    confirmed: Mutex<HashMap<String, Instant>>,
+    /// When each text was last checked as PostgreSQL resolved it, and the masks its output columns carry.
+    confirmed: Mutex<HashMap<String, (Instant, OutputMasks)>>,
 }
 
 impl Remembered {
@@ -79,15 +83,17 @@ impl CachedGuard {
         Ok(verdict)
     }
 
-    /// Whether the statement's resolved functions passed the check within [`CONFIRMATION_TTL`].
-    pub fn confirmed(&self, sql: &str, mode: AccessMode) -> bool {
+    /// The masks of the statement's output columns, when its resolved form passed the checks within
+    /// [`CONFIRMATION_TTL`].
+    pub fn confirmed(&self, sql: &str, mode: AccessMode) -> Option<OutputMasks> {
         lock(&self.side(mode).confirmed)
             .get(sql)
-            .is_some_and(|at| at.elapsed() < CONFIRMATION_TTL)
+            .filter(|(at, _)| at.elapsed() < CONFIRMATION_TTL)
+            .map(|(_, masks)| masks.clone())
     }
 
-    /// Remembers that the statement's resolved functions passed the check just now.
-    pub fn confirm(&self, sql: &str, mode: AccessMode) {
+    /// Remembers that the statement's resolved form passed the checks just now, with its output masks.
+    pub fn confirm(&self, sql: &str, mode: AccessMode, masks: OutputMasks) {
         if sql.len() > CACHEABLE_SQL_BYTES {
             return;
         }
@@ -95,7 +101,7 @@ impl CachedGuard {
         if confirmed.len() >= CAPACITY {
             confirmed.clear();
         }
-        confirmed.insert(sql.to_owned(), Instant::now());
+        confirmed.insert(sql.to_owned(), (Instant::now(), masks));
     }
 
     fn side(&self, mode: AccessMode) -> &Remembered {
@@ -189,10 +195,14 @@ mod tests {
             !super::lock(&guard.read_only.verdicts).contains_key(&long),
             "a long statement's text is not kept"
         );
-        guard.confirm(&long, AccessMode::ReadOnly);
-        assert!(!guard.confirmed(&long, AccessMode::ReadOnly));
+        guard.confirm(&long, AccessMode::ReadOnly, Default::default());
+        assert!(guard.confirmed(&long, AccessMode::ReadOnly).is_none());
         for i in 0..(CAPACITY * 3) {
-            guard.confirm(&format!("SELECT {i}"), AccessMode::ReadOnly);
+            guard.confirm(
+                &format!("SELECT {i}"),
+                AccessMode::ReadOnly,
+                Default::default(),
+            );
         }
         let confirmed = super::lock(&guard.read_only.confirmed).len();
         assert!(confirmed <= CAPACITY, "{confirmed} confirmations kept");
@@ -202,12 +212,19 @@ mod tests {
     fn a_confirmation_belongs_to_its_mode_and_expires() {
         let guard = CachedGuard::new(&GuardPolicy::read_write(false));
         let sql = "SELECT 1";
-        assert!(!guard.confirmed(sql, AccessMode::ReadOnly));
-        guard.confirm(sql, AccessMode::ReadOnly);
-        assert!(guard.confirmed(sql, AccessMode::ReadOnly));
-        assert!(!guard.confirmed(sql, AccessMode::ReadWrite));
+        assert!(guard.confirmed(sql, AccessMode::ReadOnly).is_none());
+        let masks: super::OutputMasks = std::sync::Arc::new(vec![None]);
+        guard.confirm(sql, AccessMode::ReadOnly, masks.clone());
+        assert_eq!(
+            guard.confirmed(sql, AccessMode::ReadOnly),
+            Some(masks.clone())
+        );
+        assert!(guard.confirmed(sql, AccessMode::ReadWrite).is_none());
         let past = std::time::Instant::now() - super::CONFIRMATION_TTL;
-        super::lock(&guard.read_only.confirmed).insert(sql.to_owned(), past);
-        assert!(!guard.confirmed(sql, AccessMode::ReadOnly), "expired");
+        super::lock(&guard.read_only.confirmed).insert(sql.to_owned(), (past, masks));
+        assert!(
+            guard.confirmed(sql, AccessMode::ReadOnly).is_none(),
+            "expired"
+        );
     }
 }

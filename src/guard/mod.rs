@@ -10,6 +10,7 @@
 mod cache;
 mod classify;
 pub mod corpus;
+pub mod masks;
 mod policy;
 pub mod resolved;
 pub mod tree;
@@ -20,7 +21,7 @@ mod resolved_tests;
 
 use std::fmt;
 
-pub use cache::{CACHEABLE_SQL_BYTES, CONFIRMATION_TTL, CachedGuard};
+pub use cache::{CACHEABLE_SQL_BYTES, CONFIRMATION_TTL, CachedGuard, OutputMasks};
 pub use policy::GuardPolicy;
 
 /// What kind of statement passed the guard; the caller picks the transaction mode from it.

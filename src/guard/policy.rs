@@ -14,6 +14,8 @@ pub struct GuardPolicy {
     pub allowed_volatile_functions: Vec<String>,
     /// Extensions DDL may create, update or drop (exact names). Empty: none.
     pub allowed_extensions: Vec<String>,
+    /// Columns whose values never leave pgmcp unmasked.
+    pub masks: Vec<super::masks::MaskRule>,
 }
 
 /// Functions that write outside a read-only transaction's reach, change session or server state, read server
@@ -158,6 +160,7 @@ impl GuardPolicy {
             denied_functions: Self::default_denied_functions(),
             allowed_volatile_functions: Self::default_allowed_volatile_functions(),
             allowed_extensions: Vec::new(),
+            masks: Vec::new(),
         }
     }
 
@@ -173,6 +176,7 @@ impl GuardPolicy {
                 .collect(),
             allowed_volatile_functions: Self::default_allowed_volatile_functions(),
             allowed_extensions: Vec::new(),
+            masks: Vec::new(),
         }
     }
 

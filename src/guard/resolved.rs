@@ -63,14 +63,9 @@ const OPERATOR_FIELDS: &[&str] = &["opno", "sortop", "eqop", "opnos"];
 /// Reads the OIDs of functions, operators and types out of trees printed by PostgreSQL's `nodeToString`
 /// ([`super::tree`] reads them as PostgreSQL's own reader does). A field that should hold an OID but holds anything
 /// else means the tree was not understood, and the statement is refused rather than guessed at.
-pub fn referenced_objects(trees: &[String]) -> Result<Referenced, GuardError> {
+pub fn referenced_objects(trees: &[tree::Value]) -> Result<Referenced, GuardError> {
     let mut referenced = Referenced::default();
-    for text in trees {
-        let tree = tree::parse(text).map_err(|tree::Unreadable(why)| {
-            GuardError::new(format!(
-                "could not read PostgreSQL's resolved form of the statement ({why}); it was not run"
-            ))
-        })?;
+    for tree in trees {
         let mut unreadable = None;
         tree.walk(&mut |node| {
             for (field, value) in &node.fields {
@@ -98,6 +93,20 @@ pub fn referenced_objects(trees: &[String]) -> Result<Referenced, GuardError> {
     referenced.operators.remove(&0);
     referenced.types.remove(&0);
     Ok(referenced)
+}
+
+/// Reads printed trees; one that cannot be read refuses the statement.
+pub fn parse_trees(trees: &[String]) -> Result<Vec<tree::Value>, GuardError> {
+    trees
+        .iter()
+        .map(|text| {
+            tree::parse(text).map_err(|tree::Unreadable(why)| {
+                GuardError::new(format!(
+                    "could not read PostgreSQL's resolved form of the statement ({why}); it was not run"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Type OIDs: `vartype`, `consttype`, `funcresulttype`, `resulttype` (casts and domain coercions), `coltypes`
@@ -177,6 +186,10 @@ direct(oid) AS (
 ),
 with_nested AS (
     SELECT p.oid, p.pronamespace, p.proname, p.provolatile,
+      p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                   WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+        AS shipped,
       ARRAY(
           SELECT m[1]::oid
           FROM regexp_matches(COALESCE(p.proargdefaults::text, ''),
@@ -184,10 +197,13 @@ with_nested AS (
       ) AS nested
     FROM direct JOIN pg_catalog.pg_proc p ON p.oid = direct.oid
 )
-SELECT w.oid, n.nspname::text, w.proname::text, w.provolatile::text, w.nested
+SELECT w.oid, n.nspname::text, w.proname::text, w.provolatile::text, w.nested, w.shipped
 FROM with_nested w JOIN pg_catalog.pg_namespace n ON n.oid = w.pronamespace
 UNION ALL
-SELECT p.oid, n.nspname::text, p.proname::text, p.provolatile::text, '{}'::oid[]
+SELECT p.oid, n.nspname::text, p.proname::text, p.provolatile::text, '{}'::oid[],
+  p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+               WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
 FROM with_nested w
 JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = w.oid,
 LATERAL (VALUES (a.aggtransfn::oid), (a.aggfinalfn::oid), (a.aggcombinefn::oid), (a.aggserialfn::oid),
@@ -246,7 +262,8 @@ pub async fn check_functions(
             let name: &str = row.try_get(2).map_err(|_| unexpected())?;
             let volatility: &str = row.try_get(3).map_err(|_| unexpected())?;
             let nested: Vec<u32> = row.try_get(4).map_err(|_| unexpected())?;
-            judge(schema, name, volatility, policy)?;
+            let shipped: bool = row.try_get(5).map_err(|_| unexpected())?;
+            judge(schema, name, volatility, shipped, policy)?;
             seen.insert(oid);
             pending.extend(nested);
         }
@@ -264,17 +281,34 @@ pub async fn check_functions(
     ))
 }
 
-/// The two gates for one resolved function.
+/// The gates for one resolved function. `shipped`: PostgreSQL's own (pg_catalog, information_schema) or a member
+/// of an installed extension, whose declared volatility is trusted; a function someone wrote in the database is
+/// not, in read-only mode: its body may do what its declaration does not say (a STABLE function can still signal
+/// another session, take a lock or write through dblink), and pgmcp does not read bodies. The profile can trust
+/// such a function by name (`allow_volatile_functions`).
 fn judge(
     schema: &str,
     name: &str,
     volatility: &str,
+    shipped: bool,
     policy: &GuardPolicy,
 ) -> Result<(), GuardError> {
     if policy.denied_entry(Some(schema), name).is_some() {
         return Err(GuardError::new(format!(
             "function {schema}.{name} is not allowed: it can change server or session state, or reach outside \
              the database (PostgreSQL resolves the statement to a call of it)"
+        )));
+    }
+    if policy.access_mode == AccessMode::ReadOnly
+        && !shipped
+        && volatility != "v"
+        && !policy.volatile_allowed(schema, name)
+    {
+        return Err(GuardError::new(format!(
+            "function {schema}.{name} is not allowed in read-only mode: it was written in this database, and its \
+             body may change state whatever its declared volatility says; only PostgreSQL's and installed \
+             extensions' functions are trusted as declared — a profile may trust it with \
+             allow_volatile_functions = [\"{schema}.{name}\"] (PostgreSQL resolves the statement to a call of it)"
         )));
     }
     if policy.access_mode == AccessMode::ReadOnly
@@ -295,7 +329,11 @@ mod tests {
     use super::*;
 
     fn referenced(tree: &str) -> Referenced {
-        referenced_objects(&[tree.to_string()]).expect("readable")
+        read(tree).expect("readable")
+    }
+
+    fn read(tree: &str) -> Result<Referenced, GuardError> {
+        referenced_objects(&parse_trees(&[tree.to_string()])?)
     }
 
     #[test]
@@ -327,7 +365,7 @@ mod tests {
         // A function field holding anything but an OID is not understood: refused.
         let odd = r#"({QUERY :x {FUNCEXPR :funcid {CONST}}})"#;
         assert!(
-            referenced_objects(&[odd.to_string()])
+            read(odd)
                 .expect_err("unreadable")
                 .reason
                 .contains("field funcid")
@@ -346,17 +384,29 @@ mod tests {
     #[test]
     fn deny_list_and_volatility_judge_resolved_names() {
         let policy = GuardPolicy::read_only();
-        assert!(judge("pg_catalog", "pg_terminate_backend", "v", &policy).is_err());
-        assert!(judge("pg_catalog", "lower", "i", &policy).is_ok());
-        assert!(judge("pg_catalog", "random", "v", &policy).is_ok());
-        let volatile = judge("public", "bump", "v", &policy).expect_err("volatile");
+        assert!(judge("pg_catalog", "pg_terminate_backend", "v", true, &policy).is_err());
+        assert!(judge("pg_catalog", "lower", "i", true, &policy).is_ok());
+        assert!(judge("pg_catalog", "random", "v", true, &policy).is_ok());
+        let volatile = judge("public", "bump", "v", false, &policy).expect_err("volatile");
         assert!(
             volatile.reason.contains("public.bump is VOLATILE"),
             "{}",
             volatile.reason
         );
+        let written = judge("public", "calm", "s", false, &policy).expect_err("user-defined");
+        assert!(
+            written.reason.contains("written in this database"),
+            "{}",
+            written.reason
+        );
+        assert!(judge("extensions", "similarity", "i", true, &policy).is_ok());
+        let trusting = GuardPolicy {
+            allowed_volatile_functions: vec!["public.calm".into()],
+            ..GuardPolicy::read_only()
+        };
+        assert!(judge("public", "calm", "s", false, &trusting).is_ok());
         let write = GuardPolicy::read_write(false);
-        assert!(judge("public", "bump", "v", &write).is_ok());
-        assert!(judge("pg_catalog", "set_config", "v", &write).is_err());
+        assert!(judge("public", "bump", "v", false, &write).is_ok());
+        assert!(judge("pg_catalog", "set_config", "v", true, &write).is_err());
     }
 }

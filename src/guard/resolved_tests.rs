@@ -76,7 +76,8 @@ async fn resolve(
                 panic!("tree too large: {sql}")
             };
             assert!(!trees.is_empty(), "no tree printed for {sql}");
-            match referenced_objects(&trees) {
+            match super::resolved::parse_trees(&trees).and_then(|trees| referenced_objects(&trees))
+            {
                 Ok(referenced) => Ok(check_functions(client, &referenced, policy).await),
                 Err(error) => Ok(Err(error)),
             }
@@ -85,6 +86,13 @@ async fn resolve(
     };
     client.batch_execute("ROLLBACK").await?;
     outcome
+}
+
+/// The read-only defaults, also trusting one function written in the database.
+fn trusting(function: &str) -> GuardPolicy {
+    let mut policy = GuardPolicy::read_only();
+    policy.allowed_volatile_functions.push(function.into());
+    policy
 }
 
 async fn refusal(sql: &str, policy: &GuardPolicy) -> String {
@@ -167,7 +175,7 @@ async fn every_call_syntax_resolves_to_the_function_it_calls() {
         ("SELECT 1 === 1", "public.noisy_eq"),
         ("SELECT 1 FROM canary WHERE id === 1", "public.noisy_eq"),
         ("SELECT 1::public.checked_int", "public.noisy_eq"),
-        ("SELECT public.with_default()", "public.bump"),
+        ("SELECT public.with_default()", "public.with_default"),
         ("SELECT * FROM bumping", "public.bump"),
         (
             "SELECT count(*) FROM (SELECT bumped FROM bumping) s",
@@ -176,15 +184,36 @@ async fn every_call_syntax_resolves_to_the_function_it_calls() {
     ] {
         let reason = refusal(sql, &policy).await;
         assert!(
-            reason.starts_with(&format!("function {function} is VOLATILE")),
+            reason.starts_with(&format!("function {function} is VOLATILE"))
+                || reason.starts_with(&format!(
+                    "function {function} is not allowed in read-only mode: it was written in this database"
+                )),
             "{sql}: {reason}"
         );
     }
+    // Trusting the function itself does not trust what its default argument calls.
+    let reason = refusal(
+        "SELECT public.with_default()",
+        &trusting("public.with_default"),
+    )
+    .await;
+    assert!(
+        reason.starts_with("function public.bump is VOLATILE"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
 async fn stable_views_operators_and_casts_pass() {
-    let policy = GuardPolicy::read_only();
+    // A function written in the database is trusted only when the profile says so.
+    let reason = refusal("SELECT * FROM calm_view", &GuardPolicy::read_only()).await;
+    assert!(
+        reason.starts_with(
+            "function hidden.calm is not allowed in read-only mode: it was written in this database"
+        ),
+        "{reason}"
+    );
+    let policy = trusting("hidden.calm");
     for sql in [
         "SELECT * FROM calm_view",
         "SELECT id FROM canary WHERE id = 1 ORDER BY note",
@@ -198,7 +227,7 @@ async fn stable_views_operators_and_casts_pass() {
 
 #[tokio::test]
 async fn unqualified_names_resolve_through_the_search_path() {
-    let policy = GuardPolicy::read_only();
+    let policy = trusting("hidden.calm");
     let (client, notices) = connect().await;
     // Not on the search_path: PostgreSQL reports it as unknown before anything runs.
     assert!(
