@@ -292,7 +292,7 @@ pub struct Report {
 pub struct Tally {
     pub outcomes: BTreeMap<(Role, Outcome), usize>,
     /// Accepted calls after which the session check had to close the connection: contained, but a guard miss.
-    pub contained_by_session_check: Vec<Report>,
+    pub contained_by_session_check: Vec<(Case, Report)>,
     pub findings: Vec<(Case, Report)>,
 }
 
@@ -305,7 +305,7 @@ impl Tally {
         if !report.violations.is_empty() {
             self.findings.push((case.clone(), report));
         } else if report.closed_by_check > 0 {
-            self.contained_by_session_check.push(report);
+            self.contained_by_session_check.push((case.clone(), report));
         }
     }
 
@@ -318,11 +318,12 @@ impl Tally {
             "accepted calls whose connection the session check closed: {}\n",
             self.contained_by_session_check.len()
         ));
-        let mut seen = std::collections::BTreeSet::new();
-        for report in &self.contained_by_session_check {
-            if seen.insert(report.sql.clone()) && seen.len() <= 10 {
-                text.push_str(&format!("  contained: {:?} {}\n", report.role, report.sql));
-            }
+        let mut by_function = BTreeMap::<&str, usize>::new();
+        for (case, _) in &self.contained_by_session_check {
+            *by_function.entry(case.danger.name).or_default() += 1;
+        }
+        for (name, count) in by_function {
+            text.push_str(&format!("  contained, through {name}: {count}\n"));
         }
         text.push_str(&format!("invariant violations: {}\n", self.findings.len()));
         for (case, report) in &self.findings {
