@@ -1,0 +1,78 @@
+-- The objects the guard fuzzer composes into statements. Loaded by a superuser into the `fuzz` database; the
+-- fuzzed calls run as `prober`, a plain role that may signal its own backends (any role may) and read everything.
+CREATE ROLE prober LOGIN;
+GRANT CONNECT ON DATABASE fuzz TO prober;
+CREATE EXTENSION IF NOT EXISTS dblink;
+
+-- What an accepted statement must never change.
+CREATE TABLE public.canary (id serial PRIMARY KEY, note text NOT NULL);
+INSERT INTO public.canary (note) VALUES ('seed');
+CREATE SEQUENCE public.fuzz_seq;
+SELECT nextval('public.fuzz_seq');
+
+-- Rows to call functions on by attribute notation: `t.kill_target` is `kill_target(t)`. pid is the victim's,
+-- kept current by the harness.
+CREATE TABLE public.targets (pid int NOT NULL, k bigint NOT NULL);
+INSERT INTO public.targets VALUES (0, 4242);
+-- A composite with a column pgmcp cannot decode in binary (point), so a result of this type is cast to text.
+CREATE TABLE public.places (k bigint NOT NULL, at point NOT NULL);
+INSERT INTO public.places VALUES (4242, point(1, 2));
+
+-- A user-defined VOLATILE function that writes, and VOLATILE ones that reach other sessions or the session.
+CREATE FUNCTION public.write_canary() RETURNS int LANGUAGE sql VOLATILE
+    AS $$ INSERT INTO public.canary (note) VALUES ('written') RETURNING id $$;
+CREATE FUNCTION public.write_canary_with(n int) RETURNS int LANGUAGE sql VOLATILE
+    AS $$ INSERT INTO public.canary (note) VALUES ('written ' || n) RETURNING id $$;
+CREATE FUNCTION public.lock_key(k bigint) RETURNS bool LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_catalog.pg_try_advisory_lock(k) $$;
+CREATE FUNCTION public.kill_target(t public.targets) RETURNS bool LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_catalog.pg_terminate_backend(t.pid) $$;
+CREATE FUNCTION public.lock_target(t public.targets) RETURNS bool LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_catalog.pg_try_advisory_lock(t.k) $$;
+CREATE FUNCTION public.lock_many(VARIADIC keys bigint[]) RETURNS bool LANGUAGE sql VOLATILE
+    AS $$ SELECT bool_and(pg_catalog.pg_try_advisory_lock(k)) FROM unnest(keys) k $$;
+CREATE FUNCTION public.kill_setof(p int) RETURNS SETOF bool LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_catalog.pg_terminate_backend(p) $$;
+
+-- Functions declared STABLE whose bodies do what a STABLE function must not: the guard trusts the declaration.
+CREATE FUNCTION public.stable_writer(n int) RETURNS int LANGUAGE plpgsql STABLE
+    AS $$ BEGIN RETURN public.write_canary_with(n); END $$;
+CREATE FUNCTION public.stable_locker(k bigint) RETURNS bool LANGUAGE plpgsql STABLE
+    AS $$ BEGIN RETURN pg_catalog.pg_try_advisory_lock(k); END $$;
+CREATE FUNCTION public.stable_killer(p int) RETURNS bool LANGUAGE plpgsql STABLE
+    AS $$ BEGIN RETURN pg_catalog.pg_terminate_backend(p); END $$;
+CREATE FUNCTION public.stable_setter(v text) RETURNS text LANGUAGE plpgsql STABLE
+    AS $$ BEGIN RETURN pg_catalog.set_config('fuzz.flag', v, false); END $$;
+CREATE FUNCTION public.stable_listener(v text) RETURNS text LANGUAGE plpgsql STABLE
+    AS $$ BEGIN EXECUTE 'LISTEN fuzz_leak'; RETURN v; END $$;
+-- Writes through another connection, which commits on its own (dblink needs a superuser caller here).
+CREATE FUNCTION public.stable_remote_writer(conn text) RETURNS text LANGUAGE plpgsql STABLE
+    AS $$ BEGIN
+        RETURN public.dblink_exec(conn, 'INSERT INTO public.canary (note) VALUES (''remote'')');
+    END $$;
+
+-- Calls hidden behind catalog objects: an operator, a domain constraint, casts, a view, a default argument, an
+-- aggregate's transition function.
+CREATE FUNCTION public.lock_op(a bigint, b bigint) RETURNS bool LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_catalog.pg_try_advisory_lock(a + b) $$;
+CREATE OPERATOR public.### (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.lock_op);
+CREATE DOMAIN public.locked_key AS bigint CHECK (public.lock_key(VALUE));
+CREATE TYPE public.pair AS (a bigint, b bigint);
+CREATE FUNCTION public.pair_of(k bigint) RETURNS public.pair LANGUAGE sql VOLATILE
+    AS $$ SELECT ROW(k, k)::public.pair FROM (SELECT pg_catalog.pg_try_advisory_lock(k)) l $$;
+CREATE CAST (bigint AS public.pair) WITH FUNCTION public.pair_of(bigint);
+CREATE FUNCTION public.places_text(p public.places) RETURNS text LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_catalog.pg_try_advisory_lock(p.k)::text
+                 || pg_catalog.pg_terminate_backend((SELECT pid FROM public.targets))::text $$;
+CREATE CAST (public.places AS text) WITH FUNCTION public.places_text(public.places);
+CREATE VIEW public.writer_view AS SELECT public.write_canary() AS w;
+CREATE VIEW public.locker_view AS SELECT public.lock_key(4242) AS l;
+CREATE FUNCTION public.with_default(k bigint DEFAULT (CASE WHEN public.lock_key(4242) THEN 1 ELSE 0 END))
+    RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT k $$;
+CREATE FUNCTION public.lock_sfunc(acc bigint, k bigint) RETURNS bigint LANGUAGE sql VOLATILE
+    AS $$ SELECT CASE WHEN pg_catalog.pg_try_advisory_lock(k) THEN acc ELSE acc END $$;
+CREATE AGGREGATE public.lock_agg(bigint) (SFUNC = public.lock_sfunc, STYPE = bigint, INITCOND = '0');
+
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO prober;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO prober;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO prober;

@@ -1,0 +1,118 @@
+//! The attacks observed in issue 10, through the real binary over stdio: each is rejected with a reason that
+//! names the function, and the victim survives.
+
+use serde_json::json;
+
+use crate::common::{self, Era};
+use crate::fuzz_support::{Harness, MARKER, Role, SERIAL, url};
+
+/// (statement, function the reason must name)
+const OBSERVED: &[(&str, &str)] = &[
+    (
+        "SELECT ({pid}).pg_terminate_backend",
+        "pg_terminate_backend",
+    ),
+    (
+        "SELECT (ARRAY[{pid}])[1].pg_terminate_backend",
+        "pg_terminate_backend",
+    ),
+    (
+        "SELECT (v.p).pg_terminate_backend FROM (VALUES ({pid})) v(p)",
+        "pg_terminate_backend",
+    ),
+    (
+        "SELECT (SELECT pg_cancel_backend({busy}))",
+        "pg_cancel_backend",
+    ),
+    (
+        "SELECT (SELECT ({busy}).pg_cancel_backend)",
+        "pg_cancel_backend",
+    ),
+    ("SELECT (1::bigint).pg_advisory_lock", "pg_advisory_lock"),
+    (
+        "SELECT CASE WHEN true THEN (4242::bigint).pg_advisory_lock END",
+        "pg_advisory_lock",
+    ),
+    (
+        "SELECT (SELECT 4242::bigint).pg_advisory_lock",
+        "pg_advisory_lock",
+    ),
+    (
+        "SELECT (ROW(4242::bigint)).f1.pg_advisory_lock",
+        "pg_advisory_lock",
+    ),
+    (
+        "SELECT 1 WHERE (4242::bigint).pg_try_advisory_lock",
+        "pg_try_advisory_lock",
+    ),
+    ("SELECT t.kill_target FROM public.targets t", "kill_target"),
+    ("SELECT t.lock_target FROM public.targets t", "lock_target"),
+];
+
+async fn assert_rejected(
+    harness: &mut Harness,
+    client: &common::Client,
+    role: Role,
+    template: &str,
+    function: &str,
+) {
+    let sql = harness.render(template);
+    let result = common::call(client, "execute_query", json!({ "sql": sql })).await;
+    let text = format!("{result:?}");
+    assert!(!text.contains(MARKER), "{sql} returned the file's content");
+    assert_eq!(result.is_error, Some(true), "{sql} was accepted: {text}");
+    let error = result.structured_content.expect("structured error");
+    assert_eq!(error["error"], "rejected", "{sql}: {error}");
+    let reason = error["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(function),
+        "{sql}: the reason does not name {function}: {reason}"
+    );
+    let violations = harness.check_invariant(role).await;
+    assert!(violations.is_empty(), "{sql}: {violations:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observed_attacks_are_rejected_through_the_binary() {
+    let _turn = SERIAL.lock().await;
+    let mut harness = Harness::start().await;
+    let prober = common::spawn(
+        &["serve", "--database-url", &url(Role::Prober, "pgmcp")],
+        &[],
+        Era::Legacy,
+    )
+    .await;
+    for (template, function) in OBSERVED {
+        assert_rejected(&mut harness, &prober, Role::Prober, template, function).await;
+    }
+    let _ = prober.cancel().await;
+
+    let superuser = common::spawn(
+        &["serve", "--database-url", &url(Role::Superuser, "pgmcp")],
+        &[],
+        Era::Legacy,
+    )
+    .await;
+    for (template, function) in [
+        ("SELECT ('{file}').pg_read_file", "pg_read_file"),
+        ("SELECT (('{file}'::text)).pg_read_file", "pg_read_file"),
+        (
+            "SELECT (t.f).pg_read_file FROM (VALUES ('{file}')) t(f)",
+            "pg_read_file",
+        ),
+        (
+            "SELECT ({pid}).pg_terminate_backend",
+            "pg_terminate_backend",
+        ),
+    ] {
+        assert_rejected(
+            &mut harness,
+            &superuser,
+            Role::Superuser,
+            template,
+            function,
+        )
+        .await;
+    }
+    let _ = superuser.cancel().await;
+}
