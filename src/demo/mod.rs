@@ -5,7 +5,7 @@ pub mod cluster;
 pub mod dataset;
 
 pub use cluster::{ClusterOptions, TempCluster};
-pub use dataset::{DEMO_ROLE, demo_url, load_sample};
+pub use dataset::{DEMO_ROLE, SLOW_QUERY, demo_url, load_sample};
 
 /// The database `pgmcp demo` creates and serves.
 pub const DEMO_DATABASE: &str = "restaurants";

@@ -102,8 +102,9 @@ pub async fn activity(client: &Client, params: ActivityParams) -> Result<Activit
     } else {
         let hidden: i64 = client
             .query_one(
+                // Without the privilege even backend_type is hidden; a user name marks a client session.
                 "SELECT count(*) FROM pg_catalog.pg_stat_activity \
-                 WHERE backend_type = 'client backend' AND state IS NULL",
+                 WHERE backend_type IS NULL AND usesysid IS NOT NULL",
                 &[],
             )
             .await?

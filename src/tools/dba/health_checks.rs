@@ -213,34 +213,34 @@ pub const CHECKS: &[CheckSql] = &[
              'put a connection pooler (PgBouncer) in front, end idle clients, or raise max_connections (restart needed)' \
              FROM (SELECT count(*) AS n, current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS usable, \
                (SELECT string_agg(format('%s %s', k, v), ', ' ORDER BY v DESC) FROM (SELECT coalesce(state, 'not visible') AS k, count(*) AS v \
-                 FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1) s) AS states \
-               FROM pg_stat_activity WHERE backend_type = 'client backend') c",
+                 FROM pg_stat_activity WHERE (backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL)) GROUP BY 1) s) AS states \
+               FROM pg_stat_activity WHERE (backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL))) c",
         )
     },
     sessions(
         "idle_in_transaction",
         "no session idle in a transaction beyond the threshold",
-        "SELECT format('pid %s', pid), CASE WHEN now() - state_change > make_interval(secs => 10 * $1) THEN 'critical' ELSE 'warning' END, \
+        "SELECT format('pid %s', pid), CASE WHEN now() - state_change > make_interval(secs => 10 * $1::float8) THEN 'critical' ELSE 'warning' END, \
          format('%s (user %s, application %s) has been idle in its transaction for %s, transaction open for %s, holding its locks and the vacuum horizon; last statement: %s', \
            state, usename, nullif(application_name, ''), date_trunc('second', now() - state_change), date_trunc('second', now() - xact_start), left(query, 200)), \
          format('SELECT pg_terminate_backend(%s); -- and set idle_in_transaction_session_timeout', pid) \
-         FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND now() - state_change > make_interval(secs => $1) \
+         FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND now() - state_change > make_interval(secs => $1::float8) \
          AND pid <> pg_backend_pid() ORDER BY state_change",
     ),
     sessions(
         "long_running",
         "no query or transaction running beyond the threshold",
-        "SELECT format('pid %s', pid), CASE WHEN now() - coalesce(query_start, xact_start) > make_interval(secs => 10 * $1) THEN 'critical' ELSE 'warning' END, \
+        "SELECT format('pid %s', pid), CASE WHEN now() - coalesce(query_start, xact_start) > make_interval(secs => 10 * $1::float8) THEN 'critical' ELSE 'warning' END, \
          format('query running for %s (transaction open %s, user %s, wait %s): %s', date_trunc('second', now() - query_start), \
            date_trunc('second', now() - xact_start), usename, coalesce(wait_event_type || '/' || wait_event, 'none'), left(query, 200)), \
          format('SELECT pg_cancel_backend(%s); -- or set statement_timeout for this role', pid) \
          FROM pg_stat_activity WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid() \
-         AND now() - query_start > make_interval(secs => $1) ORDER BY query_start",
+         AND now() - query_start > make_interval(secs => $1::float8) ORDER BY query_start",
     ),
     sessions(
         "lock_waits",
         "no session waiting on a lock beyond the threshold",
-        "SELECT format('pid %s', a.pid), CASE WHEN now() - a.query_start > make_interval(secs => 10 * $1) THEN 'critical' ELSE 'warning' END, \
+        "SELECT format('pid %s', a.pid), CASE WHEN now() - a.query_start > make_interval(secs => 10 * $1::float8) THEN 'critical' ELSE 'warning' END, \
          format('waiting %s for a %s lock (%s), blocked by %s; its query: %s', date_trunc('second', now() - a.query_start), \
            a.wait_event, coalesce(a.wait_event_type, '?'), \
            (SELECT string_agg(format('pid %s (user %s, %s, transaction open %s: %s)', b.pid, b.usename, coalesce(b.state, 'state not visible'), \
@@ -248,7 +248,7 @@ pub const CHECKS: &[CheckSql] = &[
            left(a.query, 200)), \
          format('end the blocker: SELECT pg_terminate_backend(%s); -- or cancel the waiter: SELECT pg_cancel_backend(%s);', \
            (pg_blocking_pids(a.pid))[1], a.pid) \
-         FROM pg_stat_activity a WHERE cardinality(pg_blocking_pids(a.pid)) > 0 AND now() - a.query_start > make_interval(secs => $1) \
+         FROM pg_stat_activity a WHERE cardinality(pg_blocking_pids(a.pid)) > 0 AND now() - a.query_start > make_interval(secs => $1::float8) \
          ORDER BY a.query_start",
     ),
     CheckSql {
