@@ -523,3 +523,51 @@ async fn index_advice_measures_the_missing_index(
         "{direct}"
     );
 }
+
+/// The "done when": on the demo database, the seeded slow query gets the right index, shown by the cost
+/// drop, as the demo's read-only role.
+#[tokio::test]
+async fn index_advice_finds_the_demo_slow_querys_index() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        let cluster = TempCluster::start(&ClusterOptions::default())?;
+        pgmcp::demo::load_sample(&cluster, "restaurants")?;
+        anyhow::Ok(cluster)
+    })
+    .await
+    .unwrap()
+    .expect("the demo database");
+    let url = pgmcp::demo::demo_url(&cluster, "restaurants");
+    let pgmcp = spawn(&["serve", "--database-url", &url], &[], Era::Legacy).await;
+    let plan = call_ok(
+        &pgmcp,
+        "explain_query",
+        json!({"sql": pgmcp::demo::SLOW_QUERY}),
+    )
+    .await;
+    assert!(
+        plan["reading"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["at"] == "Seq Scan on reviews v"),
+        "{plan:#}"
+    );
+    let advice = call_ok(
+        &pgmcp,
+        "index_advice",
+        json!({"statements": [pgmcp::demo::SLOW_QUERY]}),
+    )
+    .await;
+    let recommendations = advice["recommendations"].as_array().unwrap();
+    assert_eq!(recommendations.len(), 1, "{advice:#}");
+    assert_eq!(
+        recommendations[0]["sql"],
+        "CREATE INDEX CONCURRENTLY ON public.reviews (\"visited_on\");"
+    );
+    let cost = &advice["statements"][0];
+    assert!(
+        cost["cost_after"].as_f64().unwrap() * 10.0 < cost["cost_before"].as_f64().unwrap(),
+        "{cost}"
+    );
+    pgmcp.cancel().await.unwrap();
+}

@@ -28,12 +28,17 @@ pub fn load_sample(cluster: &TempCluster, dbname: &str) -> anyhow::Result<()> {
     cluster
         .psql(dbname, &demo_role_sql(&database))
         .with_context(|| format!("creating the read-only role {DEMO_ROLE}"))?;
-    // index_advice measures with hypopg; the demo works without it (the tool then says how to install it).
+    // index_advice measures with hypopg; the demo works without it (the tool then says how to install it). Its
+    // own schema keeps its view out of the sample's tables.
     cluster
         .psql(
             dbname,
-            "do $$ begin if exists (select from pg_available_extensions where name = 'hypopg') then \
-             create extension if not exists hypopg; end if; end $$",
+            &format!(
+                "do $$ begin if exists (select from pg_available_extensions where name = 'hypopg') then \
+                 create schema hypopg; create extension hypopg schema hypopg; grant usage on schema hypopg to {}; \
+                 end if; end $$",
+                quote_ident(DEMO_ROLE)
+            ),
         )
         .context("creating the hypopg extension")?;
     Ok(())
