@@ -18,6 +18,17 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   apt_install nginx
 fi
 
+# hypopg: the hypothetical indexes index_advice and explain_query measure with (tests/dba*.rs). Debian's package
+# for the server the tests run; pg_stat_statements comes with the server itself.
+for bin in /usr/lib/postgresql/*/bin/postgres; do
+  [ -x "$bin" ] || continue
+  pg_major=$(basename "$(dirname "$(dirname "$bin")")")
+  if [ ! -f "/usr/share/postgresql/$pg_major/extension/hypopg.control" ]; then
+    echo "installing postgresql-$pg_major-hypopg (for the DBA tools' tests)"
+    apt_install "postgresql-$pg_major-hypopg"
+  fi
+done
+
 # The official Python MCP SDK, as a second real client beside rmcp.
 venv=tests/python/.venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import mcp' 2>/dev/null; then

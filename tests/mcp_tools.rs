@@ -5,7 +5,7 @@ mod common;
 use common::{Era, call_err, call_ok, rows, serve_app};
 use serde_json::json;
 
-const TOOLS_IN_ORDER: [&str; 10] = [
+const TOOLS_IN_ORDER: [&str; 14] = [
     "server_info",
     "list_databases",
     "list_schemas",
@@ -16,6 +16,10 @@ const TOOLS_IN_ORDER: [&str; 10] = [
     "read_table",
     "execute_query",
     "explain_query",
+    "health_check",
+    "top_queries",
+    "activity",
+    "index_advice",
 ];
 
 #[tokio::test]

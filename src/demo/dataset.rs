@@ -11,6 +11,11 @@ pub const DEMO_ROLE: &str = "pgmcp_demo";
 /// Deterministic: the same rows on every load, generated in the server from hashed row numbers.
 const SAMPLE_SQL: &str = include_str!("sample.sql");
 
+/// A question the sample answers slowly on purpose: no index leads with `visited_on`, so PostgreSQL reads all
+/// 100,000 reviews. index_advice finds `reviews (visited_on)` and shows the cost drop.
+pub const SLOW_QUERY: &str = "select r.name, v.rating, v.title from reviews as v join restaurants as r on r.id = v.restaurant_id \
+where v.visited_on = date '2024-03-15' order by v.rating desc";
+
 /// Creates database `dbname`, loads the sample into it and grants [`DEMO_ROLE`] read access to it.
 pub fn load_sample(cluster: &TempCluster, dbname: &str) -> anyhow::Result<()> {
     let database = quote_ident(dbname);
@@ -23,6 +28,19 @@ pub fn load_sample(cluster: &TempCluster, dbname: &str) -> anyhow::Result<()> {
     cluster
         .psql(dbname, &demo_role_sql(&database))
         .with_context(|| format!("creating the read-only role {DEMO_ROLE}"))?;
+    // index_advice measures with hypopg; the demo works without it (the tool then says how to install it). Its
+    // own schema keeps its view out of the sample's tables.
+    cluster
+        .psql(
+            dbname,
+            &format!(
+                "do $$ begin if exists (select from pg_available_extensions where name = 'hypopg') then \
+                 create schema hypopg; create extension hypopg schema hypopg; grant usage on schema hypopg to {}; \
+                 end if; end $$",
+                quote_ident(DEMO_ROLE)
+            ),
+        )
+        .context("creating the hypopg extension")?;
     Ok(())
 }
 

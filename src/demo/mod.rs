@@ -6,7 +6,7 @@ pub mod dataset;
 pub mod programs;
 
 pub use cluster::{ClusterOptions, TempCluster};
-pub use dataset::{DEMO_ROLE, demo_url, load_sample};
+pub use dataset::{DEMO_ROLE, SLOW_QUERY, demo_url, load_sample};
 
 /// The database `pgmcp demo` creates and serves.
 pub const DEMO_DATABASE: &str = "restaurants";

@@ -95,6 +95,9 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "pg_truncate_visibility_map",
     "pg_buffercache_evict*",
     "heap_force_*",
+    // hypothetical indexes live in the backend, outside any transaction and the session check: only pgmcp's
+    // index_advice and explain_query create them, and reset them before the call ends
+    "hypopg*",
 ];
 
 /// Defaults that make sense only when nothing may write: a read-write profile may use sequences and xids.

@@ -9,7 +9,7 @@ use crate::db::session::{Object, Session};
 use crate::db::{Database, UserLogin};
 use crate::mcp::{Databases, parse_args, to_json};
 use crate::telemetry::audit::CallerIdentity;
-use crate::tools::{ToolError, catalog, info, profiles, query, stats};
+use crate::tools::{ToolError, catalog, dba, info, profiles, query, stats};
 
 fn requested_profile(arguments: &JsonObject) -> Result<Option<String>, ToolError> {
     match arguments.get("profile") {
@@ -158,6 +158,9 @@ async fn run_tool(
         "explain_query" => {
             structured(&query::explain_query(db, conn, parse_args(arguments)?, cancel).await?)
         }
+        "index_advice" => {
+            structured(&dba::advice::index_advice(db, conn, parse_args(arguments)?, cancel).await?)
+        }
         _ => {
             // Catalog tools read like any caller's query: in a read-only transaction that is rolled back.
             let txn = conn.build_transaction().read_only(true).start().await?;
@@ -192,6 +195,13 @@ async fn catalog_tool(
         "search_tables" => {
             structured(&catalog::search_tables(client, parse_args(arguments)?).await?)
         }
+        "health_check" => {
+            structured(&dba::health::health_check(client, parse_args(arguments)?).await?)
+        }
+        "top_queries" => {
+            structured(&dba::top_queries::top_queries(client, parse_args(arguments)?).await?)
+        }
+        "activity" => structured(&dba::activity::activity(client, parse_args(arguments)?).await?),
         other => Err(ToolError::invalid(format!("unknown tool `{other}`"))),
     }
 }

@@ -1,5 +1,7 @@
 //! The query family: execute_query, execute_write, explain_query, read_table.
 
+use std::collections::HashMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,6 +14,8 @@ use crate::db::quote_ident;
 use crate::db::session::Session;
 use crate::guard::StatementClass;
 use crate::tools::ToolError;
+use crate::tools::dba::hypo::{self, Hypo, HypotheticalIndex};
+use crate::tools::dba::reading::{self, PlanNote, read_plan};
 
 pub const EXECUTE_QUERY_DESCRIPTION: &str = "Run one read-only SQL statement (SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN) and return its rows. \
 Pass values as bind parameters ($1, $2, … in `sql`, values in `params`) instead of writing them into the SQL. \
@@ -26,7 +30,8 @@ Prefer execute_query for anything that only reads.";
 
 pub const EXPLAIN_QUERY_DESCRIPTION: &str = "Show PostgreSQL's execution plan for one read-only statement, as a JSON plan and an indented text tree with costs and row estimates. \
 Set `analyze: true` to also run the statement (inside a read-only transaction that is rolled back) and report actual times and row counts. \
-Pass the statement without the EXPLAIN keyword. Use it to find slow joins, missing indexes or sequential scans on large tables.";
+Pass the statement without the EXPLAIN keyword. `reading` names, per plan node, large sequential scans, row misestimates over 10x, sorts and hashes spilling to disk, \
+nested loops over many rows and joins without an index. `hypothetical_indexes` plans as if those indexes existed (hypopg).";
 
 pub const READ_TABLE_DESCRIPTION: &str = "Read rows from one table or view without writing SQL: optional column list, ordering and pagination with limit/offset. \
 Rows come back in primary-key order unless `order_by` says otherwise, so paging is stable. \
@@ -66,9 +71,22 @@ pub struct ExplainQueryParams {
     /// Values for $1, $2, … placeholders, as in execute_query.
     #[serde(default = "default_params")]
     pub params: Vec<Value>,
+    /// Plan as if these indexes existed (hypopg; not with `analyze`). Nothing is built.
+    #[serde(default)]
+    pub hypothetical_indexes: Vec<HypotheticalIndex>,
     /// Database profile to use (see list_profiles); default: the first profile.
     #[serde(default)]
     pub profile: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HypotheticalUse {
+    /// The index as planned (CREATE INDEX text).
+    pub definition: String,
+    /// Its name in the plan.
+    pub name: String,
+    /// Whether the plan uses it.
+    pub used: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -78,6 +96,10 @@ pub struct ExplainOutput {
     /// The same plan as an indented tree, one node per line with cost, rows and (with analyze) actual time.
     pub text: String,
     pub analyzed: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hypothetical_indexes: Vec<HypotheticalUse>,
+    /// What the plan shows in plain words: large sequential scans, misestimates, spills, costly nested loops.
+    pub reading: Vec<PlanNote>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -203,21 +225,81 @@ pub async fn explain_query(
     params: ExplainQueryParams,
     cancel: &CancellationToken,
 ) -> Result<ExplainOutput, ToolError> {
+    let options = if params.analyze {
+        "ANALYZE, BUFFERS, FORMAT JSON"
+    } else {
+        "FORMAT JSON"
+    };
+    let mut hypothetical = Vec::new();
+    let plan = if params.hypothetical_indexes.is_empty() {
+        explain_plan(db, client, &params.sql, options, &params.params, cancel).await?
+    } else {
+        if params.analyze {
+            return Err(ToolError::invalid(
+                "hypothetical indexes exist only for the planner; call without `analyze` to plan with them",
+            ));
+        }
+        let mut defs = Vec::with_capacity(params.hypothetical_indexes.len());
+        for index in &params.hypothetical_indexes {
+            defs.push(hypo::resolve(client, index).await?);
+        }
+        let Some(session_hypo) = Hypo::open(client).await? else {
+            return Err(ToolError::invalid(hypo::HYPOPG_SETUP));
+        };
+        let planned = async {
+            let mut names = Vec::with_capacity(defs.len());
+            for def in &defs {
+                names.push((
+                    def.create_sql(),
+                    session_hypo.create(client, def).await?.name,
+                ));
+            }
+            let plan =
+                explain_plan(db, client, &params.sql, options, &params.params, cancel).await?;
+            Ok::<_, ToolError>((names, plan))
+        }
+        .await;
+        let (names, plan) = hypo::finish(session_hypo, client, planned).await?;
+        hypothetical = names
+            .into_iter()
+            .map(|(definition, name)| HypotheticalUse {
+                used: plan_uses_index(&plan, &name),
+                definition,
+                name,
+            })
+            .collect();
+        plan
+    };
+    let text = plan_text(&plan);
+    let reading = read_plan(&plan, &table_rows(client, &plan).await?);
+    Ok(ExplainOutput {
+        plan,
+        text,
+        analyzed: params.analyze,
+        hypothetical_indexes: hypothetical,
+        reading,
+    })
+}
+
+/// EXPLAIN's JSON (the top-level object) for one read-only statement, checked and run like execute_query's.
+pub async fn explain_plan(
+    db: &Database,
+    client: &mut Session,
+    sql: &str,
+    options: &str,
+    params: &[Value],
+    cancel: &CancellationToken,
+) -> Result<Value, ToolError> {
     let verdict = db
         .guard
-        .check(&params.sql, AccessMode::ReadOnly)
+        .check(sql, AccessMode::ReadOnly)
         .map_err(|e| ToolError::rejected(e.reason))?;
     if matches!(verdict.class, StatementClass::Explain { .. }) {
         return Err(ToolError::invalid(
             "pass the statement without the EXPLAIN keyword",
         ));
     }
-    let options = if params.analyze {
-        "ANALYZE, BUFFERS, FORMAT JSON"
-    } else {
-        "FORMAT JSON"
-    };
-    let explain_sql = format!("EXPLAIN ({options}) {}", params.sql);
+    let explain_sql = format!("EXPLAIN ({options}) {sql}");
     let limits = Limits {
         max_rows: 1,
         max_bytes: usize::MAX,
@@ -225,9 +307,8 @@ pub async fn explain_query(
     };
     let ctx = call_context(db, limits, cancel);
     // The composed text goes through the guard again, so no suffix in `sql` can change what EXPLAIN wraps.
-    let output =
-        exec::run_user_sql(client, &ctx, &explain_sql, &params.params, Intent::ReadOnly).await?;
-    let plan = output
+    let output = exec::run_user_sql(client, &ctx, &explain_sql, params, Intent::ReadOnly).await?;
+    output
         .rows
         .to_values()
         .map_err(|e| ToolError::invalid(format!("could not read the plan: {e}")))?
@@ -238,13 +319,43 @@ pub async fn explain_query(
             Value::Array(mut items) if !items.is_empty() => Some(items.swap_remove(0)),
             _ => None,
         })
-        .ok_or_else(|| ToolError::invalid("PostgreSQL returned no plan"))?;
-    let text = plan_text(&plan);
-    Ok(ExplainOutput {
-        plan,
-        text,
-        analyzed: params.analyze,
-    })
+        .ok_or_else(|| ToolError::invalid("PostgreSQL returned no plan"))
+}
+
+/// The plan's estimated total cost (the top node's).
+pub fn plan_total_cost(plan: &Value) -> f64 {
+    plan.pointer("/Plan/Total Cost")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
+}
+
+/// Whether any node of the plan uses the named index.
+pub fn plan_uses_index(plan: &Value, index: &str) -> bool {
+    fn walk(node: &Value, index: &str) -> bool {
+        node.get("Index Name").and_then(Value::as_str) == Some(index)
+            || node
+                .get("Plans")
+                .and_then(Value::as_array)
+                .is_some_and(|children| children.iter().any(|c| walk(c, index)))
+    }
+    plan.get("Plan").is_some_and(|root| walk(root, index))
+}
+
+/// The estimated row counts of the tables a plan scans, by name, for the reading's "large table" test.
+async fn table_rows(client: &mut Session, plan: &Value) -> Result<HashMap<String, f64>, ToolError> {
+    let names = reading::scanned_relations(plan);
+    if names.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let txn = client.build_transaction().read_only(true).start().await?;
+    let rows = txn
+        .query(
+            "SELECT c.relname::text, max(c.reltuples)::float8 FROM pg_catalog.pg_class c \
+             WHERE c.relname = ANY ($1) AND c.relkind IN ('r', 'm', 'p') GROUP BY 1",
+            &[&names],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Renders EXPLAIN's JSON as the familiar indented tree, so the model can read the plan at a glance.
@@ -265,26 +376,10 @@ pub fn plan_text(plan: &Value) -> String {
 }
 
 fn write_plan_node(node: &Value, depth: usize, out: &mut String) {
-    let text = |key: &str| node.get(key).and_then(Value::as_str);
     let num = |key: &str| node.get(key).and_then(Value::as_f64);
     let indent = "  ".repeat(depth);
     let arrow = if depth > 0 { "-> " } else { "" };
-    let mut line = format!("{indent}{arrow}{}", text("Node Type").unwrap_or("?"));
-    if let Some(strategy) = text("Strategy").filter(|s| *s != "Plain") {
-        line = format!(
-            "{indent}{arrow}{strategy} {}",
-            text("Node Type").unwrap_or("?")
-        );
-    }
-    if let Some(index) = text("Index Name") {
-        line.push_str(&format!(" using {index}"));
-    }
-    if let Some(relation) = text("Relation Name") {
-        match text("Alias").filter(|a| *a != relation) {
-            Some(alias) => line.push_str(&format!(" on {relation} {alias}")),
-            None => line.push_str(&format!(" on {relation}")),
-        }
-    }
+    let mut line = format!("{indent}{arrow}{}", reading::node_label(node));
     if let (Some(start), Some(total), Some(rows)) =
         (num("Startup Cost"), num("Total Cost"), num("Plan Rows"))
     {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::config::AccessMode;
 use crate::mcp::Databases;
+use crate::tools::dba::{activity, advice, health, top_queries};
 use crate::tools::{catalog, info, profiles, query, stats};
 
 /// Every tool pgmcp can offer (which ones a server lists depends on its profiles). Policies name tools from here.
@@ -25,6 +26,10 @@ pub const ALL_TOOL_NAMES: &[&str] = &[
     "read_table",
     "execute_query",
     "explain_query",
+    "health_check",
+    "top_queries",
+    "activity",
+    "index_advice",
     "execute_write",
 ];
 
@@ -145,6 +150,30 @@ pub fn tool_list(databases: &Databases) -> Vec<Tool> {
             "explain_query",
             "Explain a query plan",
             query::EXPLAIN_QUERY_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<health::HealthCheckParams, health::HealthReport>(
+            "health_check",
+            "Database health checks",
+            health::HEALTH_CHECK_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<top_queries::TopQueriesParams, top_queries::TopQueries>(
+            "top_queries",
+            "Most expensive statements",
+            top_queries::TOP_QUERIES_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<activity::ActivityParams, activity::Activity>(
+            "activity",
+            "Current sessions and waits",
+            activity::ACTIVITY_DESCRIPTION,
+            Effect::Reads,
+        ),
+        tool::<advice::IndexAdviceParams, advice::IndexAdvice>(
+            "index_advice",
+            "Index advice with hypothetical indexes",
+            advice::INDEX_ADVICE_DESCRIPTION,
             Effect::Reads,
         ),
     ]);
