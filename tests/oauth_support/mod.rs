@@ -63,6 +63,11 @@ pub fn signing_key(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, St
 /// The provider with pgmcp's upstream client and one person; pgmcp in OIDC mode with `--oauth-server`.
 /// `oauth_config` is added to the `[oauth]` table.
 pub fn start(oauth_config: &str) -> OAuthSetup {
+    start_with_env(oauth_config, &[])
+}
+
+/// Like `start`, with extra environment variables for pgmcp (e.g. `SSL_CERT_FILE`).
+pub fn start_with_env(oauth_config: &str, env: &[(&str, String)]) -> OAuthSetup {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let resource = format!("{base}/mcp");
@@ -83,7 +88,7 @@ pub fn start(oauth_config: &str) -> OAuthSetup {
     let config =
         format!("[oauth]\nupstream_scopes = [\"openid\", \"mcp.access\"]\n{oauth_config}\n");
     let key_arg = key_path.to_string_lossy().to_string();
-    let server = PgmcpHttp::start_listening(
+    let server = PgmcpHttp::start_listening_with_env(
         &format!("127.0.0.1:{port}"),
         &crate::common::reader_url(),
         &config,
@@ -102,6 +107,7 @@ pub fn start(oauth_config: &str) -> OAuthSetup {
             "--oauth-signing-key",
             &key_arg,
         ],
+        env,
     );
     OAuthSetup {
         server,
