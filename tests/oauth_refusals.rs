@@ -244,6 +244,28 @@ async fn pgmcp_tokens_are_verified_like_any_other() {
             .0,
         StatusCode::OK
     );
+    // Side by side: an agent's token from the provider itself (client credentials) is still accepted.
+    let agent: Value = http()
+        .post(format!("{}/token", setup.provider.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={UPSTREAM_CLIENT}&client_secret={SECRET}&scope=mcp.access&resource={}",
+            urlencode(&setup.resource)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let agent_token = agent["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{agent}"));
+    assert_eq!(split(agent_token).1["iss"], setup.provider.base);
+    assert_eq!(
+        setup.call(agent_token, "provider-token").await.0,
+        StatusCode::OK
+    );
     let challenge = http()
         .post(&setup.resource)
         .send()

@@ -70,8 +70,23 @@ pub fn start(oauth_config: &str) -> OAuthSetup {
 pub fn start_with_env(oauth_config: &str, env: &[(&str, String)]) -> OAuthSetup {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let resource = format!("{base}/mcp");
-    let provider = Provider::start_config(json!({
+    let provider = upstream_provider(&base);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (key_path, key_pem) = signing_key(dir.path(), "oauth-signing.pem");
+    let server = replica(port, None, &provider, &key_path, oauth_config, env);
+    OAuthSetup {
+        server,
+        provider,
+        resource: format!("{base}/mcp"),
+        base,
+        key_pem,
+        _dir: dir,
+    }
+}
+
+/// The provider with pgmcp's upstream client (sending people back to `{base}/callback`) and one person.
+pub fn upstream_provider(base: &str) -> Provider {
+    Provider::start_config(json!({
         "scope": "mcp.access",
         "clients": [{
             "client_id": UPSTREAM_CLIENT, "client_secret": SECRET,
@@ -82,41 +97,50 @@ pub fn start_with_env(oauth_config: &str, env: &[(&str, String)]) -> OAuthSetup 
             "oid": USER_OID, "tid": TENANT, "name": "Ada Lovelace",
             "preferred_username": "ada@contoso.example", "scp": "mcp.access",
         }},
-    }));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (key_path, key_pem) = signing_key(dir.path(), "oauth-signing.pem");
+    }))
+}
+
+/// One pgmcp with `--oauth-server` on `port`; with `public_url`, several of them are replicas of one service.
+pub fn replica(
+    port: u16,
+    public_url: Option<&str>,
+    provider: &Provider,
+    key_path: &std::path::Path,
+    oauth_config: &str,
+    env: &[(&str, String)],
+) -> PgmcpHttp {
+    let base = public_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let resource = format!("{base}/mcp");
     let config =
         format!("[oauth]\nupstream_scopes = [\"openid\", \"mcp.access\"]\n{oauth_config}\n");
     let key_arg = key_path.to_string_lossy().to_string();
-    let server = PgmcpHttp::start_listening_with_env(
+    let mut args = vec![
+        "--auth-mode",
+        "oidc",
+        "--oidc-issuer",
+        &provider.base,
+        "--audience",
+        &resource,
+        "--oauth-server",
+        "--oauth-upstream-client-id",
+        UPSTREAM_CLIENT,
+        "--oauth-upstream-client-secret",
+        SECRET,
+        "--oauth-signing-key",
+        &key_arg,
+    ];
+    if let Some(url) = public_url {
+        args.extend(["--public-url", url]);
+    }
+    PgmcpHttp::start_listening_with_env(
         &format!("127.0.0.1:{port}"),
         &crate::common::reader_url(),
         &config,
-        &[
-            "--auth-mode",
-            "oidc",
-            "--oidc-issuer",
-            &provider.base,
-            "--audience",
-            &resource,
-            "--oauth-server",
-            "--oauth-upstream-client-id",
-            UPSTREAM_CLIENT,
-            "--oauth-upstream-client-secret",
-            SECRET,
-            "--oauth-signing-key",
-            &key_arg,
-        ],
+        &args,
         env,
-    );
-    OAuthSetup {
-        server,
-        provider,
-        base,
-        resource,
-        key_pem,
-        _dir: dir,
-    }
+    )
 }
 
 pub fn http() -> reqwest::Client {
@@ -134,19 +158,16 @@ pub fn challenge(verifier: &str) -> String {
 
 pub const VERIFIER: &str = "a-client-verifier-that-is-long-enough-0123456789";
 
-/// A browser: follows nothing by itself, keeps cookies per host and port.
+/// A browser: follows nothing by itself, keeps cookies per host.
 #[derive(Default)]
 pub struct Browser {
     cookies: Mutex<HashMap<String, HashMap<String, String>>>,
 }
 
+/// Browsers keep cookies per host, whatever the port.
 fn site(url: &str) -> String {
     let url = reqwest::Url::parse(url).expect("URL");
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or(0)
-    )
+    url.host_str().unwrap_or_default().to_string()
 }
 
 impl Browser {
