@@ -406,3 +406,70 @@ async fn a_registration_flood_is_slowed_down() {
         format!("{}/register", setup.base)
     );
 }
+
+/// A bad `--oauth-server` configuration stops the start, naming the setting and the fix.
+#[test]
+fn bad_configuration_fails_at_start_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_key = dir.path().join("not-a-key.pem");
+    std::fs::write(&not_a_key, "hello").unwrap();
+    let not_a_key = not_a_key.to_string_lossy().to_string();
+    let url = common::reader_url();
+    let base = [
+        "serve",
+        "--http",
+        "127.0.0.1:0",
+        "--database-url",
+        url.as_str(),
+        "--auth-mode",
+        "oidc",
+        "--oidc-issuer",
+        "http://127.0.0.1:9",
+        "--audience",
+        "http://127.0.0.1:9/mcp",
+        "--oauth-server",
+    ];
+    for (extra, expected) in [
+        (
+            vec![
+                "--oauth-upstream-client-secret",
+                "s",
+                "--oauth-signing-key",
+                &not_a_key,
+            ],
+            "--oauth-upstream-client-id",
+        ),
+        (
+            vec![
+                "--oauth-upstream-client-id",
+                "app",
+                "--oauth-signing-key",
+                &not_a_key,
+            ],
+            "PGMCP_OAUTH_UPSTREAM_CLIENT_SECRET",
+        ),
+        (
+            vec![
+                "--oauth-upstream-client-id",
+                "app",
+                "--oauth-upstream-client-secret",
+                "s",
+                "--oauth-signing-key",
+                &not_a_key,
+            ],
+            "openssl genpkey",
+        ),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_pgmcp"))
+            .args(base)
+            .args(&extra)
+            .env_remove("PGMCP_OAUTH_UPSTREAM_CLIENT_SECRET")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run pgmcp");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{expected}: must not start");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+    }
+}
