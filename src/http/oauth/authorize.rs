@@ -236,8 +236,13 @@ fn cookie(
     } else {
         ""
     };
+    // Under the public URL's path: behind a proxy that serves pgmcp at /tools/pgmcp, the browser sees
+    // /tools/pgmcp/authorize.
+    let prefix = reqwest::Url::parse(&server.issuer)
+        .map(|url| url.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path={path}; Max-Age={FLOW_SECS}; HttpOnly; SameSite={same_site}{secure}"
+        "{name}={value}; Path={prefix}{path}; Max-Age={FLOW_SECS}; HttpOnly; SameSite={same_site}{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -301,6 +306,8 @@ pub async fn decide(
         return super::too_many_requests();
     }
     let forbidden = |why: &str| error_page(StatusCode::FORBIDDEN, why);
+    // `null` is what browsers send for a form on a page with `Referrer-Policy: no-referrer` (the consent page's);
+    // the consent cookie, which a cross-site POST never carries, is what stops a forged form.
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
         && origin != server.origin
         && origin != "null"
