@@ -298,28 +298,102 @@ pub fn query(url: &reqwest::Url, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Registers a client at the replica or service at `base`: its client id.
+pub async fn register_at(base: &str, redirect_uri: &str) -> String {
+    let response = http()
+        .post(format!("{base}/register"))
+        .json(&json!({ "client_name": "oauth tests", "redirect_uris": [redirect_uri] }))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    body["client_id"].as_str().unwrap().to_string()
+}
+
+/// An authorization request at `base` for `resource`, with the PKCE challenge of [`VERIFIER`].
+pub fn authorize_url_at(
+    base: &str,
+    resource: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    state: &str,
+) -> String {
+    format!(
+        "{base}/authorize?response_type=code&client_id={}&redirect_uri={}&state={state}&code_challenge={}&code_challenge_method=S256&resource={}",
+        urlencode(client_id),
+        urlencode(redirect_uri),
+        challenge(VERIFIER),
+        urlencode(resource)
+    )
+}
+
+/// Redeems `code` (issued for [`VERIFIER`]) at `{base}/token`.
+pub async fn redeem_at(
+    base: &str,
+    resource: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    code: &str,
+) -> (StatusCode, Value) {
+    token_at(
+        base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", client_id),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", VERIFIER),
+            ("resource", resource),
+        ],
+    )
+    .await
+}
+
+/// A form POST to `{base}/token`: the status and the JSON answer.
+pub async fn token_at(base: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let response = http()
+        .post(format!("{base}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("token request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A `tools/call` of execute_query with `token` at `mcp_url`: the HTTP status and body.
+pub async fn call_at(mcp_url: &str, token: &str, marker: &str) -> (StatusCode, String) {
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": { "name": "execute_query", "arguments": { "sql": format!("SELECT '{marker}' AS marker") } }
+    });
+    let response = http()
+        .post(mcp_url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("call /mcp");
+    let status = response.status();
+    (status, response.text().await.unwrap_or_default())
+}
+
 impl OAuthSetup {
     pub async fn register(&self, redirect_uri: &str) -> String {
-        let response = http()
-            .post(format!("{}/register", self.base))
-            .json(&json!({ "client_name": "refusal tests", "redirect_uris": [redirect_uri] }))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        body["client_id"].as_str().unwrap().to_string()
+        register_at(&self.base, redirect_uri).await
     }
 
     pub fn authorize_url(&self, client_id: &str, redirect_uri: &str, state: &str) -> String {
-        format!(
-            "{}/authorize?response_type=code&client_id={}&redirect_uri={}&state={state}&code_challenge={}&code_challenge_method=S256&resource={}",
-            self.base,
-            urlencode(client_id),
-            urlencode(redirect_uri),
-            challenge(VERIFIER),
-            urlencode(&self.resource)
-        )
+        authorize_url_at(&self.base, &self.resource, client_id, redirect_uri, state)
     }
 
     /// A full sign-in for a newly registered client: its code.
@@ -336,20 +410,7 @@ impl OAuthSetup {
     }
 
     pub async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let response = http()
-            .post(format!("{}/token", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("token request");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
+        token_at(&self.base, form).await
     }
 
     pub async fn redeem(
@@ -358,33 +419,11 @@ impl OAuthSetup {
         redirect_uri: &str,
         code: &str,
     ) -> (StatusCode, Value) {
-        self.token(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("client_id", client_id),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", VERIFIER),
-            ("resource", &self.resource),
-        ])
-        .await
+        redeem_at(&self.base, &self.resource, client_id, redirect_uri, code).await
     }
 
     /// A `tools/call` of execute_query with `token`: the HTTP status and body.
     pub async fn call(&self, token: &str, marker: &str) -> (StatusCode, String) {
-        let body = json!({
-            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": { "name": "execute_query", "arguments": { "sql": format!("SELECT '{marker}' AS marker") } }
-        });
-        let response = http()
-            .post(&self.resource)
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("call /mcp");
-        let status = response.status();
-        (status, response.text().await.unwrap_or_default())
+        call_at(&self.resource, token, marker).await
     }
 }
