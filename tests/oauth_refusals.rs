@@ -405,6 +405,16 @@ async fn a_registration_flood_is_slowed_down() {
         metadata["registration_endpoint"],
         format!("{}/register", setup.base)
     );
+    // Browser-based clients (the Inspector) may call the token endpoint from their own origin.
+    let preflight = http()
+        .request(reqwest::Method::OPTIONS, format!("{}/token", setup.base))
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
 }
 
 /// A bad `--oauth-server` configuration stops the start, naming the setting and the fix.
@@ -472,4 +482,34 @@ fn bad_configuration_fails_at_start_naming_the_setting() {
         assert!(stderr.contains(expected), "{expected}: {stderr}");
         assert!(!stderr.contains("listening on"), "{stderr}");
     }
+}
+
+#[tokio::test]
+async fn a_configured_client_signs_in_and_a_pre_approved_one_skips_the_consent_page() {
+    let setup = start(
+        "[[oauth.clients]]\nclient_id = \"console\"\nname = \"Console\"\nredirect_uris = [\"http://127.0.0.1/callback\"]\npre_approved = true\n\
+         [[oauth.clients]]\nclient_id = \"tool\"\nredirect_uris = [\"http://127.0.0.1/callback\"]\n",
+    );
+    let first = Browser::default()
+        .get(&setup.authorize_url("console", REDIRECT, "s"))
+        .await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let location = first.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(location.starts_with(&setup.provider.base), "{location}");
+    let consent = Browser::default()
+        .get(&setup.authorize_url("tool", REDIRECT, "s"))
+        .await;
+    assert_eq!(
+        consent.status(),
+        StatusCode::OK,
+        "not pre-approved: consent first"
+    );
+
+    let code = setup.code("console", REDIRECT).await;
+    let (status, tokens) = setup.redeem("console", REDIRECT, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(
+        split(tokens["access_token"].as_str().unwrap()).1["client_id"],
+        "console"
+    );
 }
