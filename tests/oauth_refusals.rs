@@ -89,13 +89,12 @@ async fn codes_are_bound_to_their_verifier_client_and_redirect_and_used_once() {
     );
     assert!(why.contains("already been used"), "{why}");
     // The replayed code revoked what it had been exchanged for.
-    let refresh = setup
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", first.1["refresh_token"].as_str().unwrap()),
-            ("client_id", &client),
-        ])
-        .await;
+    let refresh = refresh_at(
+        &setup.base,
+        &client,
+        first.1["refresh_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(error_of(&refresh).1, "invalid_grant", "{refresh:?}");
 }
 
@@ -297,17 +296,8 @@ async fn refresh_tokens_rotate_and_a_spent_one_revokes_the_family() {
     let code = setup.code(&client, REDIRECT).await;
     let (_, first) = setup.redeem(&client, REDIRECT, &code).await;
     let refresh = |token: String| {
-        let client = client.clone();
-        let setup = &setup;
-        async move {
-            setup
-                .token(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &token),
-                    ("client_id", &client),
-                ])
-                .await
-        }
+        let (base, client) = (setup.base.clone(), client.clone());
+        async move { refresh_at(&base, &client, &token).await }
     };
     let old = first["refresh_token"].as_str().unwrap().to_string();
     let (status, second) = refresh(old.clone()).await;
@@ -352,13 +342,7 @@ async fn revoking_a_refresh_token_ends_it() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let after = setup
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-            ("client_id", &client),
-        ])
-        .await;
+    let after = refresh_at(&setup.base, &client, refresh_token).await;
     assert_eq!(error_of(&after).1, "invalid_grant");
 }
 
@@ -377,17 +361,11 @@ async fn a_registration_flood_is_slowed_down() {
     }
     assert_eq!(statuses, vec![201, 201, 201, 429, 429, 429]);
     // Registrations that got through still work: nothing was stored, so nothing was lost.
-    let metadata: Value = http()
-        .get(format!(
-            "{}/.well-known/oauth-authorization-server",
-            setup.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let metadata = get_json(&format!(
+        "{}/.well-known/oauth-authorization-server",
+        setup.base
+    ))
+    .await;
     assert_eq!(metadata["issuer"], setup.base);
     assert_eq!(
         metadata["code_challenge_methods_supported"],

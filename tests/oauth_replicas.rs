@@ -49,15 +49,8 @@ async fn replicas_sharing_the_key_serve_each_others_clients_sign_ins_and_tokens(
     assert_eq!(b.audit_lines_with("on-b").len(), 1);
 
     // The refresh token from B is honoured by A.
-    let (status, refreshed) = token_at(
-        &public,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", &client),
-        ],
-    )
-    .await;
+    let (status, refreshed) =
+        refresh_at(&public, &client, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{refreshed}");
     assert_eq!(
         call_at(
@@ -134,4 +127,75 @@ async fn three_replicas_behind_nginx_share_clients_and_tokens() {
         assert!(answered >= 1, "{upstream} answered no call:\n{log}");
         assert!(!server.audit_lines_with("through-nginx-").is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_its_clients_and_tokens_until_it_is_dropped() {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let resource = format!("{base}/mcp");
+    let provider = upstream_provider(&base);
+    let dir = tempfile::tempdir().unwrap();
+    let (old_key, _) = signing_key(dir.path(), "old.pem");
+    let (new_key, _) = signing_key(dir.path(), "new.pem");
+    let previous = format!(
+        "previous_signing_keys = [{:?}]\n",
+        old_key.to_string_lossy()
+    );
+
+    let before = replica(port, None, &provider, &old_key, "", &[]);
+    let client = register_at(&base, REDIRECT).await;
+    let back = Browser::default()
+        .sign_in(
+            &authorize_url_at(&base, &resource, &client, REDIRECT, "k"),
+            REDIRECT,
+        )
+        .await;
+    let code = query(&back, "code").expect("a code");
+    let (_, tokens) = redeem_at(&base, &resource, &client, REDIRECT, &code).await;
+    let old_access = tokens["access_token"].as_str().unwrap().to_string();
+    let old_kid = oidc_support::split(&old_access).0["kid"].clone();
+    drop(before);
+
+    // The new key signs; the old one, now previous, still verifies and opens what it made.
+    let rotated = replica(port, None, &provider, &new_key, &previous, &[]);
+    let jwks = get_json(&format!("{base}/oauth/jwks")).await;
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
+    assert_eq!(
+        call_at(&resource, &old_access, "old-token").await.0,
+        StatusCode::OK
+    );
+    let (status, refreshed) =
+        refresh_at(&base, &client, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    let new_access = refreshed["access_token"].as_str().unwrap();
+    assert_ne!(oidc_support::split(new_access).0["kid"], old_kid);
+    let page = Browser::default()
+        .get(&authorize_url_at(&base, &resource, &client, REDIRECT, "k"))
+        .await;
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the old registration is still known"
+    );
+    drop(rotated);
+
+    // Dropped: what the old key made is refused.
+    let _after = replica(port, None, &provider, &new_key, "", &[]);
+    assert_eq!(
+        call_at(&resource, &old_access, "dropped-key").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call_at(&resource, new_access, "new-key").await.0,
+        StatusCode::OK
+    );
+    let page = Browser::default()
+        .get(&authorize_url_at(&base, &resource, &client, REDIRECT, "k"))
+        .await;
+    assert_eq!(
+        page.status(),
+        StatusCode::BAD_REQUEST,
+        "the old registration is gone"
+    );
 }

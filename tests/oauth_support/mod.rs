@@ -350,6 +350,31 @@ pub async fn redeem_at(
     .await
 }
 
+/// Redeems a refresh token at `{base}/token`.
+pub async fn refresh_at(base: &str, client_id: &str, refresh_token: &str) -> (StatusCode, Value) {
+    token_at(
+        base,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ],
+    )
+    .await
+}
+
+/// A GET whose answer is JSON.
+pub async fn get_json(url: &str) -> Value {
+    http()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
 /// A form POST to `{base}/token`: the status and the JSON answer.
 pub async fn token_at(base: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
     let body = form

@@ -46,8 +46,8 @@ pub struct OwnIssuer {
     pub issuer: String,
     /// The resource its tokens are for (`{public URL}/mcp`).
     pub audience: String,
-    pub kid: String,
-    pub key: jsonwebtoken::DecodingKey,
+    /// Key ids and keys: the current signing key and any previous ones still trusted.
+    pub keys: Vec<(String, jsonwebtoken::DecodingKey)>,
 }
 
 /// Counters for `/metrics`.
@@ -154,11 +154,15 @@ impl Authenticator {
         authorization_servers.sort();
         if let Some(own) = own {
             let keys = KeySet {
-                keys: vec![VerificationKey {
-                    kid: Some(own.kid),
-                    alg: Some(jsonwebtoken::Algorithm::RS256),
-                    key: own.key,
-                }],
+                keys: own
+                    .keys
+                    .into_iter()
+                    .map(|(kid, key)| VerificationKey {
+                        kid: Some(kid),
+                        alg: Some(jsonwebtoken::Algorithm::RS256),
+                        key,
+                    })
+                    .collect(),
             };
             issuers.push(TrustedIssuer {
                 issuer: own.issuer.clone(),

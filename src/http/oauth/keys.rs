@@ -24,6 +24,31 @@ pub struct SigningKey {
     pub seal_key: [u8; 32],
 }
 
+/// The current key, which signs and seals, and the previous ones (`oauth.previous_signing_keys`), which still
+/// verify and open what they made: a key is rotated by making the old one previous, then dropping it once its
+/// tokens and registrations no longer matter.
+pub struct KeyRing {
+    pub current: SigningKey,
+    pub previous: Vec<SigningKey>,
+}
+
+impl KeyRing {
+    pub fn load(current: &Path, previous: &[std::path::PathBuf]) -> anyhow::Result<KeyRing> {
+        Ok(KeyRing {
+            current: SigningKey::load(current)?,
+            previous: previous
+                .iter()
+                .map(|path| SigningKey::load(path))
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
+
+    /// Current first.
+    pub fn all(&self) -> impl Iterator<Item = &SigningKey> {
+        std::iter::once(&self.current).chain(&self.previous)
+    }
+}
+
 fn problem(path: &Path, why: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "`--oauth-signing-key` {}: {why} — give a PEM file with an RSA private key of at least {MIN_RSA_BITS} bits, e.g. `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out oauth-signing.pem`",

@@ -29,7 +29,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::http::auth::{AuthSettings, Authenticator, OwnIssuer};
-pub use keys::SigningKey;
+pub use keys::{KeyRing, SigningKey};
 pub use settings::{ConfiguredClient, OAuthFile, OAuthFlags, OAuthSettings};
 
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
@@ -45,7 +45,7 @@ pub struct OAuthServer {
     resource: String,
     scopes: Vec<String>,
     settings: OAuthSettings,
-    key: SigningKey,
+    keys: KeyRing,
     sealer: seal::Sealer,
     clients: clients::Clients,
     upstream: upstream::Upstream,
@@ -59,7 +59,7 @@ pub struct OAuthServer {
 pub fn prepare(
     settings: &crate::http::settings::HttpSettings,
     databases: &crate::mcp::Databases,
-) -> anyhow::Result<Option<SigningKey>> {
+) -> anyhow::Result<Option<KeyRing>> {
     let Some(oauth) = &settings.oauth else {
         return Ok(None);
     };
@@ -71,23 +71,25 @@ pub fn prepare(
             db.profile.name
         );
     }
-    SigningKey::load(&oauth.signing_key).map(Some)
+    KeyRing::load(&oauth.signing_key, &oauth.previous_signing_keys).map(Some)
 }
 
 /// What the verifier needs to accept pgmcp's own tokens.
-pub fn own_issuer(key: &SigningKey, issuer: &str, resource: &str) -> OwnIssuer {
+pub fn own_issuer(keys: &KeyRing, issuer: &str, resource: &str) -> OwnIssuer {
     OwnIssuer {
         issuer: issuer.to_string(),
         audience: resource.to_string(),
-        kid: key.kid.clone(),
-        key: key.decoding.clone(),
+        keys: keys
+            .all()
+            .map(|key| (key.kid.clone(), key.decoding.clone()))
+            .collect(),
     }
 }
 
 impl OAuthServer {
     pub fn new(
         settings: OAuthSettings,
-        key: SigningKey,
+        keys: KeyRing,
         auth_settings: &AuthSettings,
         authenticator: Arc<Authenticator>,
         issuer: &str,
@@ -108,14 +110,14 @@ impl OAuthServer {
             origin,
             resource: resource.to_string(),
             scopes,
-            sealer: seal::Sealer::new(&key.seal_key),
+            sealer: seal::Sealer::new(keys.all().map(|key| &key.seal_key)),
             clients: clients::Clients::new(
                 &settings.clients,
                 metadata_document::MetadataDocuments::new(settings.allow_loopback_client_metadata),
             ),
             limits: limits::Limits::new(settings.registrations_per_minute),
             settings,
-            key,
+            keys,
             upstream,
             authenticator,
             spent: token::Spent::default(),
@@ -226,7 +228,7 @@ async fn jwks(State(server): State<Arc<OAuthServer>>) -> Response {
     }
     (
         [(header::CACHE_CONTROL, "public, max-age=3600")],
-        axum::Json(json!({ "keys": [server.key.jwk] })),
+        axum::Json(json!({ "keys": server.keys.all().map(|key| &key.jwk).collect::<Vec<_>>() })),
     )
         .into_response()
 }

@@ -50,7 +50,8 @@ struct Envelope<T> {
 }
 
 pub struct Sealer {
-    key: LessSafeKey,
+    /// The first seals; every one opens (key rotation).
+    keys: Vec<LessSafeKey>,
     rng: SystemRandom,
 }
 
@@ -62,11 +63,15 @@ pub fn now() -> u64 {
 }
 
 impl Sealer {
-    pub fn new(key: &[u8; 32]) -> Sealer {
-        let unbound = UnboundKey::new(&AES_256_GCM, key);
+    /// `keys`: the current key first, then previous ones that still open what they sealed.
+    pub fn new<'a>(keys: impl IntoIterator<Item = &'a [u8; 32]>) -> Sealer {
         Sealer {
-            // A 32-byte key is exactly what AES-256-GCM takes, so this cannot fail.
-            key: LessSafeKey::new(unbound.unwrap_or_else(|_| unreachable!("32-byte AES key"))),
+            keys: keys
+                .into_iter()
+                // A 32-byte key is exactly what AES-256-GCM takes, so this never drops one.
+                .filter_map(|key| UnboundKey::new(&AES_256_GCM, key).ok())
+                .map(LessSafeKey::new)
+                .collect(),
             rng: SystemRandom::new(),
         }
     }
@@ -80,8 +85,11 @@ impl Sealer {
         let mut data = serde_json::to_vec(&envelope).unwrap_or_default();
         let mut nonce = [0u8; NONCE_LEN];
         self.fill(&mut nonce);
+        let Some(key) = self.keys.first() else {
+            return String::new();
+        };
         // Sealing only fails for inputs beyond AES-GCM's size limit (gigabytes), never for these values.
-        let _ = self.key.seal_in_place_append_tag(
+        let _ = key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(kind.label()),
             &mut data,
@@ -101,13 +109,23 @@ impl Sealer {
         if bytes.len() < NONCE_LEN {
             return Err(Unsealed::Invalid);
         }
-        let mut data = bytes.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&bytes).map_err(|_| Unsealed::Invalid)?;
+        let sealed = bytes.split_off(NONCE_LEN);
         let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(kind.label()), &mut data)
-            .map_err(|_| Unsealed::Invalid)?;
-        let envelope: Envelope<T> = serde_json::from_slice(plain).map_err(|_| Unsealed::Invalid)?;
+            .keys
+            .iter()
+            .find_map(|key| {
+                let nonce = Nonce::try_assume_unique_for_key(&bytes).ok()?;
+                let mut data = sealed.clone();
+                let len = key
+                    .open_in_place(nonce, Aad::from(kind.label()), &mut data)
+                    .ok()?
+                    .len();
+                data.truncate(len);
+                Some(data)
+            })
+            .ok_or(Unsealed::Invalid)?;
+        let envelope: Envelope<T> =
+            serde_json::from_slice(&plain).map_err(|_| Unsealed::Invalid)?;
         if envelope.exp.is_some_and(|exp| exp < now()) {
             return Err(Unsealed::Expired);
         }
@@ -136,7 +154,7 @@ mod tests {
 
     #[test]
     fn a_sealed_value_opens_only_as_its_kind_and_unaltered() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new([&[7u8; 32]]);
         let sealed = sealer.seal(Kind::Code, Some(60), &"hello".to_string());
         assert_eq!(
             sealer.open::<String>(Kind::Code, &sealed),
@@ -154,25 +172,26 @@ mod tests {
             sealer.open::<String>(Kind::Code, &altered),
             Err(Unsealed::Invalid)
         );
-        let other = Sealer::new(&[8u8; 32]);
+        let other = Sealer::new([&[8u8; 32]]);
         let sealed = sealer.seal(Kind::Code, None, &1u32);
         assert_eq!(
             other.open::<u32>(Kind::Code, &sealed),
             Err(Unsealed::Invalid)
         );
+        let rotated = Sealer::new([&[8u8; 32], &[7u8; 32]]);
+        assert_eq!(rotated.open::<u32>(Kind::Code, &sealed), Ok(1));
     }
 
     #[test]
     fn an_expired_value_is_refused() {
-        let sealer = Sealer::new(&[7u8; 32]);
+        let sealer = Sealer::new([&[7u8; 32]]);
         let envelope = Envelope {
             exp: Some(now() - 1),
             v: 1u32,
         };
         let mut data = serde_json::to_vec(&envelope).unwrap();
         let nonce = [1u8; NONCE_LEN];
-        sealer
-            .key
+        sealer.keys[0]
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(Kind::Code.label()),

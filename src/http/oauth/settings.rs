@@ -35,6 +35,9 @@ pub struct OAuthFile {
     pub upstream_client_id: Option<String>,
     /// PEM file with the RSA private key every replica signs pgmcp's tokens with.
     pub signing_key: Option<PathBuf>,
+    /// Keys rotated out that still verify tokens and open registrations, codes and refresh tokens.
+    #[serde(default)]
+    pub previous_signing_keys: Vec<PathBuf>,
     /// Scopes pgmcp asks the upstream provider for (default: `openid` plus the resource's scopes).
     pub upstream_scopes: Option<Vec<String>>,
     pub access_token_minutes: Option<u64>,
@@ -52,6 +55,7 @@ pub struct OAuthSettings {
     pub upstream_client_id: String,
     pub upstream_client_secret: Secret,
     pub signing_key: PathBuf,
+    pub previous_signing_keys: Vec<PathBuf>,
     pub upstream_scopes: Option<Vec<String>>,
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
@@ -157,6 +161,7 @@ pub fn resolve(
         upstream_client_id,
         upstream_client_secret,
         signing_key,
+        previous_signing_keys: file.previous_signing_keys.clone(),
         upstream_scopes: file.upstream_scopes.clone(),
         access_token_lifetime: Duration::from_secs(access_minutes * 60),
         refresh_token_lifetime: Duration::from_secs(refresh_hours * 3600),

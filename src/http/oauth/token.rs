@@ -344,9 +344,9 @@ fn mint(
         claims["scp"] = json!(identity.scopes.join(" "));
     }
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(server.key.kid.clone());
+    header.kid = Some(server.keys.current.kid.clone());
     header.typ = Some("at+jwt".into());
-    jsonwebtoken::encode(&header, &claims, &server.key.encoding)
+    jsonwebtoken::encode(&header, &claims, &server.keys.current.encoding)
 }
 
 #[derive(Deserialize)]
