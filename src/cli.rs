@@ -179,6 +179,31 @@ pub struct HttpArgs {
     /// `policy.write_role`.
     #[arg(long, env = "PGMCP_WRITE_ROLE", value_name = "ROLE")]
     pub write_role: Option<String>,
+
+    /// Be the OAuth authorization server MCP clients sign in with (VS Code, Claude, the Inspector): clients
+    /// register here, people sign in at Entra ID / the OpenID provider, and pgmcp issues its own tokens.
+    /// Needs --oauth-upstream-client-id, the client secret and --oauth-signing-key. Config: `oauth.enabled`.
+    #[arg(long, env = "PGMCP_OAUTH_SERVER")]
+    pub oauth_server: bool,
+
+    /// The client id pgmcp signs people in with at the provider (Entra: the app registration's Application
+    /// (client) ID). Config: `oauth.upstream_client_id`.
+    #[arg(long, env = "PGMCP_OAUTH_UPSTREAM_CLIENT_ID", value_name = "ID")]
+    pub oauth_upstream_client_id: Option<String>,
+
+    /// That client's secret; prefer the environment variable. There is no config key: secrets stay out of files.
+    #[arg(
+        long,
+        env = "PGMCP_OAUTH_UPSTREAM_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub oauth_upstream_client_secret: Option<String>,
+
+    /// PEM file with the RSA private key (2048 bits or more) that signs pgmcp's tokens; every replica needs the
+    /// same file. Config: `oauth.signing_key`.
+    #[arg(long, env = "PGMCP_OAUTH_SIGNING_KEY", value_name = "PEM")]
+    pub oauth_signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

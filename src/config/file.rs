@@ -27,6 +27,9 @@ pub struct ConfigFile {
     /// What authenticated callers may do.
     #[serde(default)]
     pub policy: crate::http::policy::PolicyFile,
+    /// pgmcp as OAuth authorization server (`--oauth-server`); owned by `crate::http::oauth`.
+    #[serde(default)]
+    pub oauth: crate::http::oauth::OAuthFile,
 }
 
 /// The `[http]` table: each key mirrors a `serve` flag (`listen` is `--http`).

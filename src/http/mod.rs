@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod caller;
 pub mod endpoints;
+pub mod oauth;
 pub mod on_behalf;
 pub mod policy;
 pub mod server;

@@ -19,6 +19,7 @@ use crate::http::accept;
 use crate::http::auth::{self, AuthMode, Authenticator, ResourceInfo};
 use crate::http::body::{McpGate, check_host, check_json_body};
 use crate::http::endpoints::{self, EndpointState};
+use crate::http::oauth::{self, OAuthServer};
 use crate::http::on_behalf::{LoginGate, check_caller_login};
 use crate::http::settings::HttpSettings;
 use crate::mcp::{Databases, PgMcpServer};
@@ -162,19 +163,34 @@ pub(crate) async fn serve_http_on(
     let base = public_base(&settings, bound);
     let resource = format!("{base}{MCP_PATH}");
 
+    let oauth_key = oauth::prepare(&settings, &databases)?;
     let authenticator = match settings.auth.mode {
         AuthMode::None => None,
         _ => Some(
-            Authenticator::new(
+            Authenticator::with_own_issuer(
                 &settings.auth,
                 ResourceInfo {
                     resource: resource.clone(),
                     metadata_url: format!("{base}{PRM_PATH}{MCP_PATH}"),
                 },
+                oauth_key
+                    .as_ref()
+                    .map(|key| oauth::own_issuer(key, &base, &resource)),
             )
             .await
             .context("authentication settings ([auth] / --auth-mode ...)")?,
         ),
+    };
+    let oauth_server = match (settings.oauth.clone(), oauth_key, &authenticator) {
+        (Some(oauth), Some(key), Some(auth)) => Some(OAuthServer::new(
+            oauth,
+            key,
+            &settings.auth,
+            auth.clone(),
+            &base,
+            &resource,
+        )?),
+        _ => None,
     };
     settings.policy.check_profiles(&databases.names())?;
     let metrics = Arc::new(Metrics::default());
@@ -269,6 +285,9 @@ pub(crate) async fn serve_http_on(
     let mut app = mcp.merge(endpoints.with_state(state));
     if settings.ui {
         app = app.merge(crate::web::router());
+    }
+    if let Some(oauth_server) = &oauth_server {
+        app = app.merge(oauth_server.router());
     }
 
     for db in databases.all() {

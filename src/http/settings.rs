@@ -33,6 +33,8 @@ pub struct HttpSettings {
     pub ui: bool,
     pub auth: AuthSettings,
     pub policy: Policy,
+    /// `--oauth-server`: pgmcp as the authorization server clients sign in with.
+    pub oauth: Option<crate::http::oauth::OAuthSettings>,
 }
 
 fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
@@ -141,6 +143,14 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
         .map(|text| parse_public_url(text))
         .transpose()?;
     let write_role = args.write_role.as_deref();
+    let auth = merge_auth(args, &file.auth)?;
+    let oauth_flags = crate::http::oauth::OAuthFlags {
+        enabled: args.oauth_server,
+        upstream_client_id: args.oauth_upstream_client_id.clone(),
+        upstream_client_secret: args.oauth_upstream_client_secret.clone(),
+        signing_key: args.oauth_signing_key.clone(),
+    };
+    let oauth = crate::http::oauth::settings::resolve(&oauth_flags, &file.oauth, auth.mode)?;
     Ok(Some(HttpSettings {
         listen: parse_listen(listen)?,
         public_url,
@@ -159,8 +169,9 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
             .unwrap_or_else(|| "pgmcp (PostgreSQL for MCP)".to_string()),
         metrics: http.metrics.unwrap_or(true),
         ui: !args.no_ui && http.ui.unwrap_or(true),
-        auth: merge_auth(args, &file.auth)?,
+        auth,
         policy: Policy::from_file(&file.policy, write_role)?,
+        oauth,
     }))
 }
 

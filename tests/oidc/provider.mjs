@@ -8,7 +8,11 @@
 //   { "clients": [ { "client_id", "client_secret", "alg"?: "RS256"|"PS256"|"ES256",
 //                    "claims"?: {..}, "exp_offset"?: seconds, "nbf_offset"?: seconds, "header"?: {..},
 //                    "token_endpoint_auth_method"?: "client_secret_basic"|"client_secret_post" } ],
-//     "scope"?: "space separated scopes the resource server offers" }
+//     "scope"?: "space separated scopes the resource server offers",
+//     "accounts"?: { "<login>": {claims added to that person's access tokens} } }
+// A client with "redirect_uris" also signs people in by authorization code: the login page at
+// /interaction/{uid} is a plain form (field `login`, one of the accounts) that signs in and consents at once, as
+// a browser-driving test would complete it.
 // String claim values may contain `{base}`, replaced with this provider's base URL (http://127.0.0.1:PORT), so a
 // test can shape Entra issuers (`{base}/{tid}/v2.0`, `{base}/{tid}/`) before it knows the port.
 //
@@ -25,6 +29,7 @@ import Provider from 'oidc-provider';
 const config = JSON.parse(process.env.PGMCP_OIDC_CONFIG || '{"clients":[]}');
 const clientsById = new Map(config.clients.map((client) => [client.client_id, client]));
 const resourceScope = config.scope || 'mcp.access';
+const accounts = config.accounts || {};
 
 let generation = 0;
 let signingKeys = [];
@@ -64,14 +69,16 @@ function buildProvider(base) {
     clients: config.clients.map((client) => ({
       client_id: client.client_id,
       client_secret: client.client_secret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
+      grant_types: client.redirect_uris ? ['authorization_code', 'client_credentials'] : ['client_credentials'],
+      response_types: client.redirect_uris ? ['code'] : [],
+      redirect_uris: client.redirect_uris || [],
       token_endpoint_auth_method: client.token_endpoint_auth_method || 'client_secret_basic',
       scope: client.scope || resourceScope,
     })),
     scopes: ['openid', ...resourceScope.split(' ')],
     jwks: { keys: signingKeys },
+    findAccount: (_ctx, id) => (accounts[id] ? { accountId: id, claims: () => ({ sub: id }) } : undefined),
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -95,6 +102,7 @@ function buildProvider(base) {
           const scenario = clientsById.get(token.clientId);
           if (!scenario) return;
           Object.assign(jwt.payload, fillBase(scenario.claims || {}, base));
+          if (token.accountId && accounts[token.accountId]) Object.assign(jwt.payload, accounts[token.accountId]);
           for (const [name, value] of Object.entries(jwt.payload)) {
             if (value === null) delete jwt.payload[name];
           }
@@ -119,8 +127,49 @@ function send(res, status, body) {
   res.end(JSON.stringify(body));
 }
 
+function readForm(req) {
+  return new Promise((resolve) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => resolve(new URLSearchParams(body)));
+  });
+}
+
+// The sign-in page: one form that names the account; submitting it signs in and grants what was asked.
+async function interaction(req, res, uid, submit) {
+  const details = await provider.interactionDetails(req, res);
+  if (!submit) {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(`<!-- ${details.prompt.name} ${JSON.stringify(details.prompt.reasons)} --><form method="post" action="/interaction/${uid}/login"><input name="login"><button>Sign in</button></form>`);
+    return;
+  }
+  const login = (await readForm(req)).get('login');
+  if (!accounts[login]) {
+    res.writeHead(403, { 'content-type': 'text/plain' });
+    res.end('unknown account');
+    return;
+  }
+  const { params } = details;
+  const grant = new provider.Grant({ accountId: login, clientId: params.client_id });
+  // Everything asked for is granted: the resource's scopes are also OpenID scopes of this provider.
+  const scopes = String(params.scope || '');
+  grant.addOIDCScope(scopes);
+  const resourceScopes = scopes.split(' ').filter((s) => resourceScope.split(' ').includes(s)).join(' ');
+  if (params.resource) grant.addResourceScope(params.resource, resourceScopes);
+  const grantId = await grant.save();
+  await provider.interactionFinished(req, res, { login: { accountId: login }, consent: { grantId } });
+}
+
 const server = http.createServer((req, res) => {
   const path = (req.url || '/').split('?')[0];
+  const signIn = path.match(/^\/interaction\/([^/]+)(\/login)?$/);
+  if (signIn) {
+    interaction(req, res, signIn[1], req.method === 'POST').catch((err) => {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end(String(err));
+    });
+    return;
+  }
   if (req.method === 'GET' && (path === '/jwks' || /^\/[^/]+\/discovery\/v2\.0\/keys$/.test(path))) {
     jwksRequests += 1;
     send(res, 200, publicJwks());

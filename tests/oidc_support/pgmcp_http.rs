@@ -69,6 +69,17 @@ impl PgmcpHttp {
         PgmcpHttp::launch(listen, database_url, config, args, &[])
     }
 
+    /// Like `start_listening` with extra environment variables for the server.
+    pub fn start_listening_with_env(
+        listen: &str,
+        database_url: &str,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> PgmcpHttp {
+        PgmcpHttp::launch(listen, database_url, config, args, env)
+    }
+
     fn launch(
         listen: &str,
         database_url: &str,

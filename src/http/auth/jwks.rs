@@ -22,6 +22,8 @@ pub enum KeyLocation {
     Jwks(String),
     /// An issuer whose `jwks_uri` is read from `{issuer}/.well-known/openid-configuration`.
     Discovery { issuer: String },
+    /// pgmcp's own key (`--oauth-server`): known at start, never fetched.
+    Fixed,
 }
 
 /// One verification key from a JWKS.
@@ -95,7 +97,21 @@ impl KeySource {
         match &self.location {
             KeyLocation::Jwks(url) => url.clone(),
             KeyLocation::Discovery { issuer } => format!("discovery of {issuer}"),
+            KeyLocation::Fixed => "pgmcp's own signing key".to_string(),
         }
+    }
+
+    /// A source that holds `set` for good: nothing to fetch or refresh.
+    pub fn fixed(
+        set: KeySet,
+        client: reqwest::Client,
+        counters: Arc<RefreshCounters>,
+    ) -> KeySource {
+        let source = KeySource::new(KeyLocation::Fixed, client, counters, Duration::MAX);
+        if let Ok(mut keys) = source.keys.write() {
+            *keys = Some(Arc::new(set));
+        }
+        source
     }
 
     pub fn current(&self) -> Option<Arc<KeySet>> {
@@ -121,6 +137,9 @@ impl KeySource {
     }
 
     async fn refresh_locked(&self) -> anyhow::Result<()> {
+        if matches!(self.location, KeyLocation::Fixed) {
+            return Ok(());
+        }
         match self.fetch().await {
             Ok(set) => {
                 tracing::debug!(source = %self.describe(), keys = set.keys.len(), "signing keys refreshed");
@@ -171,6 +190,7 @@ impl KeySource {
         let url = match &self.location {
             KeyLocation::Jwks(url) => url.clone(),
             KeyLocation::Discovery { issuer } => self.discover(issuer).await?,
+            KeyLocation::Fixed => bail!("pgmcp's own key is never fetched"),
         };
         let body = get_bounded(&self.client, &url).await?;
         let set: JwkSet = serde_json::from_slice(&body)

@@ -26,7 +26,7 @@ pub use settings::{AuthMode, AuthSettings, DEFAULT_ENTRA_AUTHORITY, DEFAULT_ENTR
 use crate::config::Secret;
 use crate::http::Caller;
 use cache::VerifiedTokens;
-use jwks::{KeyLocation, KeySource, RefreshCounters};
+use jwks::{KeyLocation, KeySet, KeySource, RefreshCounters, VerificationKey};
 use kind::EntraVersion;
 use reason::{Failure, FailureCounters};
 use verify::{Policy, TrustedIssuer};
@@ -38,6 +38,16 @@ pub struct ResourceInfo {
     pub resource: String,
     /// Where the Protected Resource Metadata is served; named in every `WWW-Authenticate` challenge.
     pub metadata_url: String,
+}
+
+/// pgmcp as an issuer of access tokens for its own resource (`--oauth-server`).
+pub struct OwnIssuer {
+    /// pgmcp's public base URL.
+    pub issuer: String,
+    /// The resource its tokens are for (`{public URL}/mcp`).
+    pub audience: String,
+    /// Key ids and keys: the current signing key and any previous ones still trusted.
+    pub keys: Vec<(String, jsonwebtoken::DecodingKey)>,
 }
 
 /// Counters for `/metrics`.
@@ -68,6 +78,16 @@ impl Authenticator {
     pub async fn new(
         settings: &AuthSettings,
         resource: ResourceInfo,
+    ) -> anyhow::Result<Arc<Authenticator>> {
+        Authenticator::with_own_issuer(settings, resource, None).await
+    }
+
+    /// Like `new`, also accepting the tokens pgmcp issues itself as authorization server (`--oauth-server`),
+    /// which clients are then sent to instead of the provider.
+    pub async fn with_own_issuer(
+        settings: &AuthSettings,
+        resource: ResourceInfo,
+        own: Option<OwnIssuer>,
     ) -> anyhow::Result<Arc<Authenticator>> {
         settings.validate()?;
         let client = jwks::http_client()?;
@@ -112,6 +132,7 @@ impl Authenticator {
                             tenant: Some(tenant.clone()),
                             entra: Some(version),
                             keys: keys.clone(),
+                            audiences: None,
                         });
                     }
                 }
@@ -126,10 +147,36 @@ impl Authenticator {
                     issuer,
                     tenant: None,
                     entra: None,
+                    audiences: None,
                 });
             }
         }
         authorization_servers.sort();
+        if let Some(own) = own {
+            let keys = KeySet {
+                keys: own
+                    .keys
+                    .into_iter()
+                    .map(|(kid, key)| VerificationKey {
+                        kid: Some(kid),
+                        alg: Some(jsonwebtoken::Algorithm::RS256),
+                        key,
+                    })
+                    .collect(),
+            };
+            issuers.push(TrustedIssuer {
+                issuer: own.issuer.clone(),
+                tenant: None,
+                entra: None,
+                keys: Arc::new(KeySource::fixed(
+                    keys,
+                    client.clone(),
+                    refresh_counters.clone(),
+                )),
+                audiences: Some(vec![own.audience]),
+            });
+            authorization_servers = vec![own.issuer];
+        }
         if settings.mode == AuthMode::Oidc && settings.entra_tenant_ids.is_empty() {
             tenants.clear();
         }
@@ -225,6 +272,15 @@ impl Authenticator {
         };
         tracing::debug!(oid = ?caller.oid, client_app = ?caller.client_app, "caller authenticated");
         Ok((caller, token))
+    }
+
+    /// Verifies a token obtained by other means than a request (the provider's token at the end of a sign-in),
+    /// with the same rules as a bearer token.
+    pub async fn verify_token(&self, token: &str) -> Result<Caller, AuthRejection> {
+        match verify::verify(token, &self.issuers, &self.policy).await {
+            Ok(verified) => Ok(verified.caller),
+            Err((failure, detail)) => Err(self.reject(failure, detail)),
+        }
     }
 
     fn reject(&self, failure: Failure, detail: String) -> AuthRejection {

@@ -52,6 +52,8 @@ pub struct TrustedIssuer {
     /// Entra's v1 or v2 issuer; `None` for a generic OpenID provider.
     pub entra: Option<EntraVersion>,
     pub keys: Arc<KeySource>,
+    /// Audiences for this issuer instead of the policy's: pgmcp's own tokens name its resource.
+    pub audiences: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -175,7 +177,7 @@ pub async fn verify(
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);
     validation.set_issuer(&[&trusted.issuer]);
-    validation.set_audience(&policy.audiences);
+    validation.set_audience(trusted.audiences.as_deref().unwrap_or(&policy.audiences));
 
     let mut last_error = (Failure::BadSignature, "no key matched".to_string());
     let mut verified = None;
