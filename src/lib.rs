@@ -4,6 +4,7 @@
 //! response. Each module owns one step of that path.
 
 pub mod app;
+pub mod chat;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -20,6 +20,7 @@ fn main() -> std::process::ExitCode {
                 Command::Serve(args) => pgmcp::app::serve(*args).await,
                 Command::Check(args) => pgmcp::app::check(*args).await,
                 Command::Demo(args) => pgmcp::app::demo(args).await,
+                Command::Chat(args) => pgmcp::app::chat(*args).await,
             }
         }),
     };

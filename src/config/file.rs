@@ -27,6 +27,9 @@ pub struct ConfigFile {
     /// What authenticated callers may do.
     #[serde(default)]
     pub policy: crate::http::policy::PolicyFile,
+    /// The model behind `pgmcp chat` and the web client's Chat tab.
+    #[serde(default)]
+    pub chat: super::chat::ChatFile,
 }
 
 /// The `[http]` table: each key mirrors a `serve` flag (`listen` is `--http`).
