@@ -183,7 +183,7 @@ async fn post_chat_streams_the_steps_audits_the_question_and_limits_each_caller(
     .await;
     assert_eq!(status, 200);
     assert_eq!(events.last().unwrap()["type"], "error");
-    let history = &stand_in.requests().last().unwrap().body["messages"];
+    let history = stand_in.requests().last().unwrap().body["messages"].clone();
     assert_eq!(
         (
             history[1]["content"].as_str(),

@@ -257,15 +257,19 @@ impl Agent {
                     limit: self.budgets.max_tokens_per_turn,
                     used: spent,
                 });
-                let text = format!(
-                    "{}(stopped: this question used {spent} tokens, over the budget of {}; `chat.max_tokens_per_turn` sets it)",
-                    if reply.text.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{}\n\n", reply.text)
-                    },
+                // The reply's own text was streamed already; the note is what the person sees next.
+                let note = format!(
+                    "(stopped: this question used {spent} tokens, over the budget of {}; `chat.max_tokens_per_turn` sets it)",
                     self.budgets.max_tokens_per_turn
                 );
+                record.push(Event::Text {
+                    delta: format!("\n{note}\n"),
+                });
+                let text = if reply.text.is_empty() {
+                    note
+                } else {
+                    format!("{}\n\n{note}", reply.text)
+                };
                 self.messages
                     .push(Message::assistant(Some(text.clone()), Vec::new()));
                 return Ok(text);

@@ -109,8 +109,9 @@ pub fn event(out: &mut dyn Write, style: Style, event: &Event, at_line_start: &m
         } => line(
             out,
             style.yellow(&format!(
-                "! budget: {used} {} used of {limit}; the model answers with what it has",
-                budget.replace('_', " ")
+                "! budget: {used} {} used of {limit}; {}",
+                budget.replace('_', " "),
+                if *budget == "tokens" { "the answer stops here" } else { "the model answers with what it has" }
             )),
         ),
         Event::Answer {

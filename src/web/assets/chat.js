@@ -117,7 +117,7 @@ export class ChatPanel {
       case 'text': view.text(event.delta); break;
       case 'tool_call': view.call(event); break;
       case 'tool_result': view.result(event); break;
-      case 'budget': view.note(`Budget: ${event.used} ${event.budget.replace('_', ' ')} used of ${event.limit}; the model answers with what it has.`, 'warning'); break;
+      case 'budget': view.note(`Budget: ${event.used} ${event.budget.replace('_', ' ')} used of ${event.limit}; ${event.budget === 'tokens' ? 'the answer stops here' : 'the model answers with what it has'}.`, 'warning'); break;
       case 'answer':
         turn.answer = event.text;
         turn.sql = event.sql;
