@@ -98,6 +98,7 @@ async fn ndjson(server: &HttpServer, body: Value, origin: Option<&str>) -> (u16,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn post_chat_streams_the_steps_audits_the_question_and_limits_each_caller() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let stand_in = StandIn::start(answered_script()).await;
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
