@@ -111,7 +111,11 @@ pub fn event(out: &mut dyn Write, style: Style, event: &Event, at_line_start: &m
             style.yellow(&format!(
                 "! budget: {used} {} used of {limit}; {}",
                 budget.replace('_', " "),
-                if *budget == "tokens" { "the answer stops here" } else { "the model answers with what it has" }
+                if *budget == "tokens" {
+                    "the answer stops here"
+                } else {
+                    "the model answers with what it has"
+                }
             )),
         ),
         Event::Answer {
