@@ -109,14 +109,18 @@ pub struct ChatSettings {
     pub rate_limit_per_minute: u32,
 }
 
-/// Whether any model setting is given at all: `serve --http` answers /chat only then.
+/// Whether a model is configured: `serve --http` answers /chat only then. `AZURE_OPENAI_ENDPOINT` alone (often set
+/// for other tools) does not count; with a deployment, or any pgmcp-specific setting, it does.
 pub fn configured(args: &LlmArgs, file: &ChatFile) -> bool {
-    args.llm_model.is_some()
+    let azure = (args.azure_openai_endpoint.is_some() || file.azure_openai_endpoint.is_some())
+        && (args.azure_openai_deployment.is_some() || file.azure_openai_deployment.is_some());
+    azure
+        || args.llm_provider.is_some()
+        || args.llm_model.is_some()
         || args.llm_base_url.is_some()
-        || args.azure_openai_endpoint.is_some()
+        || file.provider.is_some()
         || file.model.is_some()
         || file.base_url.is_some()
-        || file.azure_openai_endpoint.is_some()
 }
 
 /// Resolves the settings. `credential` builds the Entra credential for Azure OpenAI without a key (injected so

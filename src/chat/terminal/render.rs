@@ -130,10 +130,13 @@ pub fn event(out: &mut dyn Write, style: Style, event: &Event, at_line_start: &m
                 text.push_str(&indent(&highlight(last, style)));
                 text.push('\n');
             }
+            let tokens = match usage.total_tokens {
+                0 => String::new(),
+                n => format!(", {n} tokens"),
+            };
             text.push_str(&style.dim(&format!(
-                "({tool_calls} tool call{}, {} tokens)",
-                if *tool_calls == 1 { "" } else { "s" },
-                usage.total_tokens
+                "({tool_calls} tool call{}{tokens})",
+                if *tool_calls == 1 { "" } else { "s" }
             )));
             line(out, String::new());
             line(out, text);
