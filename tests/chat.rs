@@ -338,6 +338,34 @@ async fn guard_rejections_budgets_plain_answers_and_a_wrong_key() {
     );
     assert_eq!(stand_in.requests().len(), 2);
 
+    // Parallel tool calls in one answer: both run, in order, and each result answers its own call id.
+    let stand_in = StandIn::start(vec![
+        step(|_| {
+            tools(vec![
+                call("p1", "list_tables", json!({})),
+                call("p2", "describe_table", json!({"table": "cuisines"})),
+            ])
+        }),
+        step(|_| text("Both looked up.")),
+    ])
+    .await;
+    let output = chat(&demo, &stand_in, &["--ask", "what is in cuisines?"]).await;
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(
+        out.find("▸ list_tables").unwrap() < out.find("▸ describe_table").unwrap(),
+        "{out}"
+    );
+    let messages = stand_in.requests()[1].body["messages"].clone();
+    let answered: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["tool_call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(answered, ["p1", "p2"]);
+
     // A model that answers without tools.
     let stand_in =
         StandIn::start(vec![step(|_| text("Hello! Ask me about the restaurants."))]).await;
