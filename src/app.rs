@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rmcp::ServiceExt;
 
-use crate::cli::{DatabaseArgs, DemoArgs, ServeArgs};
+use crate::cli::{ChatArgs, DatabaseArgs, DemoArgs, ServeArgs};
 use crate::config::file::{ConfigFile, parse_duration};
 use crate::config::{self, ConfigSources, Profile, ProfileOverrides};
 use crate::db::Database;
@@ -84,8 +84,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             db.profile.name
         );
     }
+    let chat = match http.is_some() && crate::chat::settings::configured(&args.llm, &file.chat) {
+        true => Some(crate::chat::resolve_settings(&args.llm, &file.chat)?),
+        false => None,
+    };
     match http {
-        Some(settings) => crate::http::server::serve_http(databases, settings, audit).await,
+        Some(settings) => crate::http::server::serve_http(databases, settings, audit, chat).await,
         None => serve_stdio_with(databases, audit).await,
     }
 }
@@ -207,6 +211,38 @@ pub async fn check(args: DatabaseArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `pgmcp chat`: the model settings are checked before the database is opened, so a missing key costs nothing.
+pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
+    let file = match &args.database.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let settings = crate::chat::resolve_settings(&args.llm, &file.chat)?;
+    let audit = args
+        .audit_log
+        .as_ref()
+        .or(file.audit_log.as_ref())
+        .map(|target| AuditLog::open(target).map(Arc::new))
+        .transpose()?;
+    let databases = open_databases(resolve_profiles(&args.database)?)?;
+    if let Some(db) = databases.all().iter().find(|db| db.per_caller()) {
+        anyhow::bail!(
+            "profile `{}` has db_identity = on_behalf_of, which logs in as each signed-in caller of `serve --http`; \
+             the terminal chat has no signed-in caller: use the web client's Chat tab, or `--db-identity service`",
+            db.profile.name
+        );
+    }
+    let options = crate::chat::terminal::Options {
+        ask: args.ask,
+        json: args.json,
+    };
+    let outcome = crate::chat::terminal::run(databases.clone(), settings, audit, options).await;
+    for db in databases.all() {
+        db.close();
+    }
+    outcome
+}
+
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if args.print_config {
         print!(
@@ -215,8 +251,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // Checked before the cluster starts, so a bad address costs nothing.
+    // Checked before the cluster starts, so a bad address or model setting costs nothing.
     let http = args.http.as_deref().map(demo_http_settings).transpose()?;
+    let chat = if args.chat || crate::chat::settings::configured(&args.llm, &Default::default()) {
+        Some(crate::chat::resolve_settings(
+            &args.llm,
+            &Default::default(),
+        )?)
+    } else {
+        None
+    };
     let demo = tokio::task::spawn_blocking(crate::demo::start_demo)
         .await
         .context("the demo start-up task failed")??;
@@ -227,9 +271,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     // The demo ignores the caller's PG* variables and config file: it serves only its own sample database.
     let profiles = config::resolve(&sources(&database_args, HashMap::new())?)?;
-    let outcome = match http {
-        Some(settings) => demo_http(open_databases(profiles)?, settings).await,
-        None => demo_stdio(open_databases(profiles)?).await,
+    let outcome = match (http, chat) {
+        (Some(settings), chat) => demo_http(open_databases(profiles)?, settings, chat).await,
+        (None, Some(chat)) if args.chat => {
+            let options = crate::chat::terminal::Options {
+                ask: None,
+                json: false,
+            };
+            crate::chat::terminal::run(open_databases(profiles)?, chat, None, options).await
+        }
+        (None, _) => demo_stdio(open_databases(profiles)?).await,
     };
     drop(demo);
     outcome
@@ -273,6 +324,7 @@ fn demo_http_settings(listen: &str) -> anyhow::Result<crate::http::settings::Htt
 async fn demo_http(
     databases: Arc<Databases>,
     settings: crate::http::settings::HttpSettings,
+    chat: Option<crate::chat::ChatSettings>,
 ) -> anyhow::Result<()> {
     let wanted = settings.listen;
     crate::http::server::check_exposure(&settings)?;
@@ -292,7 +344,7 @@ async fn demo_http(
             return Err(err).with_context(|| format!("could not listen on `--http {wanted}`"));
         }
     };
-    crate::http::server::serve_http_on(listener, databases, settings, None, |bound| {
+    crate::http::server::serve_http_on(listener, databases, settings, None, chat, |bound| {
         eprintln!(
             "pgmcp demo: serving MCP over HTTP at http://{bound}/mcp against the sample database (Ctrl-C to stop)"
         );

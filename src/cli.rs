@@ -1,4 +1,5 @@
-//! Command-line interface: `pgmcp serve`, `pgmcp check`, `pgmcp demo`, `pgmcp health`, `pgmcp azure grant`.
+//! Command-line interface: `pgmcp serve`, `pgmcp check`, `pgmcp chat`, `pgmcp demo`, `pgmcp health`,
+//! `pgmcp azure grant`.
 
 use std::path::PathBuf;
 
@@ -58,6 +59,72 @@ pub enum Command {
     /// Azure helpers.
     #[command(subcommand)]
     Azure(crate::azure_grant::AzureCommand),
+    /// Ask the database in plain language: a model (OpenAI, Azure OpenAI, or any OpenAI-compatible endpoint such
+    /// as vLLM, Ollama, LM Studio) answers through pgmcp's tools, showing each step and the SQL it ran.
+    Chat(Box<ChatArgs>),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+OPENAI_API_KEY=... pgmcp chat --llm-model gpt-4o --database-url postgresql://reader@localhost/app\n  \
+pgmcp chat --llm-base-url http://127.0.0.1:11434/v1 --llm-model llama3.1 --ask \"which table is largest?\"\n  \
+pgmcp demo --chat --llm-model gpt-4o")]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub llm: LlmArgs,
+
+    /// Answer this one question, print the steps and the answer, and exit.
+    #[arg(long, value_name = "QUESTION")]
+    pub ask: Option<String>,
+
+    /// Print the transcript as JSON (one object per question) instead of the steps as text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write one JSON audit line per tool call the model makes (as `serve --audit-log`).
+    #[arg(long, env = "PGMCP_AUDIT_LOG", value_name = "PATH|stderr")]
+    pub audit_log: Option<String>,
+}
+
+/// The model behind `pgmcp chat` and the web client's Chat tab. Each flag also reads its environment variable and
+/// a key of the config file's `[chat]` table; the flag wins over the variable, which wins over the file.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Chat model")]
+pub struct LlmArgs {
+    /// openai (OpenAI or any OpenAI-compatible endpoint) or azure_openai. Default: azure_openai when an Azure
+    /// OpenAI endpoint is set, else openai. Config: `chat.provider`.
+    #[arg(long, env = "PGMCP_LLM_PROVIDER", value_name = "openai|azure_openai")]
+    pub llm_provider: Option<String>,
+
+    /// Base URL of an OpenAI-compatible API, before /chat/completions (default https://api.openai.com/v1; Ollama:
+    /// http://127.0.0.1:11434/v1). Config: `chat.base_url`.
+    #[arg(long, env = "PGMCP_LLM_BASE_URL", value_name = "URL")]
+    pub llm_base_url: Option<String>,
+
+    /// Model name, e.g. gpt-4o, llama3.1. Config: `chat.model`.
+    #[arg(long, env = "PGMCP_LLM_MODEL", value_name = "NAME")]
+    pub llm_model: Option<String>,
+
+    /// The environment variable that holds the API key (default OPENAI_API_KEY; AZURE_OPENAI_API_KEY for Azure
+    /// OpenAI, which without a key signs in with Entra). Config: `chat.api_key_env`.
+    #[arg(long, env = "PGMCP_LLM_API_KEY_ENV", value_name = "NAME")]
+    pub llm_api_key_env: Option<String>,
+
+    /// Azure OpenAI resource endpoint, e.g. https://myresource.openai.azure.com. Config:
+    /// `chat.azure_openai_endpoint`.
+    #[arg(long, env = "AZURE_OPENAI_ENDPOINT", value_name = "URL")]
+    pub azure_openai_endpoint: Option<String>,
+
+    /// Azure OpenAI deployment name. Config: `chat.azure_openai_deployment`.
+    #[arg(long, env = "AZURE_OPENAI_DEPLOYMENT", value_name = "NAME")]
+    pub azure_openai_deployment: Option<String>,
+
+    /// Azure OpenAI api-version (default 2024-10-21). Config: `chat.azure_openai_api_version`.
+    #[arg(long, env = "AZURE_OPENAI_API_VERSION", value_name = "VERSION")]
+    pub azure_openai_api_version: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +134,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub http: Box<HttpArgs>,
+
+    /// With a model configured, `serve --http` also answers the web client's Chat tab (`POST /chat`).
+    #[command(flatten)]
+    pub llm: LlmArgs,
 
     /// Write one JSON audit line per tool call (caller, tool, arguments including SQL, outcome, rows, duration)
     /// to this file, or to `stderr`. Off unless set. Config: `audit_log`.
@@ -323,6 +394,13 @@ pub struct DemoArgs {
         conflicts_with = "print_config"
     )]
     pub http: Option<String>,
+
+    /// Chat with the sample database in the terminal (needs a model: see the Chat model options).
+    #[arg(long, conflicts_with_all = ["print_config", "http"])]
+    pub chat: bool,
+
+    #[command(flatten)]
+    pub llm: LlmArgs,
 }
 
 fn parse_log_filter(value: &str) -> Result<String, String> {

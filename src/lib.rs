@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod azure_grant;
+pub mod chat;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -22,6 +22,7 @@ fn main() -> std::process::ExitCode {
                 Command::Demo(args) => pgmcp::app::demo(args).await,
                 Command::Health(args) => pgmcp::probe::run(args).await,
                 Command::Azure(command) => pgmcp::azure_grant::run(command),
+                Command::Chat(args) => pgmcp::app::chat(*args).await,
             }
         }),
     };

@@ -30,6 +30,9 @@ pub struct ConfigFile {
     /// pgmcp as OAuth authorization server (`--oauth-server`); owned by `crate::http::oauth`.
     #[serde(default)]
     pub oauth: crate::http::oauth::OAuthFile,
+    /// The model behind `pgmcp chat` and the web client's Chat tab.
+    #[serde(default)]
+    pub chat: super::chat::ChatFile,
 }
 
 /// The `[http]` table: each key mirrors a `serve` flag (`listen` is `--http`).

@@ -1,5 +1,6 @@
 //! Configuration: libpq-style connection settings, TOML profiles, validation.
 
+pub mod chat;
 pub mod conninfo;
 pub mod error;
 pub mod file;

@@ -114,6 +114,29 @@ pub fn own_origins(settings: &HttpSettings, bound: SocketAddr) -> Vec<String> {
     origins
 }
 
+/// Where the chat reaches this listener's own /mcp: over loopback (or the one bound address), with a Host header
+/// the listener accepts.
+fn own_mcp(settings: &HttpSettings, bound: SocketAddr) -> (String, String) {
+    let target = match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], bound.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bound.port()))
+        }
+        _ => bound,
+    };
+    let host = match &settings.public_url {
+        Some(url) => match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            _ => target.to_string(),
+        },
+        None => target.to_string(),
+    };
+    (format!("http://{target}{MCP_PATH}"), host)
+}
+
 fn request_timeout(settings: &HttpSettings, databases: &Databases) -> Duration {
     settings.request_timeout.unwrap_or_else(|| {
         let longest = databases
@@ -130,6 +153,7 @@ pub async fn serve_http(
     databases: Arc<Databases>,
     settings: HttpSettings,
     audit: Option<Arc<AuditLog>>,
+    chat: Option<crate::chat::ChatSettings>,
 ) -> anyhow::Result<()> {
     check_exposure(&settings)?;
     if settings.auth.mode == AuthMode::None
@@ -144,7 +168,7 @@ pub async fn serve_http(
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("could not listen on `--http {}`", settings.listen))?;
-    serve_http_on(listener, databases, settings, audit, |_| {}).await
+    serve_http_on(listener, databases, settings, audit, chat, |_| {}).await
 }
 
 /// Serves on a listener the caller bound (`pgmcp demo --http` binds first, to fall back to a free port); the caller
@@ -155,6 +179,7 @@ pub(crate) async fn serve_http_on(
     databases: Arc<Databases>,
     mut settings: HttpSettings,
     audit: Option<Arc<AuditLog>>,
+    chat: Option<crate::chat::ChatSettings>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let bound = listener.local_addr().context("the bound address")?;
@@ -200,7 +225,7 @@ pub(crate) async fn serve_http_on(
                 .as_ref()
                 .map(|_| Arc::new(settings.policy.clone())),
         )
-        .with_audit(audit)
+        .with_audit(audit.clone())
         .with_metrics(Some(metrics.clone()));
 
     let hosts = allowed_hosts(&settings);
@@ -258,7 +283,10 @@ pub(crate) async fn serve_http_on(
     if let Some(authenticator) = &authenticator {
         mcp = mcp.route_layer(auth::require_bearer(authenticator.clone()));
     }
-    let mcp = mcp.route_layer(axum::middleware::from_fn_with_state(gate, check_host));
+    let mcp = mcp.route_layer(axum::middleware::from_fn_with_state(
+        gate.clone(),
+        check_host,
+    ));
 
     let state = EndpointState {
         databases: databases.clone(),
@@ -288,6 +316,31 @@ pub(crate) async fn serve_http_on(
     }
     if let Some(oauth_server) = &oauth_server {
         app = app.merge(oauth_server.router());
+    }
+    if let Some(chat) = chat {
+        let (mcp_url, mcp_host) = own_mcp(&settings, bound);
+        let origins = (settings.allowed_origins.iter().cloned())
+            .chain(own_origins(&settings, bound))
+            .collect();
+        let state = crate::chat::web::ChatState::new(
+            chat,
+            databases.clone(),
+            audit,
+            mcp_url,
+            mcp_host,
+            origins,
+        )?;
+        // The same doors as /mcp: the Host check, then the bearer token.
+        let mut chat = Router::new()
+            .route(
+                crate::chat::web::CHAT_PATH,
+                axum::routing::post(crate::chat::web::chat),
+            )
+            .with_state(state);
+        if let Some(authenticator) = &authenticator {
+            chat = chat.route_layer(auth::require_bearer(authenticator.clone()));
+        }
+        app = app.merge(chat.route_layer(axum::middleware::from_fn_with_state(gate, check_host)));
     }
 
     for db in databases.all() {

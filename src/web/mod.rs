@@ -54,6 +54,7 @@ const ASSETS: &[Asset] = &[
     asset!("results.js", JS),
     asset!("chart.js", JS),
     asset!("plan.js", JS),
+    asset!("chat.js", JS),
     asset!("style.css", CSS),
     asset!("icon.svg", SVG),
 ];

@@ -4,6 +4,8 @@
 //   open   the demo database without authentication: connect, tools, schema, queries, errors, export, chart,
 //          plan, keyboard use, light/dark/phone screenshots
 //   auth   pgmcp with Entra authentication: the explanation without a token, a rejected token, then a valid one
+//   chat   the Chat tab against a scripted model (PGMCP_WEB_CHAT_EXPECT: text the answer must hold,
+//          PGMCP_WEB_CHAT_CUISINE: a value the result grid must show): steps, rows, chart, stop, export
 //
 // Environment: PGMCP_WEB_URL (the page, e.g. http://127.0.0.1:PORT/), PGMCP_WEB_ARTIFACTS (screenshot folder),
 // PGMCP_WEB_TOKEN (auth: a valid token), PGMCP_WEB_WEAK_TOKEN (auth: a valid token without the role), PGMCP_WEB_ISSUER (auth: the provider that must be named),
@@ -451,13 +453,65 @@ function authScenario() {
   });
 }
 
+// ---------------------------------------------------------------- chat scenario
+// The server's model is tests/chat_web.rs's scripted stand-in: the first question is answered through
+// list_tables → describe_table → execute_query, the second stalls mid-answer until the page stops it.
+
+function chatScenario() {
+  step('asks in the Chat tab and shows each step, the rows and the answer', async ({ page }) => {
+    await waitConnected(page);
+    await page.locator('#tab-chat').click();
+    await page.fill('#chat-input', 'which cuisine has the best average rating?');
+    await page.locator('[data-testid="chat-send"]').click();
+    const answer = page.locator('[data-testid="chat-answer"]').first();
+    await page.waitForFunction(() => document.querySelector('[data-testid="chat-turn"]')?.getAttribute('aria-busy') === 'false', null, { timeout: TIMEOUT });
+    const said = await text(answer);
+    check(said.includes(process.env.PGMCP_WEB_CHAT_EXPECT), `answer: ${said}`);
+    const steps = await page.locator('[data-testid="chat-step"] summary code').allTextContents();
+    check(JSON.stringify(steps) === JSON.stringify(['list_tables', 'describe_table', 'execute_query']), `steps: ${steps}`);
+    check(await page.locator('[data-testid="chat-grid"]').first().isHidden(), 'steps start closed');
+    await page.locator('[data-testid="chat-step"] summary', { hasText: 'execute_query' }).click();
+    const cells = await page.locator('[data-testid="chat-grid"] [role="gridcell"]').allTextContents();
+    check(cells.includes(process.env.PGMCP_WEB_CHAT_CUISINE), `grid cells: ${cells.slice(0, 6)}`);
+    await page.locator('.chat-result button', { hasText: 'Chart' }).click();
+    check(await page.locator('[data-testid="chat-chart"]').isVisible(), 'the chart view shows');
+    await page.locator('.chat-result button', { hasText: 'Table' }).click();
+    await shot(page, 'chat');
+  });
+
+  step('Stop ends an answer that is still streaming', async ({ page }) => {
+    await page.fill('#chat-input', 'and which city?');
+    await page.keyboard.press('Enter');
+    const second = page.locator('[data-testid="chat-turn"]').nth(1);
+    await page.waitForFunction(() => (document.querySelectorAll('[data-testid="chat-answer"]')[1]?.textContent || '').includes('Thinking'), null, { timeout: TIMEOUT });
+    check(await page.locator('[data-testid="chat-stop"]').isEnabled(), 'Stop is enabled while answering');
+    await page.locator('[data-testid="chat-stop"]').click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="chat-turn"]')[1]?.getAttribute('aria-busy') === 'false', null, { timeout: TIMEOUT });
+    check((await text(second)).includes('Stopped.'), 'the turn says it stopped');
+    check(await page.locator('[data-testid="chat-send"]').isEnabled(), 'Ask is enabled again');
+    check(await page.locator('[data-testid="chat-stop"]').isDisabled(), 'Stop is disabled again');
+  });
+
+  step('exports the conversation as Markdown and JSON', async ({ page }) => {
+    const [markdown] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="chat-export-md"]').click()]);
+    const md = readFileSync(await markdown.path(), 'utf8');
+    check(md.includes('## which cuisine has the best average rating?') && md.includes('```sql') && md.includes('_Stopped._'), md);
+    check(md.includes(process.env.PGMCP_WEB_CHAT_EXPECT), 'the Markdown holds the answer');
+    const [json] = await Promise.all([page.waitForEvent('download'), page.locator('[data-testid="chat-export-json"]').click()]);
+    const turns = JSON.parse(readFileSync(await json.path(), 'utf8'));
+    check(turns.length === 2 && turns[0].sql.length === 1 && turns[1].stopped === true, JSON.stringify(turns).slice(0, 300));
+    check(turns[0].events.filter((e) => e.type === 'tool_call').length === 3, 'three tool calls recorded');
+  });
+}
+
 // ---------------------------------------------------------------- runner
 
 async function main() {
   check(base, 'PGMCP_WEB_URL is not set');
   if (scenario === 'open') openScenario();
   else if (scenario === 'auth') authScenario();
-  else throw new Error(`unknown scenario ${scenario}: use open or auth`);
+  else if (scenario === 'chat') chatScenario();
+  else throw new Error(`unknown scenario ${scenario}: use open, auth or chat`);
   const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'light', acceptDownloads: true });
   const page = await context.newPage();

@@ -10,6 +10,7 @@ import { SqlEditor, lineAndColumn } from './sql.js';
 import { ResultGrid, toCsv, toTsv, toJsonRecords } from './results.js';
 import { ResultChart } from './chart.js';
 import { planView } from './plan.js';
+import { ChatPanel } from './chat.js';
 
 const HISTORY_KEY = 'pgmcp.history';
 const HISTORY_MAX = 50;
@@ -632,6 +633,11 @@ function start() {
     call: callOnProfile,
     has: hasTool,
     onQuery: openInEditor,
+  });
+  state.chat = new ChatPanel({
+    // /chat sits beside /mcp on the same server.
+    endpoint: () => new URL('chat', state.client?.url || new URL('mcp', window.location.href)).href,
+    token: () => state.client?.token || '',
   });
   connect();
 }
