@@ -632,3 +632,41 @@ async fn a_curated_write_runs_only_on_a_read_write_profile_and_is_marked_destruc
         .unwrap();
     client.cancel().await.expect("close");
 }
+
+#[tokio::test]
+async fn the_readme_example_serves_the_demo_sample() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("### Curated tools").expect("README section")..];
+    let start = section.find("```toml\n").expect("toml block") + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").expect("block end")];
+    let demo = pgmcp::demo::cluster::TempCluster::start(&Default::default()).expect("a cluster");
+    pgmcp::demo::load_sample(&demo, "restaurants").expect("the sample");
+    let url = pgmcp::demo::demo_url(&demo, "restaurants");
+    let example: String = example
+        .lines()
+        .map(|line| {
+            if line.starts_with("url = ") {
+                format!("url = \"{url}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(example.as_bytes()).unwrap();
+    let client = serve(&file, &[]).await;
+    assert_eq!(tool_names(&client).await, vec!["reviews_by_customer"]);
+    let answer = curated_ok(
+        &client,
+        "reviews_by_customer",
+        json!({"customer_id": 1, "limit": 2}),
+    )
+    .await;
+    let names: Vec<&str> = (answer["columns"].as_array().unwrap().iter())
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["created_at", "rating", "title", "restaurant"]);
+    assert!(answer["row_count"].as_u64().unwrap() <= 2, "{answer}");
+    client.cancel().await.expect("close");
+}
