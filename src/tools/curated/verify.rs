@@ -12,7 +12,7 @@ use crate::db::session::Session;
 use crate::mcp::Databases;
 use crate::tools::ToolError;
 
-/// Why a statement and its declarations disagree, or `None` when PostgreSQL could not be asked.
+/// What preparing a curated statement told: it matches, why it does not, or that PostgreSQL could not be asked.
 enum Outcome {
     Matches,
     Differs(String),
