@@ -7,7 +7,7 @@ use anyhow::Context;
 use rmcp::ServiceExt;
 
 use crate::cli::{ChatArgs, DatabaseArgs, DemoArgs, ServeArgs};
-use crate::config::file::{ConfigFile, parse_duration};
+use crate::config::file::{ConfigFile, ToolsExposedFile, parse_duration};
 use crate::config::{self, ConfigSources, Profile, ProfileOverrides};
 use crate::db::Database;
 use crate::mcp::{Databases, PgMcpServer};
@@ -47,7 +47,31 @@ fn sources(args: &DatabaseArgs, env: HashMap<String, String>) -> anyhow::Result<
 }
 
 fn open_databases(profiles: Vec<Profile>) -> anyhow::Result<Arc<Databases>> {
-    let list = profiles
+    Ok(Arc::new(Databases::new(pools(profiles)?)))
+}
+
+/// The served profiles with the config file's curated tools, checked against them (`--tools` wins over
+/// `tools_exposed`).
+fn open_databases_with_tools(
+    profiles: Vec<Profile>,
+    file: &ConfigFile,
+    tools_flag: Option<ToolsExposedFile>,
+) -> anyhow::Result<Arc<Databases>> {
+    let list = pools(profiles)?;
+    let exposure = match (&tools_flag, &file.tools_exposed) {
+        (Some(flag), _) => Some(("--tools", flag)),
+        (None, Some(value)) => Some(("tools_exposed", value)),
+        (None, None) => None,
+    };
+    let file_profiles: Vec<String> = (file.profiles_in_order().into_iter())
+        .map(|(name, _)| name)
+        .collect();
+    let curated = crate::tools::curated::load(&file.tools, &file_profiles, &list, exposure)?;
+    Ok(Arc::new(Databases::new(list).with_curated(curated)))
+}
+
+fn pools(profiles: Vec<Profile>) -> anyhow::Result<Vec<Arc<Database>>> {
+    profiles
         .into_iter()
         .map(|profile| {
             let name = profile.name.clone();
@@ -55,8 +79,7 @@ fn open_databases(profiles: Vec<Profile>) -> anyhow::Result<Arc<Databases>> {
                 .map(Arc::new)
                 .with_context(|| format!("profile `{name}`"))
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Arc::new(Databases::new(list)))
+        .collect::<anyhow::Result<Vec<_>>>()
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -73,7 +96,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(|target| AuditLog::open(target).map(Arc::new))
         .transpose()?;
     let profiles = resolve_profiles(&args.database)?;
-    let databases = open_databases(profiles)?;
+    let databases = open_databases_with_tools(profiles, &file, args.tools_exposed())?;
+    // Only a server with curated tools waits for its database here, and only as long as a connection may take.
+    crate::tools::curated::verify_at_start(&databases).await?;
     if http.is_none()
         && let Some(db) = databases.all().iter().find(|db| db.per_caller())
     {

@@ -143,6 +143,31 @@ pub struct ServeArgs {
     /// to this file, or to `stderr`. Off unless set. Config: `audit_log`.
     #[arg(long, env = "PGMCP_AUDIT_LOG", value_name = "PATH|stderr")]
     pub audit_log: Option<String>,
+
+    /// Which tools to offer: all (default), builtin, curated (only the config file's [[tools]], so agents cannot
+    /// write SQL of their own), or a comma-separated list of tool names. Tools left out are absent from tools/list
+    /// and refused on tools/call. Config: `tools_exposed`.
+    #[arg(
+        long = "tools",
+        env = "PGMCP_TOOLS",
+        value_delimiter = ',',
+        value_name = "all|builtin|curated|NAME,..."
+    )]
+    pub tools: Vec<String>,
+}
+
+impl ServeArgs {
+    /// `--tools` as the config key `tools_exposed` would be written, when given.
+    pub fn tools_exposed(&self) -> Option<crate::config::file::ToolsExposedFile> {
+        use crate::config::file::ToolsExposedFile;
+        match self.tools.as_slice() {
+            [] => None,
+            [set] if matches!(set.as_str(), "all" | "builtin" | "curated") => {
+                Some(ToolsExposedFile::Set(set.clone()))
+            }
+            names => Some(ToolsExposedFile::Names(names.to_vec())),
+        }
+    }
 }
 
 /// Remote serving. Each flag also reads its `PGMCP_` environment variable and a key of the config file's `[http]`,

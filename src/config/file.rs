@@ -33,6 +33,50 @@ pub struct ConfigFile {
     /// The model behind `pgmcp chat` and the web client's Chat tab.
     #[serde(default)]
     pub chat: super::chat::ChatFile,
+    /// Curated tools: reviewed, parameterized statements offered as tools of their own (`[[tools]]`).
+    #[serde(default)]
+    pub tools: Vec<CuratedToolFile>,
+    /// Which tools `serve` offers: "all" (default), "builtin", "curated", or a list of tool names (`--tools`).
+    pub tools_exposed: Option<ToolsExposedFile>,
+}
+
+/// One `[[tools]]` entry; checked by `crate::tools::curated` at start-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CuratedToolFile {
+    pub name: String,
+    pub description: String,
+    /// The profile the statement runs on; the default profile when absent.
+    pub profile: Option<String>,
+    pub sql: String,
+    #[serde(default)]
+    pub parameters: Vec<ParameterFile>,
+}
+
+/// One entry of a curated tool's `parameters`, for the placeholder of the same position ($1 for the first).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterFile {
+    pub name: String,
+    /// `integer`, `number`, `string`, `boolean`, `date`, `timestamp`, `timestamptz`, `uuid`, or `<type>[]`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub description: Option<String>,
+    pub minimum: Option<serde_json::Number>,
+    pub maximum: Option<serde_json::Number>,
+    pub default: Option<serde_json::Value>,
+    #[serde(rename = "enum")]
+    pub allowed: Option<Vec<String>>,
+    pub pattern: Option<String>,
+    pub max_length: Option<i64>,
+}
+
+/// `tools_exposed = "curated"` or `tools_exposed = ["orders_for_customer", "list_tables"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ToolsExposedFile {
+    Set(String),
+    Names(Vec<String>),
 }
 
 /// The `[http]` table: each key mirrors a `serve` flag (`listen` is `--http`).
@@ -189,6 +233,11 @@ impl ConfigFile {
                 None => message,
             }
         })
+    }
+
+    /// The names of the `[[tools]]`, which policy grants may name.
+    pub fn curated_tool_names(&self) -> Vec<String> {
+        self.tools.iter().map(|tool| tool.name.clone()).collect()
     }
 
     /// The profiles in the order they appear in the file (the first one is the default when

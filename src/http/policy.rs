@@ -54,10 +54,10 @@ impl Grant {
                 .any(|scope| caller.scopes.contains(scope))
     }
 
-    fn grants(&self, tool: &str) -> bool {
-        self.tools.iter().any(|granted| {
-            granted == tool || (granted == ALL_READ_TOOLS && !WRITE_TOOL_NAMES.contains(&tool))
-        })
+    /// `read_only`: the tool only reads, so `*` covers it.
+    fn grants(&self, tool: &str, read_only: bool) -> bool {
+        (self.tools.iter())
+            .any(|granted| granted == tool || (granted == ALL_READ_TOOLS && read_only))
     }
 
     /// `None` is a tool that reaches no profile (`list_profiles`): any grant naming the tool covers it.
@@ -72,6 +72,9 @@ impl Grant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     grants: Vec<Grant>,
+    /// The curated tools `*` covers: those that only read. Empty until the server knows them, so a curated tool
+    /// is never granted by `*` before its statement has been classified.
+    curated_reads: Vec<String>,
 }
 
 impl Policy {
@@ -93,13 +96,16 @@ impl Policy {
                     profiles: Vec::new(),
                 },
             ],
+            curated_reads: Vec::new(),
         }
     }
 
     /// Builds the policy from the `[policy]` table and the `--write-role` override; errors name the setting.
+    /// `curated` names the configured curated tools, which grants may name like built-in ones.
     pub fn from_file(
         file: &PolicyFile,
         write_role_override: Option<&str>,
+        curated: &[String],
     ) -> anyhow::Result<Policy> {
         if file.grants.is_empty() {
             let write_role = write_role_override
@@ -124,9 +130,12 @@ impl Policy {
                 );
             }
             for tool in &grant.tools {
-                if tool != ALL_READ_TOOLS && !ALL_TOOL_NAMES.contains(&tool.as_str()) {
+                if tool != ALL_READ_TOOLS
+                    && !ALL_TOOL_NAMES.contains(&tool.as_str())
+                    && !curated.contains(tool)
+                {
                     anyhow::bail!(
-                        "invalid `policy.grants[{index}].tools`: unknown tool `{tool}` — use \"*\" or one of: {}",
+                        "invalid `policy.grants[{index}].tools`: unknown tool `{tool}` — use \"*\", a curated tool's name, or one of: {}",
                         ALL_TOOL_NAMES.join(", ")
                     );
                 }
@@ -134,7 +143,16 @@ impl Policy {
         }
         Ok(Policy {
             grants: file.grants.clone(),
+            curated_reads: Vec::new(),
         })
+    }
+
+    /// The curated tools that only read, which `*` then grants like the built-in read-only tools.
+    pub fn with_curated_reads(self, curated_reads: Vec<String>) -> Policy {
+        Policy {
+            curated_reads,
+            ..self
+        }
     }
 
     /// A grant naming a profile the server does not expose is a start-up error, not a grant that silently never
@@ -153,9 +171,11 @@ impl Policy {
 
     /// Whether `caller` may use `tool` on `profile` (`None` for a tool that reaches no profile).
     pub fn may_use(&self, caller: &Caller, tool: &str, profile: Option<&str>) -> bool {
-        self.grants
-            .iter()
-            .any(|grant| grant.applies_to(caller) && grant.grants(tool) && grant.covers(profile))
+        let read_only = (ALL_TOOL_NAMES.contains(&tool) && !WRITE_TOOL_NAMES.contains(&tool))
+            || self.curated_reads.iter().any(|name| name == tool);
+        self.grants.iter().any(|grant| {
+            grant.applies_to(caller) && grant.grants(tool, read_only) && grant.covers(profile)
+        })
     }
 }
 
@@ -185,7 +205,7 @@ mod tests {
 
     #[test]
     fn default_policy_gives_read_tools_to_every_admitted_caller() {
-        let policy = Policy::from_file(&PolicyFile::default(), None).unwrap();
+        let policy = Policy::from_file(&PolicyFile::default(), None, &[]).unwrap();
         let tools = visible(&policy, &caller(&["MCP.Access"], &[]));
         assert!(tools.contains(&"execute_query".to_string()));
         assert!(tools.contains(&"list_tables".to_string()));
@@ -195,7 +215,7 @@ mod tests {
 
     #[test]
     fn default_policy_needs_the_write_role_or_scope_for_writes() {
-        let policy = Policy::from_file(&PolicyFile::default(), None).unwrap();
+        let policy = Policy::from_file(&PolicyFile::default(), None, &[]).unwrap();
         let main = Some("main");
         assert!(policy.may_use(
             &caller(&["MCP.Access", "MCP.Write"], &[]),
@@ -212,7 +232,7 @@ mod tests {
 
     #[test]
     fn write_role_is_configurable() {
-        let policy = Policy::from_file(&PolicyFile::default(), Some("Db.Writer")).unwrap();
+        let policy = Policy::from_file(&PolicyFile::default(), Some("Db.Writer"), &[]).unwrap();
         assert!(policy.may_use(&caller(&["Db.Writer"], &[]), "execute_write", Some("main")));
         assert!(!policy.may_use(&caller(&["MCP.Write"], &[]), "execute_write", Some("main")));
     }
@@ -233,7 +253,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let policy = Policy::from_file(&file, None).unwrap();
+        let policy = Policy::from_file(&file, None, &[]).unwrap();
         assert_eq!(
             visible(&policy, &caller(&["Catalog.Read"], &[])),
             vec!["describe_table", "list_schemas", "list_tables"]
@@ -259,7 +279,7 @@ mod tests {
                 profiles: Vec::new(),
             }],
         };
-        let policy = Policy::from_file(&file, None).unwrap();
+        let policy = Policy::from_file(&file, None, &[]).unwrap();
         assert!(!policy.may_use(&caller(&["MCP.Write"], &[]), "execute_write", Some("main")));
     }
 
@@ -274,7 +294,9 @@ mod tests {
                 profiles: Vec::new(),
             }],
         };
-        let err = Policy::from_file(&unknown, None).unwrap_err().to_string();
+        let err = Policy::from_file(&unknown, None, &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("policy.grants[0].tools") && err.contains("drop_database"),
             "{err}"
@@ -288,7 +310,9 @@ mod tests {
                 profiles: Vec::new(),
             }],
         };
-        let err = Policy::from_file(&empty, None).unwrap_err().to_string();
+        let err = Policy::from_file(&empty, None, &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("policy.grants[0].tools") && err.contains("empty"),
             "{err}"
@@ -297,7 +321,7 @@ mod tests {
             write_role: Some("X".into()),
             grants: unknown.grants.clone(),
         };
-        let err = Policy::from_file(&both, None).unwrap_err().to_string();
+        let err = Policy::from_file(&both, None, &[]).unwrap_err().to_string();
         assert!(err.contains("applies only to the default policy"), "{err}");
     }
 
@@ -315,7 +339,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let policy = Policy::from_file(&file, None).unwrap();
+        let policy = Policy::from_file(&file, None, &[]).unwrap();
         let sales = caller(&["Sales"], &[]);
         assert!(policy.may_use(&sales, "describe_table", Some("sales")));
         assert!(!policy.may_use(&sales, "describe_table", Some("hr")));

@@ -220,11 +220,10 @@ pub(crate) async fn serve_http_on(
     settings.policy.check_profiles(&databases.names())?;
     let metrics = Arc::new(Metrics::default());
     let server = PgMcpServer::new(databases.clone())
-        .with_policy(
-            authenticator
-                .as_ref()
-                .map(|_| Arc::new(settings.policy.clone())),
-        )
+        .with_policy(authenticator.as_ref().map(|_| {
+            let reads = databases.curated().read_only_names();
+            Arc::new(settings.policy.clone().with_curated_reads(reads))
+        }))
         .with_audit(audit.clone())
         .with_metrics(Some(metrics.clone()));
 

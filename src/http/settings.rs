@@ -170,7 +170,7 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
         metrics: http.metrics.unwrap_or(true),
         ui: !args.no_ui && http.ui.unwrap_or(true),
         auth,
-        policy: Policy::from_file(&file.policy, write_role)?,
+        policy: Policy::from_file(&file.policy, write_role, &file.curated_tool_names())?,
         oauth,
     }))
 }

@@ -24,6 +24,9 @@ pub const RESOURCE_TOOL: &str = "describe_table";
 /// Tools that reach no profile: a grant naming them covers them whatever its `profiles`.
 const PROFILELESS_TOOLS: &[&str] = &["list_profiles"];
 
+/// The metrics label of every curated tool's calls.
+const CURATED_TOOL_LABEL: &str = "curated";
+
 pub const TABLE_URI_PREFIX: &str = "pgmcp://";
 
 /// What a request asks for, as the policy sees it.
@@ -234,6 +237,10 @@ impl Gate {
         if PROFILELESS_TOOLS.contains(&tool) {
             return None;
         }
+        // A curated tool runs on its configured profile whatever the arguments say.
+        if let Some(curated) = self.databases.curated().get(tool) {
+            return Some(&curated.profile);
+        }
         Some(match arguments.get("profile") {
             None | Some(Value::Null) => &self.databases.all()[0].profile.name,
             Some(Value::String(name)) => name,
@@ -314,6 +321,12 @@ impl Gate {
     /// Metrics keep one series per label value forever, so only tools this server offers get their own; any
     /// other requested name (unbounded input) counts as `unknown`.
     fn tool_label(&self, requested: &str) -> &'static str {
+        if self.databases.curated().get(requested).is_some()
+            && self.tools.iter().any(|t| t.name == requested)
+        {
+            // Curated names come from the config file; one series for all of them keeps the set fixed.
+            return CURATED_TOOL_LABEL;
+        }
         ALL_TOOL_NAMES
             .iter()
             .find(|name| **name == requested && self.tools.iter().any(|t| t.name == requested))

@@ -31,6 +31,8 @@ use gate::{Action, Gate};
 /// The databases one `serve` exposes; the first is the default profile.
 pub struct Databases {
     list: Vec<Arc<Database>>,
+    /// The curated tools, each bound to one of these profiles, and which tools are exposed.
+    curated: tools::curated::CuratedTools,
 }
 
 impl Databases {
@@ -39,7 +41,18 @@ impl Databases {
             !list.is_empty(),
             "at least one profile is resolved before serving"
         );
-        Databases { list }
+        Databases {
+            list,
+            curated: Default::default(),
+        }
+    }
+
+    pub fn with_curated(self, curated: tools::curated::CuratedTools) -> Databases {
+        Databases { curated, ..self }
+    }
+
+    pub fn curated(&self) -> &tools::curated::CuratedTools {
+        &self.curated
     }
 
     pub fn all(&self) -> &[Arc<Database>] {

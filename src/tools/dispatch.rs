@@ -9,7 +9,7 @@ use crate::db::session::{Object, Session};
 use crate::db::{Database, UserLogin};
 use crate::mcp::{Databases, parse_args, to_json};
 use crate::telemetry::audit::CallerIdentity;
-use crate::tools::{ToolError, catalog, dba, info, profiles, query, stats};
+use crate::tools::{ToolError, catalog, curated, dba, info, profiles, query, stats};
 
 fn requested_profile(arguments: &JsonObject) -> Result<Option<String>, ToolError> {
     match arguments.get("profile") {
@@ -117,6 +117,19 @@ pub async fn call_tool(
     if name == "list_profiles" {
         let _: profiles::ListProfilesParams = parse_args(arguments)?;
         return structured(&profiles::list_profiles(databases));
+    }
+    if let Some(tool) = databases.curated().get(name) {
+        // Checked against the declarations before a connection is taken: a bad argument costs no database work.
+        let values = tool.bind_values(&arguments)?;
+        let db = databases.select(Some(&tool.profile))?;
+        let mut session = CheckedSession {
+            conn: Some(db.session(user).await?),
+            may_commit: tool.writes,
+            statement_cache: db.profile.statement_cache_size() > 0,
+            tool: name.to_owned(),
+        };
+        let output = curated::run(db, session.conn(), tool, &values, cancel).await?;
+        return Ok(ToolAnswer::of_query(output));
     }
     let db = databases.select(requested_profile(&arguments)?.as_deref())?;
     let mut session = CheckedSession {

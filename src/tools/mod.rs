@@ -2,6 +2,7 @@
 //! (Serialize + JsonSchema) and an async handler returning `Result<Output, ToolError>`.
 
 pub mod catalog;
+pub mod curated;
 pub mod dba;
 pub mod dispatch;
 pub mod error;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::config::AccessMode;
 use crate::mcp::Databases;
 use crate::tools::dba::{activity, advice, health, top_queries};
-use crate::tools::{catalog, info, profiles, query, stats};
+use crate::tools::{catalog, curated, info, profiles, query, stats};
 
 /// Every tool pgmcp can offer (which ones a server lists depends on its profiles). Policies name tools from here.
 pub const ALL_TOOL_NAMES: &[&str] = &[
@@ -62,15 +62,37 @@ fn rows_tool<P: JsonSchema + 'static>(
     description: &'static str,
     effect: Effect,
 ) -> Tool {
-    let annotations = ToolAnnotations::with_title(title)
-        .read_only(effect == Effect::Reads)
-        .destructive(effect == Effect::Writes)
-        .idempotent(effect == Effect::Reads)
-        // The tools reach one configured database, not the open internet.
-        .open_world(false);
+    let annotations = effect.annotate(ToolAnnotations::with_title(title));
     let mut tool = Tool::new(name, description, schema_for_type::<P>()).annotate(annotations);
     tool.title = Some(title.to_string());
     tool
+}
+
+impl Effect {
+    fn annotate(self, annotations: ToolAnnotations) -> ToolAnnotations {
+        annotations
+            .read_only(self == Effect::Reads)
+            .destructive(self == Effect::Writes)
+            .idempotent(self == Effect::Reads)
+            // The tools reach one configured database, not the open internet.
+            .open_world(false)
+    }
+}
+
+/// A curated tool as clients see it: its own description, the schema generated from its parameters, and the
+/// same annotations as the built-in tool that reads or writes alike. Its answer is execute_query's rows.
+fn curated_tool(tool: &curated::CuratedTool) -> Tool {
+    let effect = if tool.writes {
+        Effect::Writes
+    } else {
+        Effect::Reads
+    };
+    Tool::new(
+        tool.name.clone(),
+        tool.description.clone(),
+        tool.input_schema(),
+    )
+    .annotate(effect.annotate(ToolAnnotations::new()))
 }
 
 pub fn tool_list(databases: &Databases) -> Vec<Tool> {
@@ -192,6 +214,10 @@ pub fn tool_list(databases: &Databases) -> Vec<Tool> {
             databases,
         ));
     }
+    // Curated tools come last: their schemas are the team's own, with no `profile` or `limit` to adapt.
+    let curated = databases.curated();
+    tools.extend(curated.all().iter().map(curated_tool));
+    tools.retain(|tool| curated.exposes(&tool.name));
     tools
 }
 
