@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 ensure_build_deps
 command -v python3 >/dev/null || apt_install python3 python3-venv
+# openssl: the OAuth tests make their signing keys with it.
+command -v openssl >/dev/null || apt_install openssl
 # curl runs the README's curl recipe (tests/http_curl.rs); kill (procps) stops servers in the shutdown tests.
 command -v curl >/dev/null || apt_install curl
 type -P kill >/dev/null || apt_install procps

@@ -250,9 +250,10 @@ async fn a_write_that_changed_its_session_leaves_nothing_for_the_next_call() {
     client.cancel().await.ok();
 }
 
-/// The session check does not trust the guard: a STABLE function may still take a session advisory lock inside
-/// a read-only call (the guard trusts declared volatility, and a lock is not a write). The check finds it after
-/// the call and the connection is closed, so the lock does not outlive the call on a pooled connection.
+/// The session check does not trust the guard: a STABLE function the profile trusts may still take a session
+/// advisory lock inside a read-only call (a trusted function's body is taken as declared, and a lock is not a
+/// write). The check finds it after the call and the connection is closed, so the lock does not outlive the call
+/// on a pooled connection.
 #[tokio::test]
 async fn a_read_that_left_a_lock_behind_does_not_return_to_the_pool() {
     let observer = common::observer().await;
@@ -266,9 +267,12 @@ async fn a_read_that_left_a_lock_behind_does_not_return_to_the_pool() {
         )
         .await
         .unwrap();
-    let url = common::superuser_url();
+    let config = write_config(&format!(
+        "[profiles.trusting]\nurl = \"{}\"\npool_max = 1\nallow_volatile_functions = [\"public.quietly_lock\"]\n",
+        common::superuser_url()
+    ));
     let client = spawn(
-        &["serve", "--database-url", &url, "--pool-max", "1"],
+        &["serve", "--config", config.path().to_str().unwrap()],
         &[],
         Era::Stateless,
     )

@@ -14,6 +14,7 @@ from mcp.client.stdio import StdioServerParameters
 EXPECTED_TOOLS = [
     "server_info", "list_databases", "list_schemas", "list_tables", "describe_table",
     "search_tables", "get_table_stats", "read_table", "execute_query", "explain_query",
+    "health_check", "top_queries", "activity", "index_advice",
 ]
 
 
