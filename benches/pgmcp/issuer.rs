@@ -115,12 +115,14 @@ impl Issuer {
     /// An app-only v2 access token for agent number `agent`, valid for an hour.
     pub fn token(&self, agent: usize) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        // In Entra's app-only tokens `sub` and `oid` both name the calling service principal (pgmcp checks it).
+        let principal = format!("a1a1a1a1-b2b2-4c3c-8d4d-{agent:012x}");
         let claims: Value = json!({
             "iss": self.issuer(),
             "aud": CLIENT_ID,
             "tid": TENANT,
-            "sub": format!("agent-{agent}"),
-            "oid": format!("a1a1a1a1-b2b2-4c3c-8d4d-{agent:012x}"),
+            "sub": principal,
+            "oid": principal,
             "azp": AGENT_APP,
             "roles": [ROLE],
             "ver": "2.0",
