@@ -7,7 +7,7 @@ pub(crate) mod resolve;
 pub use describe::{
     CheckConstraint, ColumnInfo, DESCRIBE_TABLE_DESCRIPTION, DescribeTableParams, ForeignKey,
     ForeignKeyAction, IdentityKind, IncomingForeignKey, IndexInfo, KeyConstraint, TableDescription,
-    TriggerInfo, describe_table,
+    TriggerInfo, describe_table, hide_masked,
 };
 pub use resolve::RelationKind;
 

@@ -182,6 +182,11 @@ async fn run_tool(
     }
 }
 
+/// The profile's column masks (the same for both access modes).
+fn masks_of(db: &Database) -> &[crate::guard::masks::MaskRule] {
+    &db.guard.policy(crate::config::AccessMode::ReadOnly).masks
+}
+
 async fn catalog_tool(
     db: &Database,
     client: &tokio_postgres::Client,
@@ -203,7 +208,9 @@ async fn catalog_tool(
         "list_schemas" => structured(&catalog::list_schemas(client, parse_args(arguments)?).await?),
         "list_tables" => structured(&catalog::list_tables(client, parse_args(arguments)?).await?),
         "describe_table" => {
-            structured(&catalog::describe_table(client, parse_args(arguments)?).await?)
+            let mut description = catalog::describe_table(client, parse_args(arguments)?).await?;
+            catalog::hide_masked(&mut description, masks_of(db));
+            structured(&description)
         }
         "search_tables" => {
             structured(&catalog::search_tables(client, parse_args(arguments)?).await?)
@@ -252,5 +259,7 @@ pub async fn describe_for_resource(
     arguments.insert("table".into(), Value::String(table.to_string()));
     // Read like describe_table the tool: in a read-only transaction that is rolled back.
     let txn = conn.build_transaction().read_only(true).start().await?;
-    to_json(&catalog::describe_table(txn.client(), parse_args(arguments)?).await?)
+    let mut description = catalog::describe_table(txn.client(), parse_args(arguments)?).await?;
+    catalog::hide_masked(&mut description, masks_of(db));
+    to_json(&description)
 }

@@ -494,3 +494,42 @@ JOIN pg_class c ON c.oid = i.inhrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = $1
 ORDER BY n.nspname, c.relname";
+
+/// What describe_table shows of a table with masked columns: their default expressions and the check constraints
+/// that name them can hold values (`DEFAULT 'ceo@example.com'`, `CHECK (email <> '…')`), so they are replaced
+/// by a note. Matches by the description's own schema and name, as the masks are configured.
+pub fn hide_masked(description: &mut TableDescription, rules: &[crate::guard::masks::MaskRule]) {
+    const HIDDEN: &str = "[masked column: not shown]";
+    let masked: Vec<&str> = rules
+        .iter()
+        .filter(|rule| rule.schema == description.schema && rule.table == description.name)
+        .flat_map(|rule| rule.columns.iter().map(String::as_str))
+        .collect();
+    if masked.is_empty() {
+        return;
+    }
+    for column in &mut description.columns {
+        if masked.contains(&column.name.as_str()) {
+            if column.default.is_some() {
+                column.default = Some(HIDDEN.into());
+            }
+            if column.generated.is_some() {
+                column.generated = Some(HIDDEN.into());
+            }
+        }
+    }
+    let names_a_masked_column = |definition: &str| {
+        definition
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|word| masked.contains(&word))
+    };
+    for check in description
+        .check_constraints
+        .iter_mut()
+        .chain(description.exclusion_constraints.iter_mut())
+    {
+        if names_a_masked_column(&check.definition) {
+            check.definition = HIDDEN.into();
+        }
+    }
+}
