@@ -416,7 +416,7 @@ fn masks_from_file(
                     ConfigError::invalid(
                         key("mode"),
                         quoted(text),
-                        &format!("expected one of {}", MaskMode::NAMES),
+                        format!("expected one of {}", MaskMode::NAMES),
                         "",
                     )
                 })?,
