@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use rmcp::ServiceExt;
 
-use crate::cli::{ChatArgs, DatabaseArgs, DemoArgs, ServeArgs};
+use crate::cli::{ChatArgs, CheckArgs, DatabaseArgs, DemoArgs, ServeArgs};
 use crate::config::file::{ConfigFile, ToolsExposedFile, parse_duration};
 use crate::config::{self, ConfigSources, Profile, ProfileOverrides};
 use crate::db::Database;
@@ -222,13 +222,18 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
-pub async fn check(args: DatabaseArgs) -> anyhow::Result<()> {
-    let profiles = resolve_profiles(&args)?;
+pub async fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let profiles = resolve_profiles(&args.database)?;
     let mut failed = false;
     for profile in profiles {
         let report = crate::check::run(&profile).await;
         print!("{}", report.text);
         failed |= !report.ok;
+        if args.pii && report.ok {
+            let report = crate::check::pii::run(&profile).await;
+            print!("{}", report.text);
+            failed |= !report.ok;
+        }
     }
     if failed {
         anyhow::bail!("the connection check failed");

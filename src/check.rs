@@ -1,6 +1,8 @@
 //! `pgmcp check`: connect once and tell the user what psql's \conninfo would, plus whether the role is a safe one
 //! to hand to an AI agent.
 
+pub mod pii;
+
 use std::fmt::Write as _;
 
 use crate::config::{AccessMode, Profile};

@@ -49,7 +49,8 @@ pub enum Command {
     /// Streamable HTTP with --http.
     Serve(Box<ServeArgs>),
     /// Connect once and report the server, the session's security and the role's privileges; exit non-zero on failure.
-    Check(Box<DatabaseArgs>),
+    /// With --pii, also list columns that look like personal data and print the masks to add.
+    Check(Box<CheckArgs>),
     /// Start a throwaway PostgreSQL with a sample restaurants database and serve MCP on stdio against it.
     /// With --http, serve it over HTTP on loopback with the web client and print the URL to open.
     Demo(DemoArgs),
@@ -300,6 +301,17 @@ pub struct HttpArgs {
     /// same file. Config: `oauth.signing_key`.
     #[arg(long, env = "PGMCP_OAUTH_SIGNING_KEY", value_name = "PEM")]
     pub oauth_signing_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Also look for columns that hold personal data (by name, and by a small sample of values read in a read-only
+    /// transaction: emails, phone numbers, card numbers, national ids) and print the mask configuration to add.
+    /// Sampled values are never printed.
+    #[arg(long)]
+    pub pii: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -197,6 +197,32 @@ async fn masked_values_never_leave_pgmcp() {
     let audit = std::fs::read_to_string(audit.path()).unwrap();
     assert!(audit.lines().count() > 40, "{audit}");
     assert_no_seeded_value("the audit log", &audit);
+
+    // `pgmcp check --pii` finds the columns by name and by their values, prints the masks to add, and never a value.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pgmcp"))
+        .args(["check", "--pii", "--database-url", &common::superuser_url()])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "crm.customers.email: email (name and values)",
+        "crm.customers.phone: phone (name and values)",
+        "table = \"crm.customers\"\ncolumns = [\"email\", \"phone\"]\nmode = \"partial\"",
+    ] {
+        assert!(
+            report.contains(expected),
+            "{expected} missing from:\n{report}"
+        );
+    }
+    assert!(!report.contains("crm.customers.name"), "{report}");
+    assert_no_seeded_value("check --pii", &report);
 }
 
 #[tokio::test]
