@@ -82,7 +82,11 @@ async fn masked_values_never_leave_pgmcp() {
     for (sql, expected) in [
         (
             "SELECT id, name, email, phone FROM crm.customers ORDER BY id",
-            json!([[1, "Alice", "a***@e***.com", "[masked]"], [2, "Bob", "b***@e***.org", "[masked]"], [3, "Carol", null, null]]),
+            json!([
+                [1, "Alice", "a***@e***.com", "[masked]"],
+                [2, "Bob", "b***@e***.org", "[masked]"],
+                [3, "Carol", null, null]
+            ]),
         ),
         (
             "SELECT * FROM crm.customers WHERE id = 1",
@@ -108,7 +112,10 @@ async fn masked_values_never_leave_pgmcp() {
             "SELECT x.email FROM crm.customers c, LATERAL (SELECT c.email) x WHERE c.id = 1",
             json!([["a***@e***.com"]]),
         ),
-        ("SELECT count(email), count(*) FROM crm.customers", json!([[2, 3]])),
+        (
+            "SELECT count(email), count(*) FROM crm.customers",
+            json!([[2, 3]]),
+        ),
         (
             "SELECT name FROM crm.customers WHERE name LIKE 'A%' ORDER BY name",
             json!([["Alice"]]),
@@ -212,7 +219,8 @@ async fn a_bad_mask_fails_start_up_naming_the_setting() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("profiles.crm.masks[0].mode") && stderr.contains("redact, null, hash, partial"),
+        stderr.contains("profiles.crm.masks[0].mode")
+            && stderr.contains("redact, null, hash, partial"),
         "{stderr}"
     );
 }
