@@ -279,7 +279,8 @@ pub struct HttpArgs {
 
     /// Be the OAuth authorization server MCP clients sign in with (VS Code, Claude, the Inspector): clients
     /// register here, people sign in at Entra ID / the OpenID provider, and pgmcp issues its own tokens.
-    /// Needs --oauth-upstream-client-id, the client secret and --oauth-signing-key. Config: `oauth.enabled`.
+    /// Needs --oauth-upstream-client-id, the client secret (or --oauth-upstream-credential managed_identity) and
+    /// --oauth-signing-key. Config: `oauth.enabled`.
     #[arg(long, env = "PGMCP_OAUTH_SERVER")]
     pub oauth_server: bool,
 
@@ -296,6 +297,12 @@ pub struct HttpArgs {
         value_name = "SECRET"
     )]
     pub oauth_upstream_client_secret: Option<String>,
+
+    /// How pgmcp's app authenticates at the provider: `client_secret` (the default) or `managed_identity`
+    /// (secretless: the managed identity's token is a federated credential of the app registration; a
+    /// user-assigned one is named by `oauth.upstream_managed_identity_client_id`). Config: `oauth.upstream_credential`.
+    #[arg(long, env = "PGMCP_OAUTH_UPSTREAM_CREDENTIAL", value_name = "KIND")]
+    pub oauth_upstream_credential: Option<String>,
 
     /// PEM file with the RSA private key (2048 bits or more) that signs pgmcp's tokens; every replica needs the
     /// same file. Config: `oauth.signing_key`.

@@ -42,6 +42,48 @@ impl ClientProof {
             ClientProof::ManagedIdentity(_) => "managed identity as federated credential",
         }
     }
+
+    /// The client-authentication fields of a token request to `token_url` by `client_id`: `client_secret`, or a
+    /// `client_assertion` of type jwt-bearer.
+    pub async fn fields(
+        &self,
+        client_id: &str,
+        token_url: &str,
+    ) -> Result<Vec<(&'static str, Secret)>, IdentityError> {
+        let assertion = match self {
+            ClientProof::Secret(secret) => return Ok(vec![("client_secret", secret.clone())]),
+            ClientProof::Certificate(certificate) => certificate.assertion(client_id, token_url)?,
+            ClientProof::FederatedTokenFile(path) => {
+                let text = tokio::fs::read_to_string(path).await.map_err(|error| {
+                    IdentityError::config(format!(
+                        "cannot read AZURE_FEDERATED_TOKEN_FILE {}: {error}",
+                        path.display()
+                    ))
+                })?;
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(IdentityError::config(format!(
+                        "AZURE_FEDERATED_TOKEN_FILE {} is empty",
+                        path.display()
+                    )));
+                }
+                Secret::new(token)
+            }
+            ClientProof::ManagedIdentity(cache) => {
+                cache
+                    .token()
+                    .await
+                    .map_err(|error| {
+                        error.context("managed identity for the federated credential")
+                    })?
+                    .token
+            }
+        };
+        Ok(vec![
+            ("client_assertion_type", Secret::new(ASSERTION_TYPE)),
+            ("client_assertion", assertion),
+        ])
+    }
 }
 
 pub struct ConfidentialClient {
@@ -95,51 +137,15 @@ impl ConfidentialClient {
         self.proof.describe()
     }
 
-    /// The client-authentication fields of a token request.
-    async fn proof_fields(&self) -> Result<Vec<(&'static str, Secret)>, IdentityError> {
-        let assertion = match &self.proof {
-            ClientProof::Secret(secret) => return Ok(vec![("client_secret", secret.clone())]),
-            ClientProof::Certificate(certificate) => {
-                certificate.assertion(&self.client_id, self.token_url.as_str())?
-            }
-            ClientProof::FederatedTokenFile(path) => {
-                let text = tokio::fs::read_to_string(path).await.map_err(|error| {
-                    IdentityError::config(format!(
-                        "cannot read AZURE_FEDERATED_TOKEN_FILE {}: {error}",
-                        path.display()
-                    ))
-                })?;
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(IdentityError::config(format!(
-                        "AZURE_FEDERATED_TOKEN_FILE {} is empty",
-                        path.display()
-                    )));
-                }
-                Secret::new(token)
-            }
-            ClientProof::ManagedIdentity(cache) => {
-                cache
-                    .token()
-                    .await
-                    .map_err(|error| {
-                        error.context("managed identity for the federated credential")
-                    })?
-                    .token
-            }
-        };
-        Ok(vec![
-            ("client_assertion_type", Secret::new(ASSERTION_TYPE)),
-            ("client_assertion", assertion),
-        ])
-    }
-
     async fn request(
         &self,
         grant: &[(&str, &str)],
         what: &str,
     ) -> Result<AccessToken, IdentityError> {
-        let proof = self.proof_fields().await?;
+        let proof = self
+            .proof
+            .fields(&self.client_id, self.token_url.as_str())
+            .await?;
         let mut fields: Vec<(&str, &str)> = grant.to_vec();
         fields.push(("client_id", &self.client_id));
         fields.extend(proof.iter().map(|(key, value)| (*key, value.expose())));

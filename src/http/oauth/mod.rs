@@ -16,7 +16,7 @@ mod metadata_document;
 mod seal;
 pub mod settings;
 mod token;
-mod upstream;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::http::auth::{AuthSettings, Authenticator, OwnIssuer};
 pub use keys::{KeyRing, SigningKey};
-pub use settings::{ConfiguredClient, OAuthFile, OAuthFlags, OAuthSettings};
+pub use settings::{ConfiguredClient, OAuthFile, OAuthFlags, OAuthSettings, UpstreamCredential};
 
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 pub const JWKS_PATH: &str = "/oauth/jwks";
@@ -101,6 +101,7 @@ impl OAuthServer {
             &scopes,
             &settings,
             format!("{issuer}/callback"),
+            &|name| std::env::var(name).ok(),
         )?;
         let origin = reqwest::Url::parse(issuer)
             .map(|url| url.origin().ascii_serialization())

@@ -33,6 +33,11 @@ pub struct ConfiguredClient {
 pub struct OAuthFile {
     pub enabled: Option<bool>,
     pub upstream_client_id: Option<String>,
+    /// How pgmcp's app proves itself at the provider: `client_secret` (the default) or `managed_identity`.
+    pub upstream_credential: Option<String>,
+    /// The user-assigned managed identity (its client id) for `upstream_credential = "managed_identity"`; without
+    /// it, the system-assigned one.
+    pub upstream_managed_identity_client_id: Option<String>,
     /// PEM file with the RSA private key every replica signs pgmcp's tokens with.
     pub signing_key: Option<PathBuf>,
     /// Keys rotated out that still verify tokens and open registrations, codes and refresh tokens.
@@ -49,11 +54,20 @@ pub struct OAuthFile {
     pub clients: Vec<ConfiguredClient>,
 }
 
+/// How pgmcp's app authenticates at the provider's token endpoint when it redeems a sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamCredential {
+    ClientSecret(Secret),
+    /// Secretless: a token of this managed identity (none: the system-assigned one) for
+    /// `api://AzureADTokenExchange`, which the app registration trusts as a federated identity credential.
+    ManagedIdentity(Option<String>),
+}
+
 /// The settings in force when `--oauth-server` is on.
 #[derive(Debug, Clone)]
 pub struct OAuthSettings {
     pub upstream_client_id: String,
-    pub upstream_client_secret: Secret,
+    pub upstream_credential: UpstreamCredential,
     pub signing_key: PathBuf,
     pub previous_signing_keys: Vec<PathBuf>,
     pub upstream_scopes: Option<Vec<String>>,
@@ -70,6 +84,7 @@ pub struct OAuthFlags {
     pub enabled: bool,
     pub upstream_client_id: Option<String>,
     pub upstream_client_secret: Option<String>,
+    pub upstream_credential: Option<String>,
     pub signing_key: Option<PathBuf>,
 }
 
@@ -102,17 +117,7 @@ pub fn resolve(
                 "the client id pgmcp signs people in with at the provider (Entra: the app registration's Application (client) ID)",
             )
         })?;
-    let upstream_client_secret = flags
-        .upstream_client_secret
-        .clone()
-        .filter(|secret| !secret.is_empty())
-        .map(Secret::new)
-        .ok_or_else(|| {
-            missing(
-                "`--oauth-upstream-client-secret` (or the environment variable PGMCP_OAUTH_UPSTREAM_CLIENT_SECRET)",
-                "a client secret of that app registration; prefer the environment variable, which no process listing shows",
-            )
-        })?;
+    let upstream_credential = upstream_credential(flags, file)?;
     let signing_key = flags
         .signing_key
         .clone()
@@ -159,7 +164,7 @@ pub fn resolve(
     check_clients(&file.clients)?;
     Ok(Some(OAuthSettings {
         upstream_client_id,
-        upstream_client_secret,
+        upstream_credential,
         signing_key,
         previous_signing_keys: file.previous_signing_keys.clone(),
         upstream_scopes: file.upstream_scopes.clone(),
@@ -169,6 +174,46 @@ pub fn resolve(
         allow_loopback_client_metadata: file.allow_loopback_client_metadata.unwrap_or(false),
         clients: file.clients.clone(),
     }))
+}
+
+const CREDENTIAL_SETTING: &str = "`--oauth-upstream-credential` (or `oauth.upstream_credential`)";
+
+fn upstream_credential(flags: &OAuthFlags, file: &OAuthFile) -> anyhow::Result<UpstreamCredential> {
+    let secret = flags
+        .upstream_client_secret
+        .clone()
+        .filter(|secret| !secret.is_empty())
+        .map(Secret::new);
+    let kind = flags
+        .upstream_credential
+        .as_deref()
+        .or(file.upstream_credential.as_deref())
+        .map(|text| text.trim().to_ascii_lowercase().replace('-', "_"));
+    let mi_client_id = file
+        .upstream_managed_identity_client_id
+        .clone()
+        .filter(|id| !id.trim().is_empty());
+    match (kind.as_deref(), secret) {
+        (None | Some("client_secret"), Some(secret)) => {
+            if mi_client_id.is_some() {
+                anyhow::bail!(
+                    "`oauth.upstream_managed_identity_client_id` is set but pgmcp authenticates with the client secret: remove it, or set {CREDENTIAL_SETTING} to managed_identity and drop the secret"
+                );
+            }
+            Ok(UpstreamCredential::ClientSecret(secret))
+        }
+        (None | Some("client_secret"), None) => Err(missing(
+            "`--oauth-upstream-client-secret` (or the environment variable PGMCP_OAUTH_UPSTREAM_CLIENT_SECRET)",
+            "a client secret of that app registration (prefer the environment variable, which no process listing shows), or secretless: `--oauth-upstream-credential managed_identity` with the managed identity as a federated credential of the app registration",
+        )),
+        (Some("managed_identity"), None) => Ok(UpstreamCredential::ManagedIdentity(mi_client_id)),
+        (Some("managed_identity"), Some(_)) => anyhow::bail!(
+            "{CREDENTIAL_SETTING} is managed_identity but a client secret is set too (`--oauth-upstream-client-secret` / PGMCP_OAUTH_UPSTREAM_CLIENT_SECRET): unset the secret, or drop managed_identity to use the secret"
+        ),
+        (Some(other), _) => anyhow::bail!(
+            "invalid {CREDENTIAL_SETTING} = {other:?}: use client_secret or managed_identity"
+        ),
+    }
 }
 
 fn check_clients(clients: &[ConfiguredClient]) -> anyhow::Result<()> {
@@ -214,6 +259,7 @@ mod tests {
             enabled: true,
             upstream_client_id: Some("app".into()),
             upstream_client_secret: Some("s3cret".into()),
+            upstream_credential: None,
             signing_key: Some("key.pem".into()),
         }
     }
@@ -249,6 +295,72 @@ mod tests {
             let err = resolve(&f, &file, AuthMode::Oidc).unwrap_err().to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn the_upstream_credential_is_a_secret_or_the_managed_identity_never_both() {
+        let file = OAuthFile::default();
+        let resolved = resolve(&flags(), &file, AuthMode::Entra).unwrap().unwrap();
+        assert_eq!(
+            resolved.upstream_credential,
+            UpstreamCredential::ClientSecret(Secret::new("s3cret"))
+        );
+
+        let mut managed = flags();
+        managed.upstream_client_secret = None;
+        managed.upstream_credential = Some("managed-identity".into());
+        let resolved = resolve(&managed, &file, AuthMode::Entra).unwrap().unwrap();
+        assert_eq!(
+            resolved.upstream_credential,
+            UpstreamCredential::ManagedIdentity(None)
+        );
+        let user_assigned = OAuthFile {
+            upstream_credential: Some("managed_identity".into()),
+            upstream_managed_identity_client_id: Some("mi-client".into()),
+            ..OAuthFile::default()
+        };
+        let mut no_flag = managed.clone();
+        no_flag.upstream_credential = None;
+        let resolved = resolve(&no_flag, &user_assigned, AuthMode::Entra)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            resolved.upstream_credential,
+            UpstreamCredential::ManagedIdentity(Some("mi-client".into()))
+        );
+
+        let mut both = flags();
+        both.upstream_credential = Some("managed_identity".into());
+        let err = resolve(&both, &file, AuthMode::Entra)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--oauth-upstream-credential") && err.contains("unset the secret"),
+            "{err}"
+        );
+
+        let mut neither = flags();
+        neither.upstream_client_secret = None;
+        let err = resolve(&neither, &file, AuthMode::Entra)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PGMCP_OAUTH_UPSTREAM_CLIENT_SECRET")
+                && err.contains("--oauth-upstream-credential managed_identity"),
+            "{err}"
+        );
+
+        let mut unknown = flags();
+        unknown.upstream_credential = Some("certificate".into());
+        let err = resolve(&unknown, &file, AuthMode::Entra)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("client_secret or managed_identity"), "{err}");
+
+        let err = resolve(&flags(), &user_assigned, AuthMode::Entra)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unset the secret"), "{err}");
     }
 
     #[test]

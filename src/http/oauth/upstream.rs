@@ -1,14 +1,20 @@
 //! The provider people actually sign in at (Entra ID or the OpenID provider of `auth.oidc_issuer`): its endpoints
 //! from OpenID discovery, the authorization URL pgmcp sends the browser to, and the code exchange with pgmcp's own
-//! client credentials and PKCE.
+//! client credentials and PKCE. pgmcp's app proves itself with a client secret or, secretless, with its managed
+//! identity's token for `api://AzureADTokenExchange` as a federated credential (a jwt-bearer client assertion).
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use super::settings::UpstreamCredential;
 use crate::config::Secret;
 use crate::http::auth::{AuthMode, AuthSettings};
+use crate::identity::ManagedIdentityId;
+use crate::identity::cache::TokenCache;
+use crate::identity::entra::{ClientProof, TOKEN_EXCHANGE_SCOPE};
+use crate::identity::managed::ManagedIdentityCredential;
 
 #[derive(Clone, Deserialize)]
 struct Endpoints {
@@ -20,7 +26,7 @@ struct Endpoints {
 pub struct Upstream {
     issuer: String,
     client_id: String,
-    secret: Secret,
+    proof: ClientProof,
     scopes: String,
     /// RFC 8707 `resource` for providers that take one (OpenID providers; Entra v2 takes scopes only).
     resource: Option<String>,
@@ -31,12 +37,33 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// `env` is the process environment; it says where the managed identity endpoint is.
     pub fn new(
         auth: &AuthSettings,
         resource_scopes: &[String],
         settings: &super::OAuthSettings,
         redirect_uri: String,
+        env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Upstream> {
+        let http =
+            crate::identity::http::http_client().map_err(|error| anyhow::anyhow!("{error}"))?;
+        let proof = match &settings.upstream_credential {
+            UpstreamCredential::ClientSecret(secret) => ClientProof::Secret(secret.clone()),
+            UpstreamCredential::ManagedIdentity(client_id) => {
+                let identity = ManagedIdentityCredential::from_env(
+                    env,
+                    client_id.clone().map(ManagedIdentityId::ClientId),
+                    http.clone(),
+                )
+                .map_err(|error| {
+                    anyhow::anyhow!("`--oauth-upstream-credential managed_identity`: {error}")
+                })?;
+                ClientProof::ManagedIdentity(Arc::new(TokenCache::new(
+                    Arc::new(identity),
+                    TOKEN_EXCHANGE_SCOPE,
+                )))
+            }
+        };
         let issuer = match auth.mode {
             AuthMode::Entra => format!(
                 "{}/{}/v2.0",
@@ -60,12 +87,11 @@ impl Upstream {
         Ok(Upstream {
             issuer,
             client_id: settings.upstream_client_id.clone(),
-            secret: settings.upstream_client_secret.clone(),
+            proof,
             scopes: scopes.join(" "),
             resource,
             redirect_uri,
-            http: crate::identity::http::http_client()
-                .map_err(|error| anyhow::anyhow!("{error}"))?,
+            http,
             endpoints: RwLock::new(None),
         })
     }
@@ -133,14 +159,19 @@ impl Upstream {
     /// Redeems the provider's code for an access token to pgmcp's own API. The token never leaves pgmcp.
     pub async fn exchange(&self, code: &str, verifier: &str) -> anyhow::Result<Secret> {
         let endpoints = self.endpoints().await?;
+        let proof = self
+            .proof
+            .fields(&self.client_id, &endpoints.token_endpoint)
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", self.redirect_uri.as_str()),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", self.secret.expose()),
             ("code_verifier", verifier),
         ];
+        form.extend(proof.iter().map(|(key, value)| (*key, value.expose())));
         if let Some(resource) = &self.resource {
             form.push(("resource", resource));
         }
