@@ -69,7 +69,7 @@ fn value_kind(value: &str) -> Option<&'static str> {
     let email =
         EMAIL.get_or_init(|| Regex::new(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$").expect("valid"));
     let ssn = SSN.get_or_init(|| Regex::new(r"^\d{3}-\d{2}-\d{4}$").expect("valid"));
-    let phone = PHONE.get_or_init(|| Regex::new(r"^\+?[0-9][0-9 ().-]{5,}[0-9]$").expect("valid"));
+    let phone = PHONE.get_or_init(|| Regex::new(r"^\+?[0-9(][0-9 ().-]{5,}[0-9]$").expect("valid"));
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
     if email.is_match(value) {
         Some("email")
@@ -82,11 +82,23 @@ fn value_kind(value: &str) -> Option<&'static str> {
         && luhn(&digits)
     {
         Some("payment card")
-    } else if phone.is_match(value) && (7..=15).contains(&digits.len()) {
+    } else if phone.is_match(value) && (7..=15).contains(&digits.len()) && !looks_like_a_date(value)
+    {
         Some("phone")
     } else {
         None
     }
+}
+
+/// `2024-01-01`, `2024-01-01 12:00:00`: digits and dashes that are not a phone number.
+fn looks_like_a_date(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.len() >= 10
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && bytes[4] == b'-'
+        && bytes[5..7].iter().all(u8::is_ascii_digit)
+        && bytes[7] == b'-'
+        && bytes[8..10].iter().all(u8::is_ascii_digit)
 }
 
 /// The Luhn checksum of payment card numbers.
