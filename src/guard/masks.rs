@@ -211,9 +211,6 @@ impl Analysis<'_> {
                 self.uses(value, &levels)?;
             }
         }
-        if !is_select && let Some((_, column)) = carried.iter().flatten().next() {
-            return Err(refused(column, "a write may not copy or return it"));
-        }
         Ok(carried)
     }
 

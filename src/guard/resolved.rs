@@ -184,32 +184,26 @@ direct(oid) AS (
     SELECT m[1]::oid FROM types JOIN pg_catalog.pg_constraint c ON c.contypid = types.oid,
       LATERAL regexp_matches(c.conbin::text, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\\d+)', 'g') AS m
 ),
-with_nested AS (
-    SELECT p.oid, p.pronamespace, p.proname, p.provolatile,
-      p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-        OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                   WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-        AS shipped,
-      ARRAY(
+called(oid, nested) AS (
+    SELECT p.oid, ARRAY(
           SELECT m[1]::oid
           FROM regexp_matches(COALESCE(p.proargdefaults::text, ''),
                               ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\\d+)', 'g') AS m
-      ) AS nested
+      )
     FROM direct JOIN pg_catalog.pg_proc p ON p.oid = direct.oid
+  UNION ALL
+    SELECT support.oid, '{}'::oid[]
+    FROM direct JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = direct.oid,
+    LATERAL (VALUES (a.aggtransfn::oid), (a.aggfinalfn::oid), (a.aggcombinefn::oid), (a.aggserialfn::oid),
+                    (a.aggdeserialfn::oid), (a.aggmtransfn::oid), (a.aggminvtransfn::oid), (a.aggmfinalfn::oid))
+      AS support(oid)
 )
-SELECT w.oid, n.nspname::text, w.proname::text, w.provolatile::text, w.nested, w.shipped
-FROM with_nested w JOIN pg_catalog.pg_namespace n ON n.oid = w.pronamespace
-UNION ALL
-SELECT p.oid, n.nspname::text, p.proname::text, p.provolatile::text, '{}'::oid[],
+SELECT p.oid, n.nspname::text, p.proname::text, p.provolatile::text, c.nested,
   p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
     OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
-FROM with_nested w
-JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = w.oid,
-LATERAL (VALUES (a.aggtransfn::oid), (a.aggfinalfn::oid), (a.aggcombinefn::oid), (a.aggserialfn::oid),
-                (a.aggdeserialfn::oid), (a.aggmtransfn::oid), (a.aggminvtransfn::oid), (a.aggmfinalfn::oid))
-  AS support(oid)
-JOIN pg_catalog.pg_proc p ON p.oid = support.oid
+FROM called c
+JOIN pg_catalog.pg_proc p ON p.oid = c.oid
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
 
 /// How many times [`check_functions`] follows functions found in default arguments of functions found in
