@@ -132,6 +132,12 @@ const ALLOWED_VOLATILE_FUNCTIONS: &[&str] = &[
     "pg_catalog.pg_last_wal_replay_lsn",
     "pg_catalog.pg_last_xact_replay_timestamp",
     "pg_catalog.pg_blocking_pids",
+    // Behind pg_locks, pg_prepared_xacts, pg_backend_memory_contexts and pg_shmem_allocations: views the server
+    // resolves to these, which only read live state.
+    "pg_catalog.pg_lock_status",
+    "pg_catalog.pg_prepared_xact",
+    "pg_catalog.pg_get_backend_memory_contexts",
+    "pg_catalog.pg_get_shmem_allocations",
     "pg_catalog.pg_safe_snapshot_blocking_pids",
     "pg_catalog.pg_partition_tree",
     "pg_catalog.pg_partition_ancestors",

@@ -117,3 +117,9 @@ SELECT * FROM canary WHERE id = ANY ('{1,2}'::int[])
 -- ----
 -- why: LIKE with a semicolon
 SELECT lower(note) FROM canary WHERE note LIKE '%;%'
+-- ----
+-- why: system views over live state resolve to volatile functions that only read (pg_lock_status)
+SELECT locktype, mode, granted FROM pg_locks WHERE pid = pg_backend_pid()
+-- ----
+-- why: prepared transactions view (pg_prepared_xact)
+SELECT count(*) FROM pg_prepared_xacts
