@@ -60,6 +60,12 @@ fn grant(name: &str, extra: &[&str]) -> String {
     args.extend(extra);
     let (ok, script) = pgmcp(&args);
     assert!(ok, "{script}");
+    // One script at a time: two concurrent ALTER DEFAULT PRIVILEGES for the same grantor and schema race to
+    // insert the same pg_default_acl row and one fails with a duplicate key, as two administrators would.
+    static ONE_SCRIPT_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_SCRIPT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     cluster
         .psql("postgres", &script)
         .expect("the printed script runs");
