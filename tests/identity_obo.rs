@@ -189,11 +189,16 @@ async fn users_see_their_own_rows_through_one_server() {
 
     // A principal that stops calling has its pool closed in the background, without waiting for other callers.
     let mut idle = UserPools::new(&profile(), &env).unwrap();
-    idle.idle_timeout = std::time::Duration::from_secs(1);
+    idle.idle_timeout = std::time::Duration::from_secs(2);
     let idle = Arc::new(idle);
     UserPools::sweep_idle(&idle);
+    let called = std::time::Instant::now();
     whoami_and_notes(&idle, &alice.0, &alice.1).await;
-    assert_eq!(idle.len(), 1);
+    // The idle time counts from the session's checkout: on a host so busy that the call itself took longer, the
+    // pool may rightly be gone already.
+    if called.elapsed() < idle.idle_timeout / 2 {
+        assert_eq!(idle.len(), 1, "the principal's pool is kept while in use");
+    }
     for _ in 0..100 {
         if idle.is_empty() {
             break;

@@ -15,9 +15,9 @@ use crate::config::{ConfigError, Profile, SslMode};
 use crate::identity::{DbCredentials, IdentityError};
 
 /// Connects sessions with a profile's settings: TLS per sslmode, application_name (default "pgmcp"), TCP
-/// keepalives on, connect_timeout, the password resolved (explicit, else pgpass), and statement_timeout sent
-/// as a startup option (`options=-c statement_timeout=...`) so every session starts with it and `RESET ALL`
-/// returns to it. Built once per profile; cheap to share.
+/// keepalives on, connect_timeout, the password resolved (explicit, else pgpass), and statement_timeout and
+/// default_transaction_read_only=on sent as startup options (`options=-c ...`) so every session starts with them
+/// and `RESET ALL` returns to them. Built once per profile; cheap to share.
 pub struct PgConnector {
     config: Config,
     tls: MakeRustlsConnect,
@@ -87,11 +87,14 @@ impl PgConnector {
         );
         config.connect_timeout(profile.connect_timeout);
         config.keepalives(true);
+        // Every transaction pgmcp does not open itself as READ WRITE (only writes do) is read-only: a
+        // statement that runs outside a transaction block, as a Parse before the call's BEGIN does, or after a
+        // BEGIN that failed, cannot write either.
         let timeout = format!(
-            "-c statement_timeout={}",
+            "-c statement_timeout={} -c default_transaction_read_only=on",
             profile.statement_timeout.as_millis()
         );
-        // Ours goes last so that it wins over a statement_timeout in the user's own options.
+        // Ours goes last so that it wins over the same settings in the user's own options.
         let options = match conn.options.as_deref().map(str::trim) {
             Some(user_options) if !user_options.is_empty() => format!("{user_options} {timeout}"),
             _ => timeout,

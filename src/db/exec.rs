@@ -21,7 +21,7 @@ use crate::db::render;
 use crate::db::session::{Notices, ResolvedTrees, Session};
 use crate::db::tls::MakeRustlsConnect;
 use crate::guard::masks::{self, MaskMode};
-use crate::guard::resolved::{self, PRINT_TREES, STOP_PRINTING_TREES};
+use crate::guard::resolved::{self, PRINT_TREES, RESTORE_JIT, STOP_PRINTING_TREES};
 use crate::guard::{
     self, CACHEABLE_SQL_BYTES, CachedGuard, GuardPolicy, OutputMasks, StatementClass,
 };
@@ -200,15 +200,77 @@ pub async fn run_user_sql(
     }
     let resolve = guard::statement_that_runs(sql, verdict.class)
         .map_err(|e| ToolError::rejected(e.reason))?;
+    let bounded = (intent == Intent::ReadOnly && verdict.class == StatementClass::Read)
+        .then(|| BoundedRead::of(sql, verdict.span.clone(), ctx.limits))
+        .flatten();
     let checked = Checked {
         resolve,
         policy: ctx.guard.policy(mode),
         mode,
         writes: matches!(verdict.class, StatementClass::Write | StatementClass::Ddl),
+        one_flight: bounded.is_some(),
     };
-    run_checked(client, ctx, &checked, sql, params, intent)
-        .await
-        .map_err(|error| without_row_values(error, checked.policy))
+    match bounded {
+        Some(bounded) => run_checked(client, ctx, &checked, &bounded.text, params, intent)
+            .await
+            .map_err(|error| bounded.position_in_original(error)),
+        None => run_checked(client, ctx, &checked, sql, params, intent).await,
+    }
+    .map_err(|error| without_row_values(error, checked.policy))
+}
+
+/// A read whose whole answer fits in one fetch, restated with the row limit as its own `LIMIT`: then no portal
+/// is needed, and the statement can run in the same flight as the transaction's BEGIN and ROLLBACK (see
+/// [`execute_in_one_flight`]). The statement itself is untouched; PostgreSQL resolves and checks the restated
+/// text as it would any other, so what runs is exactly what was checked.
+struct BoundedRead {
+    text: String,
+    /// Characters before the statement in the caller's text.
+    before_body: u32,
+    /// The statement's own length in characters.
+    body_chars: u32,
+}
+
+impl BoundedRead {
+    /// Closes on a new line: the statement's span runs to the end of the text when a comment follows it.
+    const BEFORE: &'static str = "SELECT * FROM (\n";
+
+    fn of(sql: &str, span: std::ops::Range<usize>, limits: Limits) -> Option<BoundedRead> {
+        let wanted = limits.max_rows.saturating_add(1);
+        let body = sql.get(span.clone())?;
+        if wanted > FETCH_CHUNK || body.is_empty() {
+            return None;
+        }
+        Some(BoundedRead {
+            text: format!("{}{body}\n) AS pgmcp_rows LIMIT {wanted}", Self::BEFORE),
+            before_body: sql[..span.start].chars().count() as u32,
+            body_chars: body.chars().count() as u32,
+        })
+    }
+
+    /// PostgreSQL's error positions count characters of the restated text; the caller wrote the original. A
+    /// position in pgmcp's own words is dropped.
+    fn position_in_original(&self, error: ToolError) -> ToolError {
+        let before = Self::BEFORE.len() as u32;
+        match error {
+            ToolError::Database {
+                sqlstate,
+                message,
+                detail,
+                hint,
+                position,
+            } => ToolError::Database {
+                sqlstate,
+                message,
+                detail,
+                hint,
+                position: position
+                    .filter(|p| *p > before && *p <= before + self.body_chars)
+                    .map(|p| p - before + self.before_body),
+            },
+            other => other,
+        }
+    }
 }
 
 /// Runs SQL that pgmcp built itself from catalog-validated identifiers (read_table, an exact row count). It
@@ -220,13 +282,20 @@ pub async fn run_internal_read(
     sql: &str,
     params: &[Value],
 ) -> Result<QueryOutput, ToolError> {
+    // pgmcp's own SQL is one plain SELECT with nothing around it.
+    let bounded = BoundedRead::of(sql, 0..sql.len(), ctx.limits);
     let checked = Checked {
         resolve: guard::ToResolve::Itself,
         policy: ctx.guard.policy(AccessMode::ReadOnly),
         mode: AccessMode::ReadOnly,
         writes: false,
+        one_flight: bounded.is_some(),
     };
-    run_checked(client, ctx, &checked, sql, params, Intent::ReadOnly)
+    let text = match bounded {
+        Some(bounded) => std::borrow::Cow::Owned(bounded.text),
+        None => std::borrow::Cow::Borrowed(sql),
+    };
+    run_checked(client, ctx, &checked, &text, params, Intent::ReadOnly)
         .await
         .map_err(|error| without_row_values(error, checked.policy))
 }
@@ -259,6 +328,8 @@ struct Checked<'a> {
     mode: AccessMode,
     /// Whether the statement changes data, so that the rows it affected are reported.
     writes: bool,
+    /// The text is a [`BoundedRead`]'s: once checked, it may run in one flight.
+    one_flight: bool,
 }
 
 async fn run_checked(
@@ -379,6 +450,15 @@ impl Statements {
         Ok(txn.prepare_cached(sql).await?)
     }
 
+    /// Through the connection's cache, outside any transaction block (only with a cache: without one, a
+    /// transaction-pooling proxy may send the Parse and the Bind to different servers).
+    async fn prepare_in_session(&self, client: &Session, sql: &str) -> Result<Statement, Failure> {
+        if self.cache.size() >= self.capacity {
+            self.cache.clear();
+        }
+        Ok(client.prepare_cached(sql).await?)
+    }
+
     fn forget_all(&self) {
         self.cache.clear();
     }
@@ -393,6 +473,16 @@ async fn execute(
     params: &[Value],
     intent: Intent,
 ) -> Result<QueryOutput, Failure> {
+    if checked.one_flight && ctx.shared_resolution && statements.capacity > 0 {
+        if let Some(masks) = ctx.guard.confirmed(sql, checked.mode) {
+            let done =
+                execute_in_one_flight(client, ctx, statements, checked.mode, sql, params, &masks)
+                    .await?;
+            if let Some(output) = done {
+                return Ok(output);
+            }
+        }
+    }
     let limits = ctx.limits;
     let notices = client.notices.clone();
     let txn = client
@@ -440,14 +530,7 @@ async fn execute(
     }
     // Column metadata comes from the statement as written, so a column the server renders as text still reports
     // its real type (point, money, geometry…).
-    let columns: Vec<ColumnInfo> = statement
-        .columns()
-        .iter()
-        .map(|c| ColumnInfo {
-            name: c.name().to_string(),
-            type_name: render::type_display_name(c.type_()),
-        })
-        .collect();
+    let columns = column_infos(&statement);
     if !statement
         .columns()
         .iter()
@@ -477,48 +560,17 @@ async fn execute(
         .collect();
     let portal = txn.bind_raw(&statement, bind_params.iter()).await?;
 
-    let mut rows = String::from("[");
-    let mut row_count = 0usize;
-    let mut truncated_by = None;
-    let mut rows_affected = None;
+    let mut rows = RowsText::new(limits, &output_masks);
     // One row more than the limit tells "exactly max_rows" apart from "more exist".
     let wanted = limits.max_rows.saturating_add(1);
-    'fetch: loop {
-        let chunk = (wanted - row_count).min(FETCH_CHUNK);
+    let rows_affected = loop {
+        let chunk = (wanted - rows.received).min(FETCH_CHUNK);
         let stream = txn.query_portal_raw(&portal, chunk as i32).await?;
-        pin_mut!(stream);
-        let mut received = 0usize;
-        while let Some(row) = stream.next().await {
-            let row = row?;
-            received += 1;
-            if row_count == limits.max_rows {
-                truncated_by = Some("max_rows");
-                break 'fetch;
-            }
-            let mut values = render::row_to_json(&row)
-                .map_err(|e| ToolError::invalid(format!("could not render a value: {e}")))?;
-            if !output_masks.is_empty() {
-                mask::mask_row(&mut values, &output_masks);
-            }
-            let encoded = serde_json::to_string(&values)
-                .map_err(|e| ToolError::invalid(format!("could not encode a row: {e}")))?;
-            // The separator counts too: the ceiling is on what the client receives.
-            if rows.len() + encoded.len() + 1 > limits.max_bytes {
-                truncated_by = Some("max_result_bytes");
-                break 'fetch;
-            }
-            if row_count > 0 {
-                rows.push(',');
-            }
-            rows.push_str(&encoded);
-            row_count += 1;
+        let fetched = rows.take(stream).await?;
+        if fetched.full || fetched.received < chunk {
+            break fetched.rows_affected;
         }
-        rows_affected = stream.rows_affected();
-        if received < chunk {
-            break;
-        }
-    }
-    rows.push(']');
+    };
     if intent == Intent::Write {
         txn.commit().await?;
     } else {
@@ -527,13 +579,161 @@ async fn execute(
         // result one round trip sooner; the connection processes the ROLLBACK before anything sent after it.
         drop(txn);
     }
-    Ok(QueryOutput {
-        row_count,
-        rows: RowsJson(rows),
-        columns,
-        truncated_by,
-        rows_affected: if checked.writes { rows_affected } else { None },
-    })
+    Ok(rows.finish(columns, if checked.writes { rows_affected } else { None }))
+}
+
+const BEGIN_READ_ONLY: &str = "START TRANSACTION READ ONLY";
+
+/// A bounded read whose restated text PostgreSQL resolved and pgmcp checked within the confirmation time, run in
+/// one round trip: `START TRANSACTION READ ONLY`, the statement's Bind/Execute/Sync and `ROLLBACK` leave in one
+/// write and come back in one flight, the same transaction [`execute`] opens, without waiting for each step. A
+/// statement this connection has not prepared yet costs one Parse first. `None` when a column needs the cast to
+/// text that has not been checked yet: the caller then takes the general path, which checks it.
+async fn execute_in_one_flight(
+    client: &Session,
+    ctx: &CallContext<'_>,
+    statements: &Statements,
+    mode: AccessMode,
+    sql: &str,
+    params: &[Value],
+    output_masks: &OutputMasks,
+) -> Result<Option<QueryOutput>, Failure> {
+    // Parsed outside a transaction block: the session's default_transaction_read_only makes that implicit
+    // transaction read-only, and the text is the one PostgreSQL resolved for the checks.
+    let described = statements.prepare_in_session(client, sql).await?;
+    if described.params().len() != params.len() {
+        return Ok(None);
+    }
+    let columns = column_infos(&described);
+    let statement = if described
+        .columns()
+        .iter()
+        .all(|c| render::can_decode(c.type_()))
+    {
+        described
+    } else {
+        let wrapped = wrap_with_text_casts(sql, &described, Intent::ReadOnly)?;
+        if ctx.guard.confirmed(&wrapped, mode).is_none() {
+            return Ok(None);
+        }
+        statements.prepare_in_session(client, &wrapped).await?
+    };
+    let bind_params: Vec<TextParam> = params
+        .iter()
+        .zip(statement.params())
+        .map(|(value, ty)| TextParam::from_json(value, ty))
+        .collect();
+
+    // Each request is written when first polled; the connection sends them in this order, in one write.
+    let begin = client.simple_query_raw(BEGIN_READ_ONLY).await?;
+    let query = client.query_raw(&statement, bind_params.iter());
+    pin_mut!(query);
+    let first_poll = futures_util::poll!(query.as_mut());
+    // Queued behind the statement and never awaited, as a dropped transaction's ROLLBACK: its answer is
+    // discarded, and the connection runs it before anything sent later.
+    drop(client.simple_query_raw("ROLLBACK").await);
+    // The BEGIN's answer is read first: each request's answers wait for their reader in order.
+    pin_mut!(begin);
+    while let Some(message) = begin.next().await {
+        message?;
+    }
+    let stream = match first_poll {
+        std::task::Poll::Ready(stream) => stream?,
+        std::task::Poll::Pending => query.await?,
+    };
+    let mut rows = RowsText::new(ctx.limits, output_masks);
+    rows.take(stream).await?;
+    Ok(Some(rows.finish(columns, None)))
+}
+
+fn column_infos(statement: &Statement) -> Vec<ColumnInfo> {
+    statement
+        .columns()
+        .iter()
+        .map(|c| ColumnInfo {
+            name: c.name().to_string(),
+            type_name: render::type_display_name(c.type_()),
+        })
+        .collect()
+}
+
+/// The answer's rows as they are fetched: rendered, masked and encoded one by one, until a ceiling is reached.
+struct RowsText<'a> {
+    text: String,
+    limits: Limits,
+    masks: &'a OutputMasks,
+    /// Rows read from the server, the one past the limit included.
+    received: usize,
+    row_count: usize,
+    truncated_by: Option<&'static str>,
+}
+
+/// What one fetch gave.
+struct Fetched {
+    received: usize,
+    /// A ceiling was reached: nothing more is read.
+    full: bool,
+    rows_affected: Option<u64>,
+}
+
+impl<'a> RowsText<'a> {
+    fn new(limits: Limits, masks: &'a OutputMasks) -> RowsText<'a> {
+        RowsText {
+            text: String::from("["),
+            limits,
+            masks,
+            received: 0,
+            row_count: 0,
+            truncated_by: None,
+        }
+    }
+
+    async fn take(&mut self, stream: tokio_postgres::RowStream) -> Result<Fetched, Failure> {
+        pin_mut!(stream);
+        let mut received = 0usize;
+        while let Some(row) = stream.next().await {
+            let row = row?;
+            received += 1;
+            self.received += 1;
+            if self.row_count == self.limits.max_rows {
+                self.truncated_by = Some("max_rows");
+                break;
+            }
+            let mut values = render::row_to_json(&row)
+                .map_err(|e| ToolError::invalid(format!("could not render a value: {e}")))?;
+            if !self.masks.is_empty() {
+                mask::mask_row(&mut values, self.masks);
+            }
+            let encoded = serde_json::to_string(&values)
+                .map_err(|e| ToolError::invalid(format!("could not encode a row: {e}")))?;
+            // The separator counts too: the ceiling is on what the client receives.
+            if self.text.len() + encoded.len() + 1 > self.limits.max_bytes {
+                self.truncated_by = Some("max_result_bytes");
+                break;
+            }
+            if self.row_count > 0 {
+                self.text.push(',');
+            }
+            self.text.push_str(&encoded);
+            self.row_count += 1;
+        }
+        Ok(Fetched {
+            received,
+            full: self.truncated_by.is_some(),
+            rows_affected: stream.rows_affected(),
+        })
+    }
+
+    fn finish(mut self, columns: Vec<ColumnInfo>, rows_affected: Option<u64>) -> QueryOutput {
+        self.text.push(']');
+        QueryOutput {
+            row_count: self.row_count,
+            rows: RowsJson(self.text),
+            columns,
+            truncated_by: self.truncated_by,
+            rows_affected,
+        }
+    }
 }
 
 /// Has PostgreSQL parse `sql` and print how it resolved it, then checks every function that resolution calls and
@@ -582,6 +782,8 @@ async fn prepare_resolved(
     stopped?;
     judged.map_err(rejected)?;
     let masked = masked.map_err(rejected)?;
+    // Sent now, answered later: it runs before anything the call sends next, and cannot fail on its own.
+    drop(txn.client().simple_query_raw(RESTORE_JIT).await);
     let output = if policy.masks.is_empty() || !check_masks {
         Vec::new()
     } else {
@@ -655,8 +857,67 @@ fn statement_text(sql: &str) -> Result<&str, ToolError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ColumnInfo, QueryOutput, RowsJson};
+    use super::{BoundedRead, ColumnInfo, Limits, QueryOutput, RowsJson};
+    use crate::guard::{GuardPolicy, check};
+    use crate::tools::ToolError;
     use serde_json::json;
+
+    fn limits(max_rows: usize) -> Limits {
+        Limits {
+            max_rows,
+            max_bytes: 1 << 20,
+            timeout: std::time::Duration::from_secs(1),
+        }
+    }
+
+    fn bounded(sql: &str, max_rows: usize) -> Option<BoundedRead> {
+        let verdict = check(sql, &GuardPolicy::read_only()).expect("accepted");
+        BoundedRead::of(sql, verdict.span, limits(max_rows))
+    }
+
+    #[test]
+    fn a_bounded_read_restates_the_statement_alone_with_the_row_limit_plus_one() {
+        let read =
+            bounded("  /* lead */ SELECT id FROM t ORDER BY id ; -- tail", 1000).expect("bounded");
+        assert_eq!(
+            read.text,
+            "SELECT * FROM (\nSELECT id FROM t ORDER BY id\n) AS pgmcp_rows LIMIT 1001"
+        );
+        // A trailing line comment cannot swallow the closing parenthesis.
+        let read = bounded("SELECT 1 -- no semicolon", 5).expect("bounded");
+        assert!(
+            read.text
+                .ends_with("-- no semicolon\n) AS pgmcp_rows LIMIT 6"),
+            "{}",
+            read.text
+        );
+        // More rows than one fetch: the portal path keeps its chunked fetch and byte ceiling.
+        assert!(bounded("SELECT 1", 5000).is_none());
+    }
+
+    #[test]
+    fn error_positions_point_into_the_callers_text() {
+        let sql = "/* a comment longer than the wrapper */ SELECT nope FROM t";
+        let read = bounded(sql, 10).expect("bounded");
+        let at_nope_in_wrapper = read.text.find("nope").unwrap() as u32 + 1;
+        let error = |position| ToolError::Database {
+            sqlstate: "42703".into(),
+            message: "column \"nope\" does not exist".into(),
+            detail: None,
+            hint: None,
+            position,
+        };
+        let ToolError::Database { position, .. } =
+            read.position_in_original(error(Some(at_nope_in_wrapper)))
+        else {
+            unreachable!()
+        };
+        assert_eq!(position, Some(sql.find("nope").unwrap() as u32 + 1));
+        let ToolError::Database { position, .. } = read.position_in_original(error(Some(3))) else {
+            unreachable!()
+        };
+        assert_eq!(position, None, "a position in pgmcp's own words is dropped");
+    }
 
     fn sample(truncated_by: Option<&'static str>, rows_affected: Option<u64>) -> QueryOutput {
         QueryOutput {

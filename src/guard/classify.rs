@@ -24,10 +24,7 @@ enum Effect {
 pub(crate) fn classify(statement: &NodeEnum, policy: &GuardPolicy) -> Result<Verdict, GuardError> {
     let read_write = policy.access_mode == AccessMode::ReadWrite;
     match statement {
-        NodeEnum::VariableShowStmt(_) => Ok(Verdict {
-            class: StatementClass::Show,
-            functions: Vec::new(),
-        }),
+        NodeEnum::VariableShowStmt(_) => Ok(Verdict::new(StatementClass::Show, Vec::new())),
         NodeEnum::ExplainStmt(explain) => classify_explain(explain, policy),
         NodeEnum::SelectStmt(_) => {
             let (effect, facts) = query_effect(statement, policy)?;
@@ -37,10 +34,7 @@ pub(crate) fn classify(statement: &NodeEnum, policy: &GuardPolicy) -> Result<Ver
                 Effect::Writes(what) => return Err(not_allowed(&what, policy)),
                 Effect::CreatesTable => ddl_class("SELECT INTO", policy)?,
             };
-            Ok(Verdict {
-                class,
-                functions: facts.functions,
-            })
+            Ok(Verdict::new(class, facts.functions))
         }
         _ if dml_kind(statement).is_some() => {
             if !read_write {
@@ -52,10 +46,7 @@ pub(crate) fn classify(statement: &NodeEnum, policy: &GuardPolicy) -> Result<Ver
                     "INTO is not allowed inside a data-modifying statement",
                 ));
             }
-            Ok(Verdict {
-                class: StatementClass::Write,
-                functions: facts.functions,
-            })
+            Ok(Verdict::new(StatementClass::Write, facts.functions))
         }
         _ if is_schema_ddl(statement) => {
             let class = ddl_class(&describe(statement), policy)?;
@@ -81,10 +72,7 @@ pub(crate) fn classify(statement: &NodeEnum, policy: &GuardPolicy) -> Result<Ver
                     describe(statement)
                 )));
             }
-            Ok(Verdict {
-                class,
-                functions: facts.functions,
-            })
+            Ok(Verdict::new(class, facts.functions))
         }
         _ => Err(not_allowed(&describe(statement), policy)),
     }
@@ -138,10 +126,10 @@ fn classify_explain(explain: &ExplainStmt, policy: &GuardPolicy) -> Result<Verdi
             AccessMode::ReadWrite => {}
         },
     }
-    Ok(Verdict {
-        class: StatementClass::Explain { analyze },
-        functions: facts.functions,
-    })
+    Ok(Verdict::new(
+        StatementClass::Explain { analyze },
+        facts.functions,
+    ))
 }
 
 /// Walks a SELECT or DML root and works out what executing it would do.

@@ -63,6 +63,19 @@ pub struct Verdict {
     pub class: StatementClass,
     /// Deduplicated, every function call anywhere in the tree (none of them on the deny-list).
     pub functions: Vec<FunctionRef>,
+    /// Where the statement itself lies in the checked text: without a trailing semicolon, and up to the end of
+    /// the text when nothing follows it but a comment (so a wrapper must close on a new line).
+    pub span: std::ops::Range<usize>,
+}
+
+impl Verdict {
+    pub(crate) fn new(class: StatementClass, functions: Vec<FunctionRef>) -> Verdict {
+        Verdict {
+            class,
+            functions,
+            span: 0..0,
+        }
+    }
 }
 
 /// Why a statement was rejected, phrased for the agent that sent it: what was found and what is allowed.
@@ -98,7 +111,7 @@ pub fn statement_that_runs(sql: &str, class: StatementClass) -> Result<ToResolve
         StatementClass::Read | StatementClass::Write => Ok(ToResolve::Itself),
         StatementClass::Show => Ok(ToResolve::Nothing),
         StatementClass::Explain { .. } | StatementClass::Ddl => {
-            let inner = match parse_single_statement(sql)? {
+            let inner = match parse_single_statement(sql)?.0 {
                 pg_query::NodeEnum::ExplainStmt(explain) => explain.query,
                 pg_query::NodeEnum::CreateTableAsStmt(create) => create.query,
                 _ => None,
@@ -120,22 +133,25 @@ fn deparse(node: pg_query::NodeEnum) -> Result<String, GuardError> {
 
 /// First stage: decide from the parse tree alone whether `sql` (exactly one statement) may run under `policy`.
 pub fn check(sql: &str, policy: &GuardPolicy) -> Result<Verdict, GuardError> {
-    let statement = parse_single_statement(sql)?;
-    classify::classify(&statement, policy)
+    let (statement, span) = parse_single_statement(sql)?;
+    let mut verdict = classify::classify(&statement, policy)?;
+    verdict.span = span;
+    Ok(verdict)
 }
 
-fn parse_single_statement(sql: &str) -> Result<pg_query::NodeEnum, GuardError> {
+fn parse_single_statement(
+    sql: &str,
+) -> Result<(pg_query::NodeEnum, std::ops::Range<usize>), GuardError> {
     // pg_query post-processes the tree in Rust with a few indexing operations; a bug there must become a
     // rejection, not a crashed server.
     let parsed =
         std::panic::catch_unwind(|| pg_query::parse(sql, pg_query::ParserOptions::DEFAULT))
             .map_err(|_| GuardError::new("could not parse SQL: the parser failed on this input"))?
             .map_err(parse_error)?;
-    let mut statements = parsed
-        .protobuf
-        .stmts
-        .into_iter()
-        .filter_map(|raw| raw.stmt.and_then(|node| node.node));
+    let mut statements = parsed.protobuf.stmts.into_iter().filter_map(|raw| {
+        let span = statement_span(sql, raw.stmt_location, raw.stmt_len);
+        raw.stmt.and_then(|node| node.node).map(|node| (node, span))
+    });
     match (statements.next(), statements.next()) {
         (None, _) => Err(GuardError::new(
             "empty statement: send exactly one SQL statement",
@@ -146,6 +162,19 @@ fn parse_single_statement(sql: &str) -> Result<pg_query::NodeEnum, GuardError> {
             2 + statements.count()
         ))),
     }
+}
+
+/// PostgreSQL's bounds of one statement (a length of 0 means "to the end"), trimmed of trailing blanks and
+/// semicolons.
+fn statement_span(sql: &str, location: i32, len: i32) -> std::ops::Range<usize> {
+    let start = usize::try_from(location).unwrap_or(0).min(sql.len());
+    let end = match usize::try_from(len) {
+        Ok(len) if len > 0 => (start + len).min(sql.len()),
+        _ => sql.len(),
+    };
+    let text = sql.get(start..end).unwrap_or_default();
+    let trimmed = text.trim_end_matches(|c: char| c.is_whitespace() || c == ';');
+    start..start + trimmed.len()
 }
 
 fn parse_error(error: pg_query::Error) -> GuardError {

@@ -25,9 +25,13 @@ use crate::config::AccessMode;
 /// `SET LOCAL`: they end with the transaction.
 pub const PRINT_TREES: &str = "SET LOCAL client_min_messages = log; \
 SET LOCAL debug_print_rewritten = on; SET LOCAL debug_pretty_print = off";
-/// Back to normal once the statement is parsed: function bodies run later would print trees of their own.
-pub const STOP_PRINTING_TREES: &str =
-    "SET LOCAL debug_print_rewritten = off; SET LOCAL client_min_messages TO DEFAULT";
+/// Back to normal once the statement is parsed: function bodies run later would print trees of their own. JIT
+/// is off for the catalog lookups that follow: their recursive unions are estimated so large, with a few dozen
+/// types involved, that the server compiled them, which took seconds on a busy host for a few milliseconds of
+/// work. [`RESTORE_JIT`] sets it back before the statement runs.
+pub const STOP_PRINTING_TREES: &str = "SET LOCAL debug_print_rewritten = off; SET LOCAL client_min_messages TO DEFAULT; SET LOCAL jit = off";
+/// The session's own JIT setting again, for the statement itself.
+pub const RESTORE_JIT: &str = "SET LOCAL jit TO DEFAULT";
 
 /// Catalog objects a resolved tree refers to by OID.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
