@@ -144,7 +144,7 @@ async fn check_request(
             "The request names no client (client_id).".into(),
         ));
     };
-    let client = match server.clients.find(&server.sealer, client_id).await {
+    let client = match server.clients.find(&server.ring().sealer, client_id).await {
         Ok(client) => client,
         Err(ClientError::Unknown) => {
             return Err(Refusal::Page(
@@ -273,8 +273,8 @@ pub async fn authorize(
     if client.pre_approved {
         return to_upstream(&server, grant).await;
     }
-    let browser = server.sealer.random_id();
-    let consent = server.sealer.seal(
+    let browser = server.ring().sealer.random_id();
+    let consent = server.ring().sealer.seal(
         Kind::Consent,
         Some(FLOW_SECS),
         &Consent {
@@ -319,7 +319,7 @@ pub async fn decide(
             "The consent form is incomplete (no consent token); start the sign-in again.",
         );
     };
-    let Ok(consent) = server.sealer.open::<Consent>(Kind::Consent, consent) else {
+    let Ok(consent) = server.ring().sealer.open::<Consent>(Kind::Consent, consent) else {
         return forbidden("The consent form is invalid or has expired; start the sign-in again.");
     };
     let Some(browser) = cookie_value(&headers, CONSENT_COOKIE) else {
@@ -346,11 +346,11 @@ pub async fn decide(
 
 async fn to_upstream(server: &OAuthServer, grant: Grant) -> Response {
     let mut verifier_bytes = [0u8; 32];
-    server.sealer.fill(&mut verifier_bytes);
+    server.ring().sealer.fill(&mut verifier_bytes);
     let verifier = URL_SAFE_NO_PAD.encode(verifier_bytes);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let browser = server.sealer.random_id();
-    let state = server.sealer.seal(
+    let browser = server.ring().sealer.random_id();
+    let state = server.ring().sealer.seal(
         Kind::UpstreamState,
         Some(FLOW_SECS),
         &UpstreamState {
@@ -396,6 +396,7 @@ pub async fn callback(
     }
     let Some(Ok(flow)) = params.state.as_deref().map(|state| {
         server
+            .ring()
             .sealer
             .open::<UpstreamState>(Kind::UpstreamState, state)
     }) else {
@@ -451,12 +452,15 @@ pub async fn callback(
         }
     };
     let code = Code {
-        id: server.sealer.random_id(),
+        id: server.ring().sealer.random_id(),
         grant: grant.clone(),
         identity: Identity::from(&caller),
     };
     tracing::info!(oid = ?caller.oid, client_id = %grant.client_id, "signed in; code issued");
-    let sealed = server.sealer.seal(Kind::Code, Some(CODE_SECS), &code);
+    let sealed = server
+        .ring()
+        .sealer
+        .seal(Kind::Code, Some(CODE_SECS), &code);
     back_to_client(
         &server,
         &grant.redirect_uri,

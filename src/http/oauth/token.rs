@@ -197,6 +197,7 @@ pub async fn token(
 
 fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
     let code = match server
+        .ring()
         .sealer
         .open::<Code>(Kind::Code, form.code.as_deref().unwrap_or_default())
     {
@@ -236,7 +237,7 @@ fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
     }
     let refresh = RefreshToken {
         family: code.id.clone(),
-        id: server.sealer.random_id(),
+        id: server.ring().sealer.random_id(),
         client_id: grant.client_id.clone(),
         scope: grant.scope.clone(),
         resource: grant.resource.clone(),
@@ -250,7 +251,7 @@ fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
 }
 
 fn refresh(server: &OAuthServer, form: &TokenForm) -> Response {
-    let presented = match server.sealer.open::<RefreshToken>(
+    let presented = match server.ring().sealer.open::<RefreshToken>(
         Kind::RefreshToken,
         form.refresh_token.as_deref().unwrap_or_default(),
     ) {
@@ -270,7 +271,7 @@ fn refresh(server: &OAuthServer, form: &TokenForm) -> Response {
     }
     let presented_id = presented.id.clone();
     let next = RefreshToken {
-        id: server.sealer.random_id(),
+        id: server.ring().sealer.random_id(),
         ..presented
     };
     if !server
@@ -297,6 +298,7 @@ fn issue(server: &OAuthServer, refresh: &RefreshToken) -> Response {
     };
     let refresh_lifetime = refresh.family_expires.saturating_sub(now());
     let sealed = server
+        .ring()
         .sealer
         .seal(Kind::RefreshToken, Some(refresh_lifetime), refresh);
     let mut body = json!({
@@ -324,7 +326,7 @@ fn mint(
         "iat": issued,
         "nbf": issued,
         "exp": issued + lifetime,
-        "jti": server.sealer.random_id(),
+        "jti": server.ring().sealer.random_id(),
         "client_id": refresh.client_id,
         "roles": identity.roles,
     });
@@ -344,9 +346,10 @@ fn mint(
         claims["scp"] = json!(identity.scopes.join(" "));
     }
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(server.keys.current.kid.clone());
+    let ring = server.ring();
+    header.kid = Some(ring.current.kid.clone());
     header.typ = Some("at+jwt".into());
-    jsonwebtoken::encode(&header, &claims, &server.keys.current.encoding)
+    jsonwebtoken::encode(&header, &claims, &ring.current.encoding)
 }
 
 #[derive(Deserialize)]
@@ -370,6 +373,7 @@ pub async fn revoke(
         return token_error("invalid_request", "token is required");
     };
     if let Ok(refresh) = server
+        .ring()
         .sealer
         .open::<RefreshToken>(Kind::RefreshToken, &token)
     {
