@@ -65,7 +65,7 @@ async fn a_certificate_from_a_file_signs_people_in_end_to_end() {
 }
 
 #[tokio::test]
-async fn a_certificate_the_provider_does_not_know_ends_the_sign_in_without_a_code() {
+async fn a_certificate_the_provider_does_not_know_gets_no_tokens() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let resource = format!("{base}/mcp");
@@ -92,9 +92,12 @@ async fn a_certificate_the_provider_does_not_know_ends_the_sign_in_without_a_cod
 
     let client = register_at(&base, REDIRECT).await;
     let back = sign_in(&base, &resource, &client).await;
-    assert_eq!(query(&back, "error").as_deref(), Some("access_denied"));
-    assert_eq!(query(&back, "code"), None);
-    assert_eq!(query(&back, "state").as_deref(), Some("cert"));
+    let code = query(&back, "code").expect("a code");
+    // pgmcp redeems the provider's code when the client redeems its own: the provider refuses the assertion.
+    let (status, refused) = redeem_at(&base, &resource, &client, REDIRECT, &code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["error"], "invalid_grant", "{refused}");
+    assert!(refused.get("access_token").is_none());
 }
 
 /// A bad certificate setting stops the start, naming the setting.

@@ -329,6 +329,7 @@ async fn an_upstream_certificate_in_key_vault_is_followed_as_it_is_renewed() {
         &reader_env(&azure),
     );
     let client = register_at(&base, REDIRECT).await;
+    // Whether a sign-in ends with tokens: pgmcp redeems the provider's code, proving itself with the certificate.
     let outcome = || async {
         let back = Browser::default()
             .sign_in(
@@ -336,7 +337,11 @@ async fn an_upstream_certificate_in_key_vault_is_followed_as_it_is_renewed() {
                 REDIRECT,
             )
             .await;
-        query(&back, "code").is_some()
+        let code = query(&back, "code").expect("a code");
+        redeem_at(&base, &resource, &client, REDIRECT, &code)
+            .await
+            .0
+            == StatusCode::OK
     };
     assert!(outcome().await, "signed in with the first certificate");
 

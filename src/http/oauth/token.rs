@@ -2,10 +2,11 @@
 //! resource, carrying the identity the provider vouched for, so the verifier, the policy and the audit treat them
 //! like the provider's own tokens. The provider's token never leaves pgmcp.
 //!
-//! What a single replica enforces in memory, bounded: a code is redeemed once, and a refresh token once (its
-//! rotation); presenting a spent one revokes its whole family. Across replicas these hold only with sticky
-//! sessions; otherwise a replayed code is bounded by its 60-second life, and a replayed refresh token by the
-//! family's lifetime.
+//! A code is redeemed once, across replicas: it carries the provider's code, which pgmcp redeems at the provider
+//! only now, and the provider accepts its code once whichever replica asks. What a single replica enforces in
+//! memory, bounded: presenting a spent code again revokes what it was exchanged for, and a refresh token is used
+//! once (its rotation), presenting a spent one revoking its whole family. Across replicas these two hold only with
+//! sticky sessions; otherwise a replayed refresh token is bounded by the family's lifetime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -186,7 +187,7 @@ pub async fn token(
         );
     }
     match form.grant_type.as_deref() {
-        Some("authorization_code") => redeem_code(&server, &form),
+        Some("authorization_code") => redeem_code(&server, &form).await,
         Some("refresh_token") => refresh(&server, &form),
         _ => token_error(
             "unsupported_grant_type",
@@ -195,7 +196,7 @@ pub async fn token(
     }
 }
 
-fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
+async fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
     let code = match server
         .ring()
         .sealer
@@ -235,19 +236,58 @@ fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
         tracing::warn!(client_id = %grant.client_id, "an authorization code was presented twice; its tokens are revoked");
         return token_error("invalid_grant", "the code has already been used");
     }
+    let identity = match signed_in(server, &code).await {
+        Ok(identity) => identity,
+        Err(description) => return token_error("invalid_grant", description),
+    };
     let refresh = RefreshToken {
         family: code.id.clone(),
         id: server.ring().sealer.random_id(),
         client_id: grant.client_id.clone(),
         scope: grant.scope.clone(),
         resource: grant.resource.clone(),
-        identity: code.identity,
+        identity,
         family_expires,
     };
     server
         .spent
         .rotate(&refresh.family, "", &refresh.id, family_expires);
     issue(server, &refresh)
+}
+
+/// Redeems the provider's code in `code` and checks the provider's token like any bearer token: who signed in.
+async fn signed_in(server: &OAuthServer, code: &Code) -> Result<Identity, &'static str> {
+    let upstream_token = match server
+        .upstream
+        .exchange(&code.upstream_code, &code.upstream_verifier)
+        .await
+    {
+        Ok(token) => token,
+        Err(error) => {
+            // Also what a code redeemed before at another replica gets: the provider's code is spent.
+            tracing::warn!(client_id = %code.grant.client_id, error = %format!("{error:#}"), "redeeming the sign-in provider's code failed");
+            return Err(
+                "the sign-in could not be completed at the provider (a code is accepted once); sign in again",
+            );
+        }
+    };
+    match server
+        .authenticator
+        .verify_token(upstream_token.expose())
+        .await
+    {
+        Ok(caller) => {
+            tracing::info!(oid = ?caller.oid, client_id = %code.grant.client_id, "signed in; tokens issued");
+            Ok(Identity::from(&caller))
+        }
+        Err(rejection) => {
+            tracing::warn!(
+                reason = rejection.reason(),
+                "the signed-in account may not use pgmcp"
+            );
+            Err("this account may not use pgmcp")
+        }
+    }
 }
 
 fn refresh(server: &OAuthServer, form: &TokenForm) -> Response {
