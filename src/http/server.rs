@@ -188,7 +188,7 @@ pub(crate) async fn serve_http_on(
     let base = public_base(&settings, bound);
     let resource = format!("{base}{MCP_PATH}");
 
-    let oauth_key = oauth::prepare(&settings, &databases)?;
+    let oauth_key = oauth::prepare(&settings, &databases).await?;
     let authenticator = match settings.auth.mode {
         AuthMode::None => None,
         _ => Some(
@@ -207,14 +207,9 @@ pub(crate) async fn serve_http_on(
         ),
     };
     let oauth_server = match (settings.oauth.clone(), oauth_key, &authenticator) {
-        (Some(oauth), Some(key), Some(auth)) => Some(OAuthServer::new(
-            oauth,
-            key,
-            &settings.auth,
-            auth.clone(),
-            &base,
-            &resource,
-        )?),
+        (Some(oauth), Some(key), Some(auth)) => Some(
+            OAuthServer::new(oauth, key, &settings.auth, auth.clone(), &base, &resource).await?,
+        ),
         _ => None,
     };
     settings.policy.check_profiles(&databases.names())?;

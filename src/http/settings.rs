@@ -149,6 +149,7 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
         upstream_client_id: args.oauth_upstream_client_id.clone(),
         upstream_client_secret: args.oauth_upstream_client_secret.clone(),
         upstream_credential: args.oauth_upstream_credential.clone(),
+        upstream_certificate: args.oauth_upstream_certificate.clone(),
         signing_key: args.oauth_signing_key.clone(),
     };
     let oauth = crate::http::oauth::settings::resolve(&oauth_flags, &file.oauth, auth.mode)?;

@@ -1,14 +1,18 @@
 //! Certificate credentials: a PEM file with the certificate and its RSA private key; the client proves itself
 //! with a JWT signed by the key and naming the certificate by its SHA-256 thumbprint (`x5t#S256`), as the
-//! Microsoft identity platform's certificate credentials require.
+//! Microsoft identity platform's certificate credentials require. The PEM comes from a file or from Key Vault
+//! ([`VaultCertificate`], followed as the certificate is renewed).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sha2::{Digest, Sha256};
 
 use super::entra::{now_seconds, random_id};
+use super::keyvault::{KeyVault, SecretReference};
 use super::token::IdentityError;
 use crate::config::Secret;
 
@@ -21,46 +25,54 @@ impl ClientCertificate {
     /// Reads `AZURE_CLIENT_CERTIFICATE_PATH`: PEM with a `CERTIFICATE` and a `PRIVATE KEY` (PKCS#8) or
     /// `RSA PRIVATE KEY` block. PKCS#12 files are not supported; convert them with `openssl pkcs12 -nodes`.
     pub fn load(path: &Path) -> Result<ClientCertificate, IdentityError> {
+        ClientCertificate::load_for(path, "AZURE_CLIENT_CERTIFICATE_PATH")
+    }
+
+    /// Reads a PEM file named by `setting`.
+    pub fn load_for(path: &Path, setting: &str) -> Result<ClientCertificate, IdentityError> {
         let shown = path.display();
         let pem = std::fs::read(path).map_err(|error| {
-            IdentityError::config(format!(
-                "cannot read AZURE_CLIENT_CERTIFICATE_PATH {shown}: {error}"
-            ))
+            IdentityError::config(format!("cannot read {setting} {shown}: {error}"))
         })?;
-        let certificate = rustls_pemfile::certs(&mut pem.as_slice())
+        ClientCertificate::from_pem(&pem, &format!("{setting} {shown}"))
+    }
+
+    /// The certificate and key in `pem`; `source` says where it came from, for errors.
+    pub fn from_pem(pem: &[u8], source: &str) -> Result<ClientCertificate, IdentityError> {
+        let certificate = rustls_pemfile::certs(&mut &pem[..])
             .next()
             .and_then(Result::ok)
             .ok_or_else(|| {
                 IdentityError::config(format!(
-                    "AZURE_CLIENT_CERTIFICATE_PATH {shown} holds no PEM certificate (PKCS#12 files must be converted to PEM)"
+                    "{source} holds no PEM certificate (PKCS#12 files must be converted to PEM)"
                 ))
             })?;
-        let key_der = rustls_pemfile::private_key(&mut pem.as_slice())
+        let key_der = rustls_pemfile::private_key(&mut &pem[..])
             .ok()
             .flatten()
             .ok_or_else(|| {
                 IdentityError::config(format!(
-                    "AZURE_CLIENT_CERTIFICATE_PATH {shown} holds no private key next to the certificate"
+                    "{source} holds no private key next to the certificate"
                 ))
             })?;
-        let key = match &key_der {
-            rustls::pki_types::PrivateKeyDer::Pkcs1(der) => Ok(EncodingKey::from_rsa_der(der.secret_pkcs1_der())),
-            rustls::pki_types::PrivateKeyDer::Pkcs8(der) => {
-                pkcs8_rsa_to_pkcs1(der.secret_pkcs8_der()).map(|pkcs1| EncodingKey::from_rsa_der(&pkcs1))
-            }
-            _ => Err(()),
-        }
-        .map_err(|_| {
-            IdentityError::config(format!(
-                "the private key in AZURE_CLIENT_CERTIFICATE_PATH {shown} is not an RSA key (Entra certificate credentials use RSA)"
-            ))
-        })?;
+        let key = rsa_pkcs1_der(&key_der)
+            .map(|pkcs1| EncodingKey::from_rsa_der(&pkcs1))
+            .map_err(|_| {
+                IdentityError::config(format!(
+                    "the private key in {source} is not an RSA key (Entra certificate credentials use RSA)"
+                ))
+            })?;
         let thumbprint_sha256 = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(certificate.as_ref()));
         Ok(ClientCertificate {
             key,
             thumbprint_sha256,
         })
+    }
+
+    /// The certificate's SHA-256 thumbprint, base64url: the `x5t#S256` of its assertions.
+    pub fn thumbprint_sha256(&self) -> &str {
+        &self.thumbprint_sha256
     }
 
     /// A fresh client assertion for `audience` (the token endpoint), valid for ten minutes.
@@ -83,6 +95,15 @@ impl ClientCertificate {
             .map_err(|error| {
                 IdentityError::config(format!("cannot sign the client assertion: {error}"))
             })
+    }
+}
+
+/// An RSA private key as PKCS#1 DER, which jsonwebtoken's DER loader expects; `Err` for other key types.
+pub(crate) fn rsa_pkcs1_der(key: &rustls::pki_types::PrivateKeyDer<'_>) -> Result<Vec<u8>, ()> {
+    match key {
+        rustls::pki_types::PrivateKeyDer::Pkcs1(der) => Ok(der.secret_pkcs1_der().to_vec()),
+        rustls::pki_types::PrivateKeyDer::Pkcs8(der) => pkcs8_rsa_to_pkcs1(der.secret_pkcs8_der()),
+        _ => Err(()),
     }
 }
 
@@ -125,4 +146,64 @@ fn der_element(input: &[u8], tag: u8) -> Result<(&[u8], &[u8]), ()> {
         return Err(());
     }
     Ok(rest.split_at(length))
+}
+
+/// A certificate credential kept in Key Vault: a Key Vault certificate with content type
+/// `application/x-pem-file` (its private key is in the secret of the same name) or a secret holding the PEM. The
+/// current version is read again once `refresh` has passed, so a renewed certificate is used without a restart;
+/// if the vault cannot be read then, the certificate in hand stays in use.
+pub struct VaultCertificate {
+    vault: KeyVault,
+    reference: SecretReference,
+    refresh: Duration,
+    current: tokio::sync::Mutex<Option<(Arc<ClientCertificate>, Instant)>>,
+}
+
+impl VaultCertificate {
+    pub fn new(vault: KeyVault, reference: SecretReference, refresh: Duration) -> VaultCertificate {
+        VaultCertificate {
+            vault,
+            reference,
+            refresh,
+            current: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!("Key Vault certificate {}", self.reference)
+    }
+
+    async fn read(&self) -> Result<ClientCertificate, IdentityError> {
+        let source = self.describe();
+        let value = self
+            .vault
+            .secret(&self.reference.name, self.reference.version.as_deref())
+            .await?;
+        ClientCertificate::from_pem(value.pem(&source)?, &source)
+    }
+
+    /// The certificate in use: read now if none is held or the held one is due for a look at the vault.
+    pub async fn certificate(&self) -> Result<Arc<ClientCertificate>, IdentityError> {
+        let mut current = self.current.lock().await;
+        if let Some((certificate, read_at)) = current.as_ref()
+            && read_at.elapsed() < self.refresh
+        {
+            return Ok(certificate.clone());
+        }
+        match self.read().await {
+            Ok(certificate) => {
+                let certificate = Arc::new(certificate);
+                *current = Some((certificate.clone(), Instant::now()));
+                Ok(certificate)
+            }
+            Err(error) => match current.as_mut() {
+                Some((certificate, read_at)) => {
+                    tracing::warn!(source = %self.describe(), error = %error, "reading the certificate again failed; the one in hand stays in use");
+                    *read_at = Instant::now();
+                    Ok(certificate.clone())
+                }
+                None => Err(error),
+            },
+        }
+    }
 }

@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use reqwest::Url;
 
 use super::cache::TokenCache;
-use super::certificate::ClientCertificate;
+use super::certificate::{ClientCertificate, VaultCertificate};
 use super::credential::TokenCredential;
 use super::http::{RetryPolicy, checked_endpoint, entra_error, form, parse_token, send};
 use super::token::{AccessToken, IdentityError};
@@ -27,6 +27,8 @@ pub const TOKEN_EXCHANGE_SCOPE: &str = "api://AzureADTokenExchange/.default";
 pub enum ClientProof {
     Secret(Secret),
     Certificate(ClientCertificate),
+    /// A certificate kept in Key Vault, followed as it is renewed.
+    VaultCertificate(Arc<VaultCertificate>),
     /// A federated token file (Kubernetes workload identity); re-read on every exchange because it rotates.
     FederatedTokenFile(PathBuf),
     /// A managed identity's token for `api://AzureADTokenExchange`, trusted by the app registration.
@@ -38,6 +40,7 @@ impl ClientProof {
         match self {
             ClientProof::Secret(_) => "client secret",
             ClientProof::Certificate(_) => "client certificate",
+            ClientProof::VaultCertificate(_) => "client certificate from Key Vault",
             ClientProof::FederatedTokenFile(_) => "federated token file",
             ClientProof::ManagedIdentity(_) => "managed identity as federated credential",
         }
@@ -53,6 +56,11 @@ impl ClientProof {
         let assertion = match self {
             ClientProof::Secret(secret) => return Ok(vec![("client_secret", secret.clone())]),
             ClientProof::Certificate(certificate) => certificate.assertion(client_id, token_url)?,
+            ClientProof::VaultCertificate(vault) => vault
+                .certificate()
+                .await
+                .map_err(|error| error.context("the client certificate"))?
+                .assertion(client_id, token_url)?,
             ClientProof::FederatedTokenFile(path) => {
                 let text = tokio::fs::read_to_string(path).await.map_err(|error| {
                     IdentityError::config(format!(

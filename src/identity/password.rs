@@ -111,7 +111,7 @@ impl DbCredentials {
     pub fn identity(&self) -> Option<TokenClaims> {
         match &self.login {
             Login::Entra(_) => self.last_identity.get(),
-            Login::KeyVault(secret) => secret.last_identity.get(),
+            Login::KeyVault(secret) => secret.identity(),
         }
     }
 }

@@ -6,7 +6,9 @@
 //!   `x5t#S256`, verified against the test key), with a federated token (the current content of the workload
 //!   identity file, HS256-signed by the "cluster issuer"), or with a managed identity token for
 //!   `api://AzureADTokenExchange`; and the on-behalf-of grant;
-//! - Key Vault's challenge flow (`WWW-Authenticate: Bearer authorization=…, resource=…`) and secret reads.
+//! - Key Vault's challenge flow (`WWW-Authenticate: Bearer authorization=…, resource=…`), secret reads (current
+//!   or by version; a disabled version is refused with 403 as Key Vault does) and version listings (paged with
+//!   `nextLink`, with each version's `enabled`, `created`, `nbf`, `exp` and the secret's `contentType`).
 //!
 //! Every PostgreSQL-scope token it issues is first made the password of the principal's role, so PostgreSQL
 //! accepts exactly the latest token.
@@ -63,14 +65,29 @@ pub struct StandInState {
     /// Users for on-behalf-of: `oid` → role.
     pub users: HashMap<String, String>,
     pub token_lifetime_s: u64,
-    /// Key Vault secrets: name → versions (last is current).
+    /// Key Vault secrets: name → versions (last is current); version ids are `v1`, `v2`, ….
     pub vault: HashMap<String, Vec<String>>,
+    /// Attributes of a version, by (name, 1-based version number); absent: enabled, created at its number (long
+    /// ago), no `nbf` or `exp`.
+    pub vault_attributes: HashMap<(String, usize), VaultAttributes>,
+    /// `contentType` of a secret (all its versions).
+    pub vault_content_types: HashMap<String, String>,
+    /// Versions per page of a listing, at most (0: as many as asked for).
+    pub vault_page_size: usize,
     /// Answers the next N requests with 503.
     pub fail_next: u32,
     /// Everything issued, for the "never printed" checks.
     pub issued: Vec<String>,
     pub requests: Vec<String>,
     pub secret_reads: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct VaultAttributes {
+    pub enabled: bool,
+    pub created: u64,
+    pub nbf: Option<u64>,
+    pub exp: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -99,6 +116,8 @@ impl StandIn {
             .route("/metadata/identity/oauth2/token", get(imds))
             .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint))
             .route("/secrets/{name}", get(key_vault))
+            .route("/secrets/{name}/versions", get(key_vault_versions))
+            .route("/secrets/{name}/{version}", get(key_vault_version))
             .with_state(stand_in.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -487,17 +506,18 @@ async fn token_endpoint(
     Json(json!({"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token})).into_response()
 }
 
-async fn key_vault(
-    State(stand_in): State<StandIn>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+/// Key Vault's answer to a request without a valid token for the vault (the challenge), or `None` when the
+/// request may go on.
+fn key_vault_refusal(
+    stand_in: &StandIn,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Option<Response> {
     if stand_in.take_failure("key_vault") {
-        return busy();
+        return Some(busy());
     }
     if query.get("api-version").map(String::as_str) != Some("7.4") {
-        return (StatusCode::BAD_REQUEST, "api-version 7.4 expected").into_response();
+        return Some((StatusCode::BAD_REQUEST, "api-version 7.4 expected").into_response());
     }
     let challenge = || {
         let mut response = (StatusCode::UNAUTHORIZED, Json(json!({"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}}))).into_response();
@@ -515,25 +535,160 @@ async fn key_vault(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return challenge();
+        return Some(challenge());
     };
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_audience(&[VAULT_RESOURCE]);
     if jsonwebtoken::decode::<Value>(bearer, &DecodingKey::from_secret(ISSUER_KEY), &validation)
         .is_err()
     {
-        return challenge();
+        return Some(challenge());
     }
-    let versions = stand_in.with(|s| {
-        s.secret_reads += 1;
-        s.vault.get(&name).cloned()
+    None
+}
+
+fn vault_attributes(state: &StandInState, name: &str, number: usize) -> VaultAttributes {
+    state
+        .vault_attributes
+        .get(&(name.to_string(), number))
+        .cloned()
+        .unwrap_or(VaultAttributes {
+            enabled: true,
+            created: number as u64,
+            nbf: None,
+            exp: None,
+        })
+}
+
+fn attributes_json(attributes: &VaultAttributes) -> Value {
+    let mut json = json!({
+        "enabled": attributes.enabled, "created": attributes.created, "updated": attributes.created,
+        "recoveryLevel": "Recoverable+Purgeable",
     });
-    match versions.and_then(|v| v.last().cloned().map(|value| (v.len(), value))) {
-        Some((version, value)) => Json(json!({
-            "value": value,
-            "id": format!("{}/secrets/{name}/v{version}", stand_in.url),
-            "attributes": {"enabled": true, "created": now(), "updated": now(), "recoveryLevel": "Recoverable+Purgeable"}
-        })).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"error":{"code":"SecretNotFound","message":"A secret with (name/id) was not found in this key vault."}}))).into_response(),
+    if let Some(nbf) = attributes.nbf {
+        json["nbf"] = json!(nbf);
+    }
+    if let Some(exp) = attributes.exp {
+        json["exp"] = json!(exp);
+    }
+    json
+}
+
+fn secret_not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error":{"code":"SecretNotFound","message":"A secret with (name/id) was not found in this key vault."}}))).into_response()
+}
+
+/// One version's value as Key Vault returns it, or its refusal.
+fn secret_answer(stand_in: &StandIn, name: &str, number: Option<usize>) -> Response {
+    let found = stand_in.with(|s| {
+        s.secret_reads += 1;
+        let versions = s.vault.get(name)?;
+        let number = number.unwrap_or(versions.len());
+        let value = versions.get(number.checked_sub(1)?)?.clone();
+        Some((
+            number,
+            value,
+            vault_attributes(s, name, number),
+            s.vault_content_types.get(name).cloned(),
+        ))
+    });
+    let Some((number, value, attributes, content_type)) = found else {
+        return secret_not_found();
+    };
+    if !attributes.enabled {
+        return (StatusCode::FORBIDDEN, Json(json!({"error":{"code":"Forbidden","message":"Operation get is not allowed on a disabled secret.","innererror":{"code":"SecretDisabled"}}}))).into_response();
+    }
+    let mut body = json!({
+        "value": value,
+        "id": format!("{}/secrets/{name}/v{number}", stand_in.url),
+        "attributes": attributes_json(&attributes),
+    });
+    if let Some(content_type) = content_type {
+        body["contentType"] = json!(content_type);
+    }
+    Json(body).into_response()
+}
+
+async fn key_vault(
+    State(stand_in): State<StandIn>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refusal) = key_vault_refusal(&stand_in, &headers, &query) {
+        return refusal;
+    }
+    secret_answer(&stand_in, &name, None)
+}
+
+async fn key_vault_version(
+    State(stand_in): State<StandIn>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refusal) = key_vault_refusal(&stand_in, &headers, &query) {
+        return refusal;
+    }
+    match version
+        .strip_prefix('v')
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        Some(number) if number > 0 => secret_answer(&stand_in, &name, Some(number)),
+        _ => secret_not_found(),
+    }
+}
+
+async fn key_vault_versions(
+    State(stand_in): State<StandIn>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refusal) = key_vault_refusal(&stand_in, &headers, &query) {
+        return refusal;
+    }
+    let asked: usize = query
+        .get("maxresults")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(25);
+    let skip: usize = query
+        .get("$skiptoken")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let listed = stand_in.with(|s| {
+        s.requests.push("key_vault_versions".into());
+        let count = s.vault.get(&name)?.len();
+        let page = match s.vault_page_size {
+            0 => asked,
+            size => size.min(asked),
+        };
+        let content_type = s.vault_content_types.get(&name).cloned();
+        let items: Vec<Value> = (1..=count)
+            .skip(skip)
+            .take(page)
+            .map(|number| {
+                let mut item = json!({
+                    "id": format!("{}/secrets/{name}/v{number}", stand_in.url),
+                    "attributes": attributes_json(&vault_attributes(s, &name, number)),
+                });
+                if let Some(content_type) = &content_type {
+                    item["contentType"] = json!(content_type);
+                }
+                item
+            })
+            .collect();
+        let next = (skip + page < count).then(|| {
+            format!(
+                "{}/secrets/{name}/versions?api-version=7.4&$skiptoken={}&maxresults={asked}",
+                stand_in.url,
+                skip + page
+            )
+        });
+        Some((items, next))
+    });
+    match listed {
+        Some((items, next)) => Json(json!({"value": items, "nextLink": next})).into_response(),
+        None => secret_not_found(),
     }
 }

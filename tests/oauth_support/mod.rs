@@ -84,15 +84,56 @@ pub fn start_with_env(oauth_config: &str, env: &[(&str, String)]) -> OAuthSetup 
     }
 }
 
+/// A self-signed certificate and its RSA key in one PEM file, as `openssl` makes them for an app registration's
+/// certificate credential: the file and the certificate's PEM alone (what is uploaded to the provider).
+pub fn certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl req");
+    assert!(status.success(), "openssl req failed");
+    let cert_pem = std::fs::read_to_string(&cert).expect("read the certificate");
+    let key_pem = std::fs::read_to_string(&key).expect("read the key");
+    let both = dir.join(format!("{name}.pem"));
+    std::fs::write(&both, format!("{key_pem}{cert_pem}")).expect("write the PEM");
+    (both, cert_pem)
+}
+
 /// The provider with pgmcp's upstream client (sending people back to `{base}/callback`) and one person.
 pub fn upstream_provider(base: &str) -> Provider {
+    upstream_provider_for(
+        base,
+        json!({ "client_secret": SECRET, "token_endpoint_auth_method": "client_secret_post" }),
+    )
+}
+
+/// Like `upstream_provider`, with the upstream client authenticating by certificate (`private_key_jwt`, the
+/// assertion naming one of `certificates` by `x5t#S256`) instead of a secret.
+pub fn upstream_provider_with_certificates(base: &str, certificates: &[&str]) -> Provider {
+    upstream_provider_for(base, json!({ "certificates": certificates }))
+}
+
+fn upstream_provider_for(base: &str, authentication: Value) -> Provider {
+    let mut client = json!({
+        "client_id": UPSTREAM_CLIENT, "scope": "openid mcp.access",
+        "redirect_uris": [format!("{base}/callback")],
+    });
+    if let (Some(client), Some(extra)) = (client.as_object_mut(), authentication.as_object()) {
+        client.extend(extra.clone());
+    }
     Provider::start_config(json!({
         "scope": "mcp.access",
-        "clients": [{
-            "client_id": UPSTREAM_CLIENT, "client_secret": SECRET,
-            "token_endpoint_auth_method": "client_secret_post", "scope": "openid mcp.access",
-            "redirect_uris": [format!("{base}/callback")],
-        }],
+        "clients": [client],
         "accounts": { LOGIN: {
             "oid": USER_OID, "tid": TENANT, "name": "Ada Lovelace",
             "preferred_username": "ada@contoso.example", "scp": "mcp.access",
@@ -109,13 +150,34 @@ pub fn replica(
     oauth_config: &str,
     env: &[(&str, String)],
 ) -> PgmcpHttp {
+    replica_with(
+        port,
+        public_url,
+        provider,
+        &key_path.to_string_lossy(),
+        &["--oauth-upstream-client-secret", SECRET],
+        oauth_config,
+        env,
+    )
+}
+
+/// One pgmcp with `--oauth-server` on `port`, its signing key `signing_key` (a file or a Key Vault secret) and
+/// `upstream_credential` the flags that say how it authenticates at the provider.
+pub fn replica_with(
+    port: u16,
+    public_url: Option<&str>,
+    provider: &Provider,
+    signing_key: &str,
+    upstream_credential: &[&str],
+    oauth_config: &str,
+    env: &[(&str, String)],
+) -> PgmcpHttp {
     let base = public_url
         .map(str::to_string)
         .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
     let resource = format!("{base}/mcp");
     let config =
         format!("[oauth]\nupstream_scopes = [\"openid\", \"mcp.access\"]\n{oauth_config}\n");
-    let key_arg = key_path.to_string_lossy().to_string();
     let mut args = vec![
         "--auth-mode",
         "oidc",
@@ -126,11 +188,10 @@ pub fn replica(
         "--oauth-server",
         "--oauth-upstream-client-id",
         UPSTREAM_CLIENT,
-        "--oauth-upstream-client-secret",
-        SECRET,
         "--oauth-signing-key",
-        &key_arg,
+        signing_key,
     ];
+    args.extend(upstream_credential);
     if let Some(url) = public_url {
         args.extend(["--public-url", url]);
     }

@@ -10,6 +10,9 @@
 //                    "token_endpoint_auth_method"?: "client_secret_basic"|"client_secret_post" } ],
 //     "scope"?: "space separated scopes the resource server offers",
 //     "accounts"?: { "<login>": {claims added to that person's access tokens} } }
+// A client with "certificates" (PEMs) authenticates with `private_key_jwt` as Entra's certificate credentials do: a
+// PS256 client assertion whose header names one of those certificates by its SHA-256 thumbprint (`x5t#S256`); any
+// other key or thumbprint is refused. Such a client has no secret.
 // A client with "redirect_uris" also signs people in by authorization code: the login page at
 // /interaction/{uid} is a plain form (field `login`, one of the accounts) that signs in and consents at once, as
 // a browser-driving test would complete it.
@@ -24,7 +27,7 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const config = JSON.parse(process.env.PGMCP_OIDC_CONFIG || '{"clients":[]}');
 const clientsById = new Map(config.clients.map((client) => [client.client_id, client]));
@@ -64,17 +67,49 @@ function fillBase(value, base) {
   return value;
 }
 
+// The public key of a client's certificate as a JWK with its chain, and the certificate's thumbprint.
+function certificateJwk(pem) {
+  const certificate = new crypto.X509Certificate(pem);
+  const jwk = certificate.publicKey.export({ format: 'jwk' });
+  return {
+    ...jwk,
+    use: 'sig',
+    x5c: [certificate.raw.toString('base64')],
+    'x5t#S256': crypto.createHash('sha256').update(certificate.raw).digest('base64url'),
+  };
+}
+
+function clientMetadata(client) {
+  const metadata = {
+    client_id: client.client_id,
+    grant_types: client.redirect_uris ? ['authorization_code', 'client_credentials'] : ['client_credentials'],
+    response_types: client.redirect_uris ? ['code'] : [],
+    redirect_uris: client.redirect_uris || [],
+    token_endpoint_auth_method: client.token_endpoint_auth_method || 'client_secret_basic',
+    scope: client.scope || resourceScope,
+  };
+  if (client.certificates) {
+    metadata.token_endpoint_auth_method = 'private_key_jwt';
+    metadata.token_endpoint_auth_signing_alg = 'PS256';
+    metadata.jwks = { keys: client.certificates.map(certificateJwk) };
+  } else {
+    metadata.client_secret = client.client_secret;
+  }
+  return metadata;
+}
+
+// Entra identifies the certificate of an assertion by its thumbprint: the header must name the registered one.
+async function assertCertificateHeader(_ctx, _claims, header, client) {
+  const registered = (client.jwks?.keys || []).map((key) => key['x5t#S256']).filter(Boolean);
+  if (registered.length > 0 && !registered.includes(header['x5t#S256'])) {
+    throw new errors.InvalidClientAuth('x5t#S256 does not name a registered certificate');
+  }
+}
+
 function buildProvider(base) {
   const provider = new Provider(base, {
-    clients: config.clients.map((client) => ({
-      client_id: client.client_id,
-      client_secret: client.client_secret,
-      grant_types: client.redirect_uris ? ['authorization_code', 'client_credentials'] : ['client_credentials'],
-      response_types: client.redirect_uris ? ['code'] : [],
-      redirect_uris: client.redirect_uris || [],
-      token_endpoint_auth_method: client.token_endpoint_auth_method || 'client_secret_basic',
-      scope: client.scope || resourceScope,
-    })),
+    clients: config.clients.map(clientMetadata),
+    assertJwtClientAuthClaimsAndHeader: assertCertificateHeader,
     scopes: ['openid', ...resourceScope.split(' ')],
     jwks: { keys: signingKeys },
     findAccount: (_ctx, id) => (accounts[id] ? { accountId: id, claims: () => ({ sub: id }) } : undefined),

@@ -10,6 +10,20 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
+fn own_key_set(own: &dyn super::OwnKeys) -> KeySet {
+    KeySet {
+        keys: own
+            .verification_keys()
+            .into_iter()
+            .map(|(kid, key)| VerificationKey {
+                kid: Some(kid),
+                alg: Some(Algorithm::RS256),
+                key,
+            })
+            .collect(),
+    }
+}
+
 /// Discovery documents and key sets are small; anything bigger is not what we asked for.
 const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
 /// A key set with more keys than this is refused: every token is checked against at most this many keys.
@@ -22,8 +36,14 @@ pub enum KeyLocation {
     Jwks(String),
     /// An issuer whose `jwks_uri` is read from `{issuer}/.well-known/openid-configuration`.
     Discovery { issuer: String },
-    /// pgmcp's own key (`--oauth-server`): known at start, never fetched.
-    Fixed,
+    /// pgmcp's own keys (`--oauth-server`): held by the authorization server, which may rotate them while running.
+    Own(Arc<dyn super::OwnKeys>),
+}
+
+impl std::fmt::Debug for dyn super::OwnKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("pgmcp's own keys")
+    }
 }
 
 /// One verification key from a JWKS.
@@ -72,6 +92,8 @@ pub struct KeySource {
     /// When a token last made us fetch out of schedule (unknown `kid`, or no keys yet).
     last_on_demand: Mutex<Option<Instant>>,
     on_demand_cooldown: Duration,
+    /// For pgmcp's own keys: the generation the cached set was built from.
+    own_generation: AtomicU64,
 }
 
 impl KeySource {
@@ -90,6 +112,7 @@ impl KeySource {
             fetching: tokio::sync::Mutex::new(()),
             last_on_demand: Mutex::new(None),
             on_demand_cooldown,
+            own_generation: AtomicU64::new(0),
         }
     }
 
@@ -97,24 +120,25 @@ impl KeySource {
         match &self.location {
             KeyLocation::Jwks(url) => url.clone(),
             KeyLocation::Discovery { issuer } => format!("discovery of {issuer}"),
-            KeyLocation::Fixed => "pgmcp's own signing key".to_string(),
+            KeyLocation::Own(_) => "pgmcp's own signing keys".to_string(),
         }
-    }
-
-    /// A source that holds `set` for good: nothing to fetch or refresh.
-    pub fn fixed(
-        set: KeySet,
-        client: reqwest::Client,
-        counters: Arc<RefreshCounters>,
-    ) -> KeySource {
-        let source = KeySource::new(KeyLocation::Fixed, client, counters, Duration::MAX);
-        if let Ok(mut keys) = source.keys.write() {
-            *keys = Some(Arc::new(set));
-        }
-        source
     }
 
     pub fn current(&self) -> Option<Arc<KeySet>> {
+        if let KeyLocation::Own(own) = &self.location {
+            // The authorization server swaps its keys as a whole; rebuild the set when they changed.
+            let generation = own.generation();
+            let cached = self.keys.read().ok().and_then(|keys| keys.clone());
+            if cached.is_some() && self.own_generation.load(Ordering::Acquire) == generation {
+                return cached;
+            }
+            let set = Arc::new(own_key_set(own.as_ref()));
+            if let Ok(mut keys) = self.keys.write() {
+                *keys = Some(set.clone());
+            }
+            self.own_generation.store(generation, Ordering::Release);
+            return Some(set);
+        }
         self.keys.read().ok().and_then(|keys| keys.clone())
     }
 
@@ -137,9 +161,6 @@ impl KeySource {
     }
 
     async fn refresh_locked(&self) -> anyhow::Result<()> {
-        if matches!(self.location, KeyLocation::Fixed) {
-            return Ok(());
-        }
         match self.fetch().await {
             Ok(set) => {
                 tracing::debug!(source = %self.describe(), keys = set.keys.len(), "signing keys refreshed");
@@ -190,7 +211,11 @@ impl KeySource {
         let url = match &self.location {
             KeyLocation::Jwks(url) => url.clone(),
             KeyLocation::Discovery { issuer } => self.discover(issuer).await?,
-            KeyLocation::Fixed => bail!("pgmcp's own key is never fetched"),
+            KeyLocation::Own(own) => {
+                // Another replica may sign with a key this one has not loaded yet: look at the source again.
+                own.reload().await?;
+                return Ok(own_key_set(own.as_ref()));
+            }
         };
         let body = get_bounded(&self.client, &url).await?;
         let set: JwkSet = serde_json::from_slice(&body)

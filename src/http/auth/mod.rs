@@ -26,7 +26,7 @@ pub use settings::{AuthMode, AuthSettings, DEFAULT_ENTRA_AUTHORITY, DEFAULT_ENTR
 use crate::config::Secret;
 use crate::http::Caller;
 use cache::VerifiedTokens;
-use jwks::{KeyLocation, KeySet, KeySource, RefreshCounters, VerificationKey};
+use jwks::{KeyLocation, KeySource, RefreshCounters};
 use kind::EntraVersion;
 use reason::{Failure, FailureCounters};
 use verify::{Policy, TrustedIssuer};
@@ -46,8 +46,18 @@ pub struct OwnIssuer {
     pub issuer: String,
     /// The resource its tokens are for (`{public URL}/mcp`).
     pub audience: String,
-    /// Key ids and keys: the current signing key and any previous ones still trusted.
-    pub keys: Vec<(String, jsonwebtoken::DecodingKey)>,
+    pub keys: Arc<dyn OwnKeys>,
+}
+
+/// The keys pgmcp signs its own tokens with, as the authorization server holds them: they may change while it
+/// runs (a signing key kept in Key Vault is rotated there).
+pub trait OwnKeys: Send + Sync {
+    /// Changes whenever the keys do, so a verifier knows when to rebuild what it derived from them.
+    fn generation(&self) -> u64;
+    /// Key ids and keys: the current signing key and every other one still trusted.
+    fn verification_keys(&self) -> Vec<(String, jsonwebtoken::DecodingKey)>;
+    /// Looks at the key source again (a token names a key id this replica has not loaded).
+    fn reload(&self) -> futures_util::future::BoxFuture<'_, anyhow::Result<()>>;
 }
 
 /// Counters for `/metrics`.
@@ -153,25 +163,15 @@ impl Authenticator {
         }
         authorization_servers.sort();
         if let Some(own) = own {
-            let keys = KeySet {
-                keys: own
-                    .keys
-                    .into_iter()
-                    .map(|(kid, key)| VerificationKey {
-                        kid: Some(kid),
-                        alg: Some(jsonwebtoken::Algorithm::RS256),
-                        key,
-                    })
-                    .collect(),
-            };
             issuers.push(TrustedIssuer {
                 issuer: own.issuer.clone(),
                 tenant: None,
                 entra: None,
-                keys: Arc::new(KeySource::fixed(
-                    keys,
+                keys: Arc::new(KeySource::new(
+                    KeyLocation::Own(own.keys),
                     client.clone(),
                     refresh_counters.clone(),
+                    cooldown,
                 )),
                 audiences: Some(vec![own.audience]),
             });

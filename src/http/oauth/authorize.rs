@@ -1,6 +1,7 @@
 //! The browser's way through: `/authorize` checks the client and its redirect URI and shows the consent page, the
 //! consent form (POST `/authorize`) sends the browser to the upstream provider with pgmcp's own PKCE and sealed
-//! state, and `/callback` redeems the provider's code and returns the browser to the client with pgmcp's code.
+//! state, and `/callback` returns the browser to the client with pgmcp's code, which seals the provider's code:
+//! pgmcp redeems that only when the client redeems its own (see `token.rs`).
 //!
 //! Until the client and the exact redirect URI are known to belong together, nothing redirects: an error page is
 //! shown instead (RFC 6749 §4.1.2.1), so pgmcp is never an open redirector. The consent form is bound to the
@@ -22,7 +23,6 @@ use super::OAuthServer;
 use super::clients::{Client, ClientError};
 use super::consent_page::{consent_page, error_page};
 use super::seal::Kind;
-use super::token::Identity;
 
 const CONSENT_COOKIE: &str = "pgmcp_consent";
 const FLOW_COOKIE: &str = "pgmcp_flow";
@@ -70,12 +70,16 @@ struct UpstreamState {
     browser: String,
 }
 
-/// The client's code, sealed: everything `/token` needs to check and to issue tokens.
+/// The client's code, sealed: everything `/token` needs to check it, redeem the provider's code and issue tokens.
+/// The provider's code is redeemed only then: the provider accepts its code once, whichever replica asks, so
+/// pgmcp's code is single-use across replicas that share no state.
 #[derive(Serialize, Deserialize)]
 pub struct Code {
     pub id: String,
     pub grant: Grant,
-    pub identity: Identity,
+    pub upstream_code: String,
+    /// pgmcp's own PKCE verifier for the provider's code.
+    pub upstream_verifier: String,
 }
 
 enum Refusal {
@@ -144,7 +148,7 @@ async fn check_request(
             "The request names no client (client_id).".into(),
         ));
     };
-    let client = match server.clients.find(&server.sealer, client_id).await {
+    let client = match server.clients.find(&server.ring().sealer, client_id).await {
         Ok(client) => client,
         Err(ClientError::Unknown) => {
             return Err(Refusal::Page(
@@ -273,8 +277,8 @@ pub async fn authorize(
     if client.pre_approved {
         return to_upstream(&server, grant).await;
     }
-    let browser = server.sealer.random_id();
-    let consent = server.sealer.seal(
+    let browser = server.ring().sealer.random_id();
+    let consent = server.ring().sealer.seal(
         Kind::Consent,
         Some(FLOW_SECS),
         &Consent {
@@ -319,7 +323,7 @@ pub async fn decide(
             "The consent form is incomplete (no consent token); start the sign-in again.",
         );
     };
-    let Ok(consent) = server.sealer.open::<Consent>(Kind::Consent, consent) else {
+    let Ok(consent) = server.ring().sealer.open::<Consent>(Kind::Consent, consent) else {
         return forbidden("The consent form is invalid or has expired; start the sign-in again.");
     };
     let Some(browser) = cookie_value(&headers, CONSENT_COOKIE) else {
@@ -346,11 +350,11 @@ pub async fn decide(
 
 async fn to_upstream(server: &OAuthServer, grant: Grant) -> Response {
     let mut verifier_bytes = [0u8; 32];
-    server.sealer.fill(&mut verifier_bytes);
+    server.ring().sealer.fill(&mut verifier_bytes);
     let verifier = URL_SAFE_NO_PAD.encode(verifier_bytes);
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let browser = server.sealer.random_id();
-    let state = server.sealer.seal(
+    let browser = server.ring().sealer.random_id();
+    let state = server.ring().sealer.seal(
         Kind::UpstreamState,
         Some(FLOW_SECS),
         &UpstreamState {
@@ -396,6 +400,7 @@ pub async fn callback(
     }
     let Some(Ok(flow)) = params.state.as_deref().map(|state| {
         server
+            .ring()
             .sealer
             .open::<UpstreamState>(Kind::UpstreamState, state)
     }) else {
@@ -426,37 +431,20 @@ pub async fn callback(
         tracing::info!(error = %error, "the sign-in provider refused the sign-in");
         return denied("the sign-in was not completed");
     }
-    let Some(code) = params.code.as_deref() else {
+    let Some(upstream_code) = params.code else {
         return denied("the sign-in provider returned no code");
     };
-    let upstream_token = match server.upstream.exchange(code, &flow.verifier).await {
-        Ok(token) => token,
-        Err(error) => {
-            tracing::warn!(error = %format!("{error:#}"), "redeeming the sign-in provider's code failed");
-            return denied("the sign-in could not be completed");
-        }
-    };
-    let caller = match server
-        .authenticator
-        .verify_token(upstream_token.expose())
-        .await
-    {
-        Ok(caller) => caller,
-        Err(rejection) => {
-            tracing::warn!(
-                reason = rejection.reason(),
-                "the signed-in account may not use pgmcp"
-            );
-            return denied("this account may not use pgmcp");
-        }
-    };
     let code = Code {
-        id: server.sealer.random_id(),
+        id: server.ring().sealer.random_id(),
         grant: grant.clone(),
-        identity: Identity::from(&caller),
+        upstream_code,
+        upstream_verifier: flow.verifier,
     };
-    tracing::info!(oid = ?caller.oid, client_id = %grant.client_id, "signed in; code issued");
-    let sealed = server.sealer.seal(Kind::Code, Some(CODE_SECS), &code);
+    tracing::info!(client_id = %grant.client_id, "signed in at the provider; code issued");
+    let sealed = server
+        .ring()
+        .sealer
+        .seal(Kind::Code, Some(CODE_SECS), &code);
     back_to_client(
         &server,
         &grant.redirect_uri,

@@ -243,7 +243,7 @@ pub async fn register(
     };
     let client_id = format!(
         "{REGISTERED_PREFIX}{}",
-        server.sealer.seal(Kind::Client, None, &registration)
+        server.ring().sealer.seal(Kind::Client, None, &registration)
     );
     tracing::info!(client_name = ?name, redirect_uris = ?request.redirect_uris, "OAuth client registered");
     let mut body = json!({

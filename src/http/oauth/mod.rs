@@ -4,8 +4,9 @@
 //! pgmcp then issues its own short-lived tokens for its resource, which its verifier accepts next to the provider's
 //! (see [`crate::http::auth::OwnIssuer`]).
 //!
-//! Everything a replica hands out is sealed or signed with the one shared key (`--oauth-signing-key`), so any
-//! replica serves any step and nothing is stored; see `token.rs` for what only one replica can enforce.
+//! Everything a replica hands out is sealed or signed with the one shared key (`--oauth-signing-key`, a file or a
+//! Key Vault secret), so any replica serves any step and nothing is stored; see `token.rs` for what only one
+//! replica can enforce.
 
 mod authorize;
 mod clients;
@@ -29,8 +30,12 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::http::auth::{AuthSettings, Authenticator, OwnIssuer};
-pub use keys::{KeyRing, SigningKey};
-pub use settings::{ConfiguredClient, OAuthFile, OAuthFlags, OAuthSettings, UpstreamCredential};
+use crate::identity::keyvault::{KeyVault, SecretReference};
+pub use keys::{KeyRing, SigningKey, SigningKeys};
+pub use settings::{
+    ConfiguredClient, OAuthFile, OAuthFlags, OAuthSettings, PemSource, SigningKeySource,
+    UpstreamCredential,
+};
 
 pub const METADATA_PATH: &str = "/.well-known/oauth-authorization-server";
 pub const JWKS_PATH: &str = "/oauth/jwks";
@@ -45,8 +50,7 @@ pub struct OAuthServer {
     resource: String,
     scopes: Vec<String>,
     settings: OAuthSettings,
-    keys: KeyRing,
-    sealer: seal::Sealer,
+    keys: Arc<SigningKeys>,
     clients: clients::Clients,
     upstream: upstream::Upstream,
     authenticator: Arc<Authenticator>,
@@ -54,12 +58,12 @@ pub struct OAuthServer {
     limits: limits::Limits,
 }
 
-/// Start-up checks and the signing key, or `None` without `--oauth-server`. The key is needed before the
-/// verifier is built, since the verifier must trust what it signs.
-pub fn prepare(
+/// Start-up checks and the signing keys, or `None` without `--oauth-server`. The keys are needed before the
+/// verifier is built, since the verifier must trust what they sign.
+pub async fn prepare(
     settings: &crate::http::settings::HttpSettings,
     databases: &crate::mcp::Databases,
-) -> anyhow::Result<Option<KeyRing>> {
+) -> anyhow::Result<Option<Arc<SigningKeys>>> {
     let Some(oauth) = &settings.oauth else {
         return Ok(None);
     };
@@ -71,25 +75,45 @@ pub fn prepare(
             db.profile.name
         );
     }
-    KeyRing::load(&oauth.signing_key, &oauth.previous_signing_keys).map(Some)
+    SigningKeys::load(&oauth.signing_key, oauth.key_vault_refresh, &|name| {
+        std::env::var(name).ok()
+    })
+    .await
+    .map(Some)
 }
 
 /// What the verifier needs to accept pgmcp's own tokens.
-pub fn own_issuer(keys: &KeyRing, issuer: &str, resource: &str) -> OwnIssuer {
+pub fn own_issuer(keys: &Arc<SigningKeys>, issuer: &str, resource: &str) -> OwnIssuer {
     OwnIssuer {
         issuer: issuer.to_string(),
         audience: resource.to_string(),
-        keys: keys
-            .all()
-            .map(|key| (key.kid.clone(), key.decoding.clone()))
-            .collect(),
+        keys: keys.clone(),
     }
 }
 
+/// The vault of `reference`, read with the default credential chain of the standard Azure variables (service
+/// principal, workload identity, managed identity — `AZURE_CLIENT_ID` names a user-assigned one — Azure CLI).
+pub(crate) fn key_vault(
+    reference: &SecretReference,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<KeyVault> {
+    let client =
+        crate::identity::http::http_client().map_err(|error| anyhow::anyhow!("{error}"))?;
+    let credential = crate::identity::chain::build_credential(
+        &crate::identity::IdentitySettings::default(),
+        env,
+        &client,
+    )
+    .map_err(|error| anyhow::anyhow!("the credential that reads Key Vault: {error}"))?;
+    KeyVault::new(client, &reference.vault, credential).map_err(|error| anyhow::anyhow!("{error}"))
+}
+
 impl OAuthServer {
-    pub fn new(
+    /// Also reads what the upstream credential needs from Key Vault, so a certificate that cannot be read fails
+    /// start-up rather than the first sign-in.
+    pub async fn new(
         settings: OAuthSettings,
-        keys: KeyRing,
+        keys: Arc<SigningKeys>,
         auth_settings: &AuthSettings,
         authenticator: Arc<Authenticator>,
         issuer: &str,
@@ -103,6 +127,7 @@ impl OAuthServer {
             format!("{issuer}/callback"),
             &|name| std::env::var(name).ok(),
         )?;
+        upstream.check_credential().await?;
         let origin = reqwest::Url::parse(issuer)
             .map(|url| url.origin().ascii_serialization())
             .unwrap_or_default();
@@ -111,7 +136,6 @@ impl OAuthServer {
             origin,
             resource: resource.to_string(),
             scopes,
-            sealer: seal::Sealer::new(keys.all().map(|key| &key.seal_key)),
             clients: clients::Clients::new(
                 &settings.clients,
                 metadata_document::MetadataDocuments::new(settings.allow_loopback_client_metadata),
@@ -123,6 +147,11 @@ impl OAuthServer {
             authenticator,
             spent: token::Spent::default(),
         }))
+    }
+
+    /// The keys in force now; hold the ring for one request so signing and sealing use the same keys.
+    fn ring(&self) -> Arc<KeyRing> {
+        self.keys.ring()
     }
 
     /// The authorization server's routes; mounted only with `--oauth-server`.
@@ -229,7 +258,7 @@ async fn jwks(State(server): State<Arc<OAuthServer>>) -> Response {
     }
     (
         [(header::CACHE_CONTROL, "public, max-age=3600")],
-        axum::Json(json!({ "keys": server.keys.all().map(|key| &key.jwk).collect::<Vec<_>>() })),
+        axum::Json(json!({ "keys": server.ring().all().map(|key| &key.jwk).collect::<Vec<_>>() })),
     )
         .into_response()
 }

@@ -2,10 +2,11 @@
 //! resource, carrying the identity the provider vouched for, so the verifier, the policy and the audit treat them
 //! like the provider's own tokens. The provider's token never leaves pgmcp.
 //!
-//! What a single replica enforces in memory, bounded: a code is redeemed once, and a refresh token once (its
-//! rotation); presenting a spent one revokes its whole family. Across replicas these hold only with sticky
-//! sessions; otherwise a replayed code is bounded by its 60-second life, and a replayed refresh token by the
-//! family's lifetime.
+//! A code is redeemed once, across replicas: it carries the provider's code, which pgmcp redeems at the provider
+//! only now, and the provider accepts its code once whichever replica asks. What a single replica enforces in
+//! memory, bounded: presenting a spent code again revokes what it was exchanged for, and a refresh token is used
+//! once (its rotation), presenting a spent one revoking its whole family. Across replicas these two hold only with
+//! sticky sessions; otherwise a replayed refresh token is bounded by the family's lifetime.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -186,7 +187,7 @@ pub async fn token(
         );
     }
     match form.grant_type.as_deref() {
-        Some("authorization_code") => redeem_code(&server, &form),
+        Some("authorization_code") => redeem_code(&server, &form).await,
         Some("refresh_token") => refresh(&server, &form),
         _ => token_error(
             "unsupported_grant_type",
@@ -195,8 +196,9 @@ pub async fn token(
     }
 }
 
-fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
+async fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
     let code = match server
+        .ring()
         .sealer
         .open::<Code>(Kind::Code, form.code.as_deref().unwrap_or_default())
     {
@@ -234,13 +236,17 @@ fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
         tracing::warn!(client_id = %grant.client_id, "an authorization code was presented twice; its tokens are revoked");
         return token_error("invalid_grant", "the code has already been used");
     }
+    let identity = match signed_in(server, &code).await {
+        Ok(identity) => identity,
+        Err(description) => return token_error("invalid_grant", description),
+    };
     let refresh = RefreshToken {
         family: code.id.clone(),
-        id: server.sealer.random_id(),
+        id: server.ring().sealer.random_id(),
         client_id: grant.client_id.clone(),
         scope: grant.scope.clone(),
         resource: grant.resource.clone(),
-        identity: code.identity,
+        identity,
         family_expires,
     };
     server
@@ -249,8 +255,43 @@ fn redeem_code(server: &OAuthServer, form: &TokenForm) -> Response {
     issue(server, &refresh)
 }
 
+/// Redeems the provider's code in `code` and checks the provider's token like any bearer token: who signed in.
+async fn signed_in(server: &OAuthServer, code: &Code) -> Result<Identity, &'static str> {
+    let upstream_token = match server
+        .upstream
+        .exchange(&code.upstream_code, &code.upstream_verifier)
+        .await
+    {
+        Ok(token) => token,
+        Err(error) => {
+            // Also what a code redeemed before at another replica gets: the provider's code is spent.
+            tracing::warn!(client_id = %code.grant.client_id, error = %format!("{error:#}"), "redeeming the sign-in provider's code failed");
+            return Err(
+                "the sign-in could not be completed at the provider (a code is accepted once); sign in again",
+            );
+        }
+    };
+    match server
+        .authenticator
+        .verify_token(upstream_token.expose())
+        .await
+    {
+        Ok(caller) => {
+            tracing::info!(oid = ?caller.oid, client_id = %code.grant.client_id, "signed in; tokens issued");
+            Ok(Identity::from(&caller))
+        }
+        Err(rejection) => {
+            tracing::warn!(
+                reason = rejection.reason(),
+                "the signed-in account may not use pgmcp"
+            );
+            Err("this account may not use pgmcp")
+        }
+    }
+}
+
 fn refresh(server: &OAuthServer, form: &TokenForm) -> Response {
-    let presented = match server.sealer.open::<RefreshToken>(
+    let presented = match server.ring().sealer.open::<RefreshToken>(
         Kind::RefreshToken,
         form.refresh_token.as_deref().unwrap_or_default(),
     ) {
@@ -270,7 +311,7 @@ fn refresh(server: &OAuthServer, form: &TokenForm) -> Response {
     }
     let presented_id = presented.id.clone();
     let next = RefreshToken {
-        id: server.sealer.random_id(),
+        id: server.ring().sealer.random_id(),
         ..presented
     };
     if !server
@@ -297,6 +338,7 @@ fn issue(server: &OAuthServer, refresh: &RefreshToken) -> Response {
     };
     let refresh_lifetime = refresh.family_expires.saturating_sub(now());
     let sealed = server
+        .ring()
         .sealer
         .seal(Kind::RefreshToken, Some(refresh_lifetime), refresh);
     let mut body = json!({
@@ -324,7 +366,7 @@ fn mint(
         "iat": issued,
         "nbf": issued,
         "exp": issued + lifetime,
-        "jti": server.sealer.random_id(),
+        "jti": server.ring().sealer.random_id(),
         "client_id": refresh.client_id,
         "roles": identity.roles,
     });
@@ -344,9 +386,10 @@ fn mint(
         claims["scp"] = json!(identity.scopes.join(" "));
     }
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(server.keys.current.kid.clone());
+    let ring = server.ring();
+    header.kid = Some(ring.current.kid.clone());
     header.typ = Some("at+jwt".into());
-    jsonwebtoken::encode(&header, &claims, &server.keys.current.encoding)
+    jsonwebtoken::encode(&header, &claims, &ring.current.encoding)
 }
 
 #[derive(Deserialize)]
@@ -370,6 +413,7 @@ pub async fn revoke(
         return token_error("invalid_request", "token is required");
     };
     if let Ok(refresh) = server
+        .ring()
         .sealer
         .open::<RefreshToken>(Kind::RefreshToken, &token)
     {

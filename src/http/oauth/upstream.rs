@@ -1,18 +1,21 @@
 //! The provider people actually sign in at (Entra ID or the OpenID provider of `auth.oidc_issuer`): its endpoints
 //! from OpenID discovery, the authorization URL pgmcp sends the browser to, and the code exchange with pgmcp's own
-//! client credentials and PKCE. pgmcp's app proves itself with a client secret or, secretless, with its managed
-//! identity's token for `api://AzureADTokenExchange` as a federated credential (a jwt-bearer client assertion).
+//! client credentials and PKCE. pgmcp's app proves itself with a client secret, with a certificate (a client
+//! assertion signed with its key, `x5t#S256` naming it: Entra's certificate credential, `private_key_jwt`
+//! elsewhere), or, secretless, with its managed identity's token for `api://AzureADTokenExchange` as a federated
+//! credential (a jwt-bearer client assertion).
 
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use super::settings::UpstreamCredential;
+use super::settings::{PemSource, UpstreamCredential};
 use crate::config::Secret;
 use crate::http::auth::{AuthMode, AuthSettings};
 use crate::identity::ManagedIdentityId;
 use crate::identity::cache::TokenCache;
+use crate::identity::certificate::{ClientCertificate, VaultCertificate};
 use crate::identity::entra::{ClientProof, TOKEN_EXCHANGE_SCOPE};
 use crate::identity::managed::ManagedIdentityCredential;
 
@@ -63,6 +66,19 @@ impl Upstream {
                     TOKEN_EXCHANGE_SCOPE,
                 )))
             }
+            UpstreamCredential::Certificate(PemSource::File(path)) => ClientProof::Certificate(
+                ClientCertificate::load_for(path, "`--oauth-upstream-certificate`")
+                    .map_err(|error| anyhow::anyhow!("{error}"))?,
+            ),
+            UpstreamCredential::Certificate(PemSource::KeyVault(reference)) => {
+                let vault = super::key_vault(reference, env)
+                    .with_context(|| format!("`--oauth-upstream-certificate` {reference}"))?;
+                ClientProof::VaultCertificate(Arc::new(VaultCertificate::new(
+                    vault,
+                    reference.clone(),
+                    settings.key_vault_refresh,
+                )))
+            }
         };
         let issuer = match auth.mode {
             AuthMode::Entra => format!(
@@ -94,6 +110,17 @@ impl Upstream {
             http,
             endpoints: RwLock::new(None),
         })
+    }
+
+    /// Reads a credential that lives elsewhere (a Key Vault certificate) now, so that start-up reports it.
+    pub async fn check_credential(&self) -> anyhow::Result<()> {
+        if let ClientProof::VaultCertificate(certificate) = &self.proof {
+            certificate
+                .certificate()
+                .await
+                .map_err(|error| anyhow::anyhow!("`--oauth-upstream-certificate`: {error}"))?;
+        }
+        Ok(())
     }
 
     async fn endpoints(&self) -> anyhow::Result<Endpoints> {
