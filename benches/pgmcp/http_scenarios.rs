@@ -436,8 +436,9 @@ pub fn transport(
          tenant, audience, role and client-app checks). {} calls per repetition shared by the clients (at most {} \
          s), {} repetitions after a warm-up, one server per era; median (min–max). The raw pool has min(clients, \
          {pool}) connections, pgmcp's default pool size; \"{sequence}\" is what pgmcp asks of PostgreSQL per \
-         read-only call, without pgmcp (read-only transaction, the statement prepared once per pool connection, a \
-         portal with a row limit, the ROLLBACK queued, no reset on checkout). \"{FLOOR_LABEL}\" is the most any \
+         read-only call, without pgmcp (the statement restated with its row limit and prepared once per pool \
+         connection; BEGIN READ ONLY, the statement and the ROLLBACK in one flight; no reset on checkout; the \
+         session check after). \"{FLOOR_LABEL}\" is the most any \
          HTTP server with a token check could reach on this machine with this client: a minimal axum server in the \
          bench process on its own runtime of 2 worker threads (as `serve --http` has here) that checks the bearer \
          token as a verdict cache does (its SHA-256 looked up among the tokens verified before; RS256 signature, \

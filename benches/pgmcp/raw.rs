@@ -64,16 +64,17 @@ pub async fn point_queries(
 /// Which of pgmcp's per-call statement sequences (a read-only call) to replay without pgmcp.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Sequence {
-    /// Today's: the pool hands connections out as they are (deadpool's `Fast`), a read-only transaction, the
-    /// statement prepared once per connection and reused, a portal with a row limit, the ROLLBACK queued but not
-    /// awaited, then the session check (pgmcp's `LEFTOVERS_SQL`, prepared once per connection) right behind it,
-    /// off the caller's path: the connection goes back to the pool when the check has answered.
+    /// Today's: the statement restated with its row limit (`SELECT * FROM (…) LIMIT 1001`), prepared once per
+    /// connection; `START TRANSACTION READ ONLY`, its Bind/Execute/Sync and the ROLLBACK sent in one flight
+    /// (the ROLLBACK's answer not awaited); then the session check (pgmcp's `LEFTOVERS_SQL`, prepared once per
+    /// connection) off the caller's path: the connection goes back to the pool when the check has answered.
     Current,
-    /// The sequence before the session check: the same without it. Kept so scenario 1 shows what the check costs.
+    /// The same without the session check. Kept so scenario 1 shows what the check costs.
     WithoutSessionCheck,
-    /// The sequence before: the same, but every checkout reset the connection (deadpool's `Clean`) and every call
-    /// prepared the statement again. Kept so scenario 1 shows what the change bought.
-    PreviousCleanResetPreparePerCall,
+    /// The sequence before: `START TRANSACTION READ ONLY` awaited, then a portal with a row limit (Bind, then
+    /// Execute: two more round trips), the ROLLBACK queued, then the session check. Kept so scenario 1 shows what
+    /// the one flight bought.
+    PreviousPortal,
 }
 
 impl Sequence {
@@ -81,23 +82,19 @@ impl Sequence {
         match self {
             Sequence::Current => "raw, pgmcp's statement sequence",
             Sequence::WithoutSessionCheck => "raw, the same without the session check",
-            Sequence::PreviousCleanResetPreparePerCall => {
-                "raw, the previous sequence (Clean reset, prepare per call)"
-            }
+            Sequence::PreviousPortal => "raw, the previous sequence (three round trips)",
         }
     }
 
-    /// A pool that recycles connections as this sequence's pgmcp did.
+    /// A pool that recycles connections as pgmcp does.
     pub fn pool(self, url: &str, size: usize) -> anyhow::Result<Pool> {
-        match self {
-            Sequence::Current | Sequence::WithoutSessionCheck => {
-                pool_with(url, size, RecyclingMethod::Fast)
-            }
-            Sequence::PreviousCleanResetPreparePerCall => {
-                pool_with(url, size, RecyclingMethod::Clean)
-            }
-        }
+        pool_with(url, size, RecyclingMethod::Fast)
     }
+}
+
+/// pgmcp's point query as it restates a bounded read.
+pub fn bounded_point_sql() -> String {
+    format!("SELECT * FROM (\n{POINT_SQL}\n) AS pgmcp_rows LIMIT 1001")
 }
 
 /// pgmcp's statement sequence without pgmcp, from `concurrency` tasks on a pool made by `sequence.pool`: the
@@ -112,33 +109,56 @@ pub async fn pgmcp_sequence(
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let started = Instant::now();
     let per_task = calls.div_ceil(concurrency);
+    let bounded = bounded_point_sql();
     let mut tasks = Vec::new();
     for task in 0..concurrency {
         let pool = pool.clone();
+        let bounded = bounded.clone();
         tasks.push(tokio::spawn(async move {
             let mut ids = XorShift::new(0x5eed + task as u64);
             let mut latencies = Vec::with_capacity(per_task);
             while latencies.len() < per_task && started.elapsed() < budget {
                 let call = Instant::now();
                 let mut client = pool.get().await?;
-                let txn = client.build_transaction().read_only(true).start().await?;
-                let statement = match sequence {
-                    Sequence::Current | Sequence::WithoutSessionCheck => {
-                        txn.prepare_cached(POINT_SQL).await?
-                    }
-                    Sequence::PreviousCleanResetPreparePerCall => txn.prepare(POINT_SQL).await?,
-                };
                 let aid = ids.next_in(accounts) as i32;
-                let portal = txn.bind_raw(&statement, [aid]).await?;
-                let stream = txn.query_portal_raw(&portal, 1001).await?;
-                pin_mut!(stream);
-                while let Some(row) = stream.next().await {
-                    row?;
+                match sequence {
+                    Sequence::Current | Sequence::WithoutSessionCheck => {
+                        let statement = client.prepare_cached(&bounded).await?;
+                        let begin = client
+                            .simple_query_raw("START TRANSACTION READ ONLY")
+                            .await?;
+                        let query = client.query_raw(&statement, [aid]);
+                        pin_mut!(query);
+                        let first = futures_util::poll!(query.as_mut());
+                        drop(client.simple_query_raw("ROLLBACK").await);
+                        pin_mut!(begin);
+                        while let Some(message) = begin.next().await {
+                            message?;
+                        }
+                        let stream = match first {
+                            std::task::Poll::Ready(stream) => stream?,
+                            std::task::Poll::Pending => query.await?,
+                        };
+                        pin_mut!(stream);
+                        while let Some(row) = stream.next().await {
+                            row?;
+                        }
+                    }
+                    Sequence::PreviousPortal => {
+                        let txn = client.build_transaction().read_only(true).start().await?;
+                        let statement = txn.prepare_cached(POINT_SQL).await?;
+                        let portal = txn.bind_raw(&statement, [aid]).await?;
+                        let stream = txn.query_portal_raw(&portal, 1001).await?;
+                        pin_mut!(stream);
+                        while let Some(row) = stream.next().await {
+                            row?;
+                        }
+                        // Dropping the transaction queues its ROLLBACK without waiting for it, as pgmcp did.
+                        drop(txn);
+                    }
                 }
-                // Dropping the transaction queues its ROLLBACK without waiting for it, as pgmcp does.
-                drop(txn);
                 latencies.push(call.elapsed());
-                if sequence == Sequence::Current {
+                if sequence != Sequence::WithoutSessionCheck {
                     tokio::spawn(async move {
                         let check = client.prepare_cached(LEFTOVERS_SQL).await?;
                         client.query(&check, &[&false]).await?;

@@ -116,14 +116,14 @@ pub fn point_query(
     for sequence in [
         raw::Sequence::Current,
         raw::Sequence::WithoutSessionCheck,
-        raw::Sequence::PreviousCleanResetPreparePerCall,
+        raw::Sequence::PreviousPortal,
     ] {
         // The session check holds its connection a moment after the answer; pgmcp's pool then hands the next
         // call a second connection, and so does this one.
-        let connections = if sequence == raw::Sequence::Current {
-            2
-        } else {
+        let connections = if sequence == raw::Sequence::WithoutSessionCheck {
             1
+        } else {
+            2
         };
         let pool = sequence.pool(&data.url(), connections)?;
         let (mut rate, mut p50, mut p99) = (vec![], vec![], vec![]);
@@ -160,19 +160,20 @@ pub fn point_query(
     section.note(format!(
         "{} calls per repetition (at most {} s), {} repetitions, each on a fresh `pgmcp serve`; median (min–max). \
          CPU is utime+stime of the server process from /proc/<pid>/stat (10 ms ticks). \"{}\" is what pgmcp \
-         asks of PostgreSQL per read-only call, without pgmcp: a read-only transaction, the statement prepared once \
-         per pool connection and reused, a portal with a 1,001-row limit, the ROLLBACK queued but not awaited, no \
-         reset on checkout (deadpool's `Fast`), then the session check (advisory locks, prepared statements, \
-         holdable cursors, LISTEN, temporary relations) behind the ROLLBACK, off the caller's path, on a pool of 2 \
-         as pgmcp ends up using for one sequential client. \"{}\" leaves the check out: the difference is what the \
-         check costs. \"{}\" is the sequence of two rounds ago: deadpool's `Clean` reset on every checkout and a \
-         fresh prepare on every call.",
+         asks of PostgreSQL per read-only call, without pgmcp: the statement restated with its row limit \
+         (`SELECT * FROM (…) LIMIT 1001`) and prepared once per pool connection, then `START TRANSACTION READ \
+         ONLY`, its Bind/Execute/Sync and the ROLLBACK in one flight (the ROLLBACK not awaited), no reset on \
+         checkout (deadpool's `Fast`), then the session check (advisory locks, prepared statements, holdable \
+         cursors, LISTEN, temporary relations) off the caller's path, on a pool of 2 as pgmcp ends up using for \
+         one sequential client. \"{}\" leaves the check out: the difference is what the check costs. \"{}\" is \
+         the sequence before this round: BEGIN awaited, then a portal with a row limit (Bind, then Execute), the \
+         ROLLBACK queued, and the session check.",
         plan.point_calls,
         plan.budget.as_secs(),
         plan.reps,
         raw::Sequence::Current.label(),
         raw::Sequence::WithoutSessionCheck.label(),
-        raw::Sequence::PreviousCleanResetPreparePerCall.label(),
+        raw::Sequence::PreviousPortal.label(),
     ));
     Ok(section)
 }
