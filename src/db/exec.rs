@@ -483,14 +483,16 @@ async fn execute(
     params: &[Value],
     intent: Intent,
 ) -> Result<QueryOutput, Failure> {
-    if checked.one_flight && ctx.shared_resolution && statements.capacity > 0 {
-        if let Some(masks) = ctx.guard.confirmed(sql, checked.mode) {
-            let done =
-                execute_in_one_flight(client, ctx, statements, checked.mode, sql, params, &masks)
-                    .await?;
-            if let Some(output) = done {
-                return Ok(output);
-            }
+    if checked.one_flight
+        && ctx.shared_resolution
+        && statements.capacity > 0
+        && let Some(masks) = ctx.guard.confirmed(sql, checked.mode)
+    {
+        let done =
+            execute_in_one_flight(client, ctx, statements, checked.mode, sql, params, &masks)
+                .await?;
+        if let Some(output) = done {
+            return Ok(output);
         }
     }
     let limits = ctx.limits;
