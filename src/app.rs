@@ -281,42 +281,53 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // Checked before the cluster starts, so a bad address or model setting costs nothing.
+    // Checked before the cluster starts, so a bad address, config file or model setting costs nothing.
     let http = args.http.as_deref().map(demo_http_settings).transpose()?;
-    let chat = if args.chat || crate::chat::settings::configured(&args.llm, &Default::default()) {
-        Some(crate::chat::resolve_settings(
-            &args.llm,
-            &Default::default(),
-        )?)
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let chat = if args.chat || crate::chat::settings::configured(&args.llm, &file.chat) {
+        Some(crate::chat::resolve_settings(&args.llm, &file.chat)?)
     } else {
         None
     };
+    let audit = args
+        .audit_log
+        .as_ref()
+        .or(file.audit_log.as_ref())
+        .map(|target| AuditLog::open(target).map(Arc::new))
+        .transpose()?;
     let demo = tokio::task::spawn_blocking(crate::demo::start_demo)
         .await
         .context("the demo start-up task failed")??;
     let url = demo.url.clone();
     let database_args = DatabaseArgs {
         database_url: Some(url),
+        config: args.config.clone(),
         ..DatabaseArgs::default()
     };
-    // The demo ignores the caller's PG* variables and config file: it serves only its own sample database.
+    // The demo ignores the caller's PG* variables and PGMCP_CONFIG: it serves only its own sample database, with
+    // the settings of a config file only when one is named on its command line.
     let profiles = config::resolve(&sources(&database_args, HashMap::new())?)?;
+    let databases = open_databases_with_tools(profiles, &file, None)?;
+    crate::tools::curated::verify_at_start(&databases).await?;
     let outcome = match (http, chat) {
-        (Some(settings), chat) => demo_http(open_databases(profiles)?, settings, chat).await,
+        (Some(settings), chat) => demo_http(databases, settings, audit, chat).await,
         (None, Some(chat)) if args.chat => {
             let options = crate::chat::terminal::Options {
                 ask: None,
                 json: false,
             };
-            crate::chat::terminal::run(open_databases(profiles)?, chat, None, options).await
+            crate::chat::terminal::run(databases, chat, audit, options).await
         }
-        (None, _) => demo_stdio(open_databases(profiles)?).await,
+        (None, _) => demo_stdio(databases, audit).await,
     };
     drop(demo);
     outcome
 }
 
-async fn demo_stdio(databases: Arc<Databases>) -> anyhow::Result<()> {
+async fn demo_stdio(databases: Arc<Databases>, audit: Option<Arc<AuditLog>>) -> anyhow::Result<()> {
     eprintln!(
         "pgmcp demo: serving MCP on stdio against the sample database (Ctrl-D or close the client to stop)"
     );
@@ -332,7 +343,7 @@ async fn demo_stdio(databases: Arc<Databases>) -> anyhow::Result<()> {
              `npx @modelcontextprotocol/inspector {binary} demo` opens the MCP Inspector"
         );
     }
-    serve_stdio(databases).await
+    serve_stdio_with(databases, audit).await
 }
 
 /// The demo's HTTP settings: loopback only (it serves without authentication), the web client on.
@@ -354,6 +365,7 @@ fn demo_http_settings(listen: &str) -> anyhow::Result<crate::http::settings::Htt
 async fn demo_http(
     databases: Arc<Databases>,
     settings: crate::http::settings::HttpSettings,
+    audit: Option<Arc<AuditLog>>,
     chat: Option<crate::chat::ChatSettings>,
 ) -> anyhow::Result<()> {
     let wanted = settings.listen;
@@ -374,7 +386,7 @@ async fn demo_http(
             return Err(err).with_context(|| format!("could not listen on `--http {wanted}`"));
         }
     };
-    crate::http::server::serve_http_on(listener, databases, settings, None, chat, |bound| {
+    crate::http::server::serve_http_on(listener, databases, settings, audit, chat, |bound| {
         eprintln!(
             "pgmcp demo: serving MCP over HTTP at http://{bound}/mcp against the sample database (Ctrl-C to stop)"
         );

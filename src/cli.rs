@@ -20,6 +20,7 @@ PGMCP_CONFIG, selected with --profile / PGMCP_PROFILE), or libpq's PGHOST, PGPOR
 PGSSLMODE, PGSSLROOTCERT, PGAPPNAME (with ~/.pgpass honoured).",
     after_help = "Examples:\n  pgmcp demo                                   # sample database, MCP on stdio\n  \
 pgmcp demo --http                            # sample database and the web client at http://127.0.0.1:8808/\n  \
+pgmcp demo --config examples/governed.toml   # the same, customers' emails and phones masked, curated tools\n  \
 pgmcp serve --database-url postgresql://readonly@localhost/app\n  \
 PGHOST=db.example.com PGUSER=reader pgmcp check\n  \
 pgmcp serve --config pgmcp.toml --profile local --profile azure_dev"
@@ -450,6 +451,16 @@ pub struct DemoArgs {
     /// Chat with the sample database in the terminal (needs a model: see the Chat model options).
     #[arg(long, conflicts_with_all = ["print_config", "http"])]
     pub chat: bool,
+
+    /// Serve the sample database with this config file's settings: its default profile's masks and limits (the
+    /// connection is always the demo's), its [[tools]], tools_exposed and audit_log. examples/governed.toml masks
+    /// customers' emails and phone numbers and adds curated tools.
+    #[arg(long, value_name = "PATH", conflicts_with = "print_config")]
+    pub config: Option<PathBuf>,
+
+    /// Write one JSON audit line per tool call to this file, or to `stderr` (as `serve --audit-log`).
+    #[arg(long, value_name = "PATH|stderr", conflicts_with = "print_config")]
+    pub audit_log: Option<String>,
 
     #[command(flatten)]
     pub llm: LlmArgs,

@@ -421,3 +421,38 @@ fn deeply_nested_input_is_rejected_not_crashed() {
     let error = check(&chained, &read_only()).expect_err("too deep to decode");
     assert!(error.reason.contains("nested too deeply"), "{error}");
 }
+
+/// SELECT INTO creates a table from a query, like CREATE TABLE AS: its query is what PostgreSQL must resolve (and
+/// what the masks check), not nothing.
+#[test]
+fn select_into_resolves_its_query_and_ddl_names_its_relations() {
+    use pgmcp::guard::{ToResolve, named_relations, statement_that_runs};
+    let ddl = GuardPolicy::read_write(true);
+    for (sql, inner) in [
+        (
+            "SELECT email INTO copy FROM customers WHERE id > 1",
+            "SELECT email FROM customers WHERE id > 1",
+        ),
+        (
+            "CREATE TABLE copy AS SELECT email FROM customers",
+            "SELECT email FROM customers",
+        ),
+    ] {
+        let verdict = check(sql, &ddl).expect("allowed with DDL");
+        assert_eq!(verdict.class, StatementClass::Ddl, "{sql}");
+        assert_eq!(
+            statement_that_runs(sql, verdict.class).expect("resolvable"),
+            ToResolve::Inner(inner.to_string()),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        named_relations("CREATE INDEX ON crm.customers ((email::int))").unwrap(),
+        vec![(Some("crm".to_string()), "customers".to_string())]
+    );
+    assert_eq!(
+        named_relations("ALTER TABLE customers ALTER COLUMN email TYPE int USING email::int")
+            .unwrap(),
+        vec![(None, "customers".to_string())]
+    );
+}

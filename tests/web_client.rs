@@ -1,8 +1,8 @@
 //! The web client as a person meets it: pgmcp serves it at `/`, and headless Chromium (Debian's `chromium`, driven
 //! by playwright-core in tests/web) uses it against a real pgmcp and the demo database — without authentication,
 //! and with Entra authentication against the test OpenID provider. The browser scenarios write screenshots of the
-//! main screens to test-artifacts/web/. Also here: the page's headers, `--no-ui`, the Origin the page posts from,
-//! and `pgmcp demo --http`.
+//! main screens to test-artifacts/web/. Also here: masked values as the page shows them (examples/governed.toml),
+//! the page's headers, `--no-ui`, the Origin the page posts from, and `pgmcp demo --http`.
 
 mod common;
 mod http_support;
@@ -143,6 +143,42 @@ fn chromium_uses_the_web_client_on_the_demo_database() {
             ("PGMCP_WEB_EXPECT_SESSION", "1"),
             ("PGMCP_WEB_PROFILES", "demo,fixtures"),
         ],
+    );
+}
+
+/// The demo data served with examples/governed.toml: the page shows customers' emails and phone numbers masked, in
+/// the table view, the SQL editor, read_table and a curated tool, and none of the stored values anywhere.
+#[test]
+fn chromium_shows_masked_values_as_masked() {
+    let url = demo_url();
+    let stored = common::cluster()
+        .psql(
+            pgmcp::demo::DEMO_DATABASE,
+            "SELECT email FROM customers WHERE id <= 200 UNION ALL SELECT phone FROM customers WHERE id <= 200 \
+             AND phone IS NOT NULL",
+        )
+        .expect("the stored contacts");
+    let secrets: Vec<&str> = stored.lines().filter(|line| !line.is_empty()).collect();
+    let example = root().join("examples/governed.toml");
+    let server = HttpServer::start(
+        &[
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+            example.to_str().unwrap(),
+            "--database-url",
+            url,
+        ],
+        &[],
+    );
+    run_browser(
+        "masked",
+        &server.url("/"),
+        &[(
+            "PGMCP_WEB_SECRETS",
+            &serde_json::to_string(&secrets).unwrap(),
+        )],
     );
 }
 

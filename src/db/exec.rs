@@ -203,12 +203,19 @@ pub async fn run_user_sql(
     let bounded = (intent == Intent::ReadOnly && verdict.class == StatementClass::Read)
         .then(|| BoundedRead::of(sql, verdict.span.clone(), ctx.limits))
         .flatten();
+    let policy = ctx.guard.policy(mode);
+    let ddl_names = if verdict.class == StatementClass::Ddl && !policy.masks.is_empty() {
+        guard::named_relations(sql).map_err(|e| ToolError::rejected(e.reason))?
+    } else {
+        Vec::new()
+    };
     let checked = Checked {
         resolve,
-        policy: ctx.guard.policy(mode),
+        policy,
         mode,
         writes: matches!(verdict.class, StatementClass::Write | StatementClass::Ddl),
         one_flight: bounded.is_some(),
+        ddl_names,
     };
     match bounded {
         Some(bounded) => run_checked(client, ctx, &checked, &bounded.text, params, intent)
@@ -290,6 +297,7 @@ pub async fn run_internal_read(
         mode: AccessMode::ReadOnly,
         writes: false,
         one_flight: bounded.is_some(),
+        ddl_names: Vec::new(),
     };
     let text = match bounded {
         Some(bounded) => std::borrow::Cow::Owned(bounded.text),
@@ -330,6 +338,8 @@ struct Checked<'a> {
     writes: bool,
     /// The text is a [`BoundedRead`]'s: once checked, it may run in one flight.
     one_flight: bool,
+    /// The relations DDL names, when the profile has masks: none may have masked columns.
+    ddl_names: Vec<(Option<String>, String)>,
 }
 
 async fn run_checked(
@@ -473,14 +483,16 @@ async fn execute(
     params: &[Value],
     intent: Intent,
 ) -> Result<QueryOutput, Failure> {
-    if checked.one_flight && ctx.shared_resolution && statements.capacity > 0 {
-        if let Some(masks) = ctx.guard.confirmed(sql, checked.mode) {
-            let done =
-                execute_in_one_flight(client, ctx, statements, checked.mode, sql, params, &masks)
-                    .await?;
-            if let Some(output) = done {
-                return Ok(output);
-            }
+    if checked.one_flight
+        && ctx.shared_resolution
+        && statements.capacity > 0
+        && let Some(masks) = ctx.guard.confirmed(sql, checked.mode)
+    {
+        let done =
+            execute_in_one_flight(client, ctx, statements, checked.mode, sql, params, &masks)
+                .await?;
+        if let Some(output) = done {
+            return Ok(output);
         }
     }
     let limits = ctx.limits;
@@ -490,6 +502,11 @@ async fn execute(
         .read_only(intent == Intent::ReadOnly)
         .start()
         .await?;
+    if !checked.ddl_names.is_empty() {
+        masks::refuse_ddl_on_masked(txn.client(), &checked.ddl_names, &checked.policy.masks)
+            .await
+            .map_err(|e| ToolError::rejected(e.reason))?;
+    }
     let remembered = if ctx.shared_resolution {
         ctx.guard.confirmed(sql, checked.mode)
     } else {
@@ -500,7 +517,7 @@ async fn execute(
         (guard::ToResolve::Nothing, None) => (None, OutputMasks::default()),
         (guard::ToResolve::Itself, None) => {
             let (statement, masks) =
-                prepare_resolved(&txn, &notices, sql, checked.policy, true).await?;
+                prepare_resolved(&txn, &notices, sql, checked.policy, Outputs::Returned).await?;
             let masks = Arc::new(masks);
             if ctx.shared_resolution {
                 ctx.guard.confirm(sql, checked.mode, masks.clone());
@@ -508,8 +525,14 @@ async fn execute(
             (Some(statement), masks)
         }
         (guard::ToResolve::Inner(inner), None) => {
-            // EXPLAIN's output holds no column values; its statement is still held to the masks' rules.
-            prepare_resolved(&txn, &notices, inner, checked.policy, true).await?;
+            // EXPLAIN's output holds no column values; its statement is still held to the masks' rules. The query
+            // of CREATE TABLE AS (a write) stores its rows, which may then hold no masked column at all.
+            let outputs = if checked.writes {
+                Outputs::Stored
+            } else {
+                Outputs::Returned
+            };
+            prepare_resolved(&txn, &notices, inner, checked.policy, outputs).await?;
             if ctx.shared_resolution {
                 ctx.guard.confirm(sql, checked.mode, OutputMasks::default());
             }
@@ -545,7 +568,8 @@ async fn execute(
             statements.prepare(&txn, &wrapped).await?
         } else {
             let (statement, _) =
-                prepare_resolved(&txn, &notices, &wrapped, checked.policy, false).await?;
+                prepare_resolved(&txn, &notices, &wrapped, checked.policy, Outputs::Unchecked)
+                    .await?;
             if ctx.shared_resolution {
                 ctx.guard
                     .confirm(&wrapped, checked.mode, OutputMasks::default());
@@ -736,16 +760,27 @@ impl<'a> RowsText<'a> {
     }
 }
 
+/// Where a resolved statement's output columns go, which decides what the masks allow of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outputs {
+    /// To the caller: a plain masked column is returned masked.
+    Returned,
+    /// Into a table (CREATE TABLE AS and its kin): no output may carry a masked column.
+    Stored,
+    /// pgmcp's own wrapping of a statement checked already: its outputs are the checked statement's.
+    Unchecked,
+}
+
 /// Has PostgreSQL parse `sql` and print how it resolved it, then checks every function that resolution calls and
 /// every use of a masked column. Nothing has run yet: the tree is printed while parsing, before planning. The
 /// statement comes back prepared (not cached: the next call on another connection prepares its own), with the
-/// mask each output column carries (unless `check_masks` is off, for pgmcp's own wrapping of a checked statement).
+/// mask each output column carries when they are returned.
 async fn prepare_resolved(
     txn: &Transaction<'_>,
     notices: &Notices,
     sql: &str,
     policy: &GuardPolicy,
-    check_masks: bool,
+    outputs: Outputs,
 ) -> Result<(Statement, Vec<Option<MaskMode>>), Failure> {
     txn.batch_execute(PRINT_TREES).await?;
     notices.listen();
@@ -784,10 +819,14 @@ async fn prepare_resolved(
     let masked = masked.map_err(rejected)?;
     // Sent now, answered later: it runs before anything the call sends next, and cannot fail on its own.
     drop(txn.client().simple_query_raw(RESTORE_JIT).await);
-    let output = if policy.masks.is_empty() || !check_masks {
-        Vec::new()
-    } else {
-        masks::output_masks(&trees, &masked).map_err(rejected)?
+    let output = match outputs {
+        _ if policy.masks.is_empty() => Vec::new(),
+        Outputs::Unchecked => Vec::new(),
+        Outputs::Returned => masks::output_masks(&trees, &masked).map_err(rejected)?,
+        Outputs::Stored => {
+            masks::stored_outputs(&trees, &masked).map_err(rejected)?;
+            Vec::new()
+        }
     };
     Ok((statement, output))
 }

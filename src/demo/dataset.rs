@@ -96,12 +96,30 @@ mod tests {
         assert_eq!(count(cluster, "select count(*) from customers"), 20000);
         assert!(count(cluster, "select count(*) from menu_items") >= 25000);
         assert_eq!(count(cluster, "select count(*) from reviews"), 100000);
+        assert_eq!(count(cluster, "select count(*) from orders"), 60000);
         assert_eq!(
             count(
                 cluster,
                 "select count(*) from pg_constraint where contype = 'f'"
             ),
-            4
+            6
+        );
+        // Contact details to mask (examples/governed.toml): every email, most phone numbers, all distinct.
+        assert_eq!(
+            count(
+                cluster,
+                "select count(*) from customers where phone !~ '^\\+[0-9]{1,3} [0-9]{3} [0-9]{7}$'"
+            ),
+            0
+        );
+        assert!(count(cluster, "select count(phone) from customers") >= 17000);
+        assert_eq!(
+            count(
+                cluster,
+                "select count(*) from orders o left join customers c on c.id = o.customer_id \
+                 where c.id is null or o.total <= 0"
+            ),
+            0
         );
         assert_eq!(
             count(cluster, "select count(*) from restaurant_ratings"),

@@ -31,7 +31,7 @@ pub fn start_demo() -> anyhow::Result<Demo> {
         cluster.data_dir().display()
     );
     eprintln!(
-        "pgmcp demo: loading the sample dataset (restaurants, customers, menu_items, reviews)..."
+        "pgmcp demo: loading the sample dataset (restaurants, customers, menu_items, reviews, orders)..."
     );
     load_sample(&cluster, DEMO_DATABASE)?;
     let url = demo_url(&cluster, DEMO_DATABASE);

@@ -79,6 +79,25 @@ pub fn output_masks(
     trees: &[Value],
     masked: &MaskedColumns,
 ) -> Result<Vec<Option<MaskMode>>, GuardError> {
+    Ok(carried_outputs(trees, masked)?
+        .into_iter()
+        .map(|carried| carried.map(|(mode, _)| mode))
+        .collect())
+}
+
+/// Checks the query of CREATE TABLE AS, SELECT INTO or CREATE MATERIALIZED VIEW: its rows are stored, not
+/// returned, so no output column may carry a masked column (pgmcp could not mask them when they are read back).
+pub fn stored_outputs(trees: &[Value], masked: &MaskedColumns) -> Result<(), GuardError> {
+    match carried_outputs(trees, masked)?.into_iter().flatten().next() {
+        Some((_, column)) => Err(refused(
+            &column,
+            "a table or materialized view created from the query would store its values unmasked",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn carried_outputs(trees: &[Value], masked: &MaskedColumns) -> Result<Vec<Carried>, GuardError> {
     let mut outputs = Vec::new();
     for tree in trees {
         let queries: Vec<&Node> = match tree {
@@ -104,7 +123,7 @@ pub fn output_masks(
                 .iter()
                 .zip(carried)
                 .filter(|(entry, _)| is_select && !entry.is_true("resjunk"))
-                .map(|(_, carried)| carried.map(|(mode, _)| mode))
+                .map(|(_, carried)| carried)
                 .collect();
         }
     }
@@ -235,7 +254,15 @@ impl Analysis<'_> {
                 Some((_, column)) => Err(refused(&column, "it is used, not only selected")),
                 None => Ok(()),
             },
-            "QUERY" => self.query(node, levels).map(|_| ()),
+            // A query anywhere else than FROM, WITH or a sublink belongs to a utility statement (CREATE TABLE AS,
+            // DECLARE CURSOR, …): where its rows go, pgmcp does not mask them.
+            "QUERY" => match self.query(node, levels)?.into_iter().flatten().next() {
+                Some((_, column)) => Err(refused(
+                    &column,
+                    "the statement stores or hands on its values where pgmcp cannot mask them",
+                )),
+                None => Ok(()),
+            },
             "SUBLINK" => {
                 if let Some(inner) = node.node("subselect") {
                     let carried = self.query(inner, levels)?;
@@ -398,7 +425,10 @@ fn output_column(carried: &[Carried], inner: &Node, attno: i64) -> Result<Carrie
 }
 
 /// The configured masks' columns as the catalog knows them, one round trip: each rule's table, its inheritance
-/// children and partitions (which hold the same data), and the columns by name.
+/// children and partitions (which hold the same data), and the columns by name. Then the planner's statistics
+/// (rule -1): ANALYZE keeps sample values of every column — most common values, histogram bounds, for masked
+/// columns too — in pg_statistic (read through pg_stats) and pg_statistic_ext_data (pg_stats_ext), so their value
+/// columns are masked as well.
 const MASKED_COLUMNS_SQL: &str = "\
 WITH RECURSIVE
 rules(rule, schema_name, table_name, column_name) AS (
@@ -413,9 +443,18 @@ tables(rule, column_name, oid) AS (
     SELECT t.rule, t.column_name, h.inhrelid
     FROM tables t JOIN pg_catalog.pg_inherits h ON h.inhparent = t.oid
 )
-SELECT t.rule, t.oid, a.attnum::int8
+SELECT t.rule, t.oid, a.attnum::int8, NULL::text
 FROM tables t
-JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attname = t.column_name AND NOT a.attisdropped";
+JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attname = t.column_name AND NOT a.attisdropped
+UNION ALL
+SELECT -1, a.attrelid, a.attnum::int8, 'pg_catalog.' || c.relname || '.' || a.attname
+FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+WHERE c.relnamespace = 'pg_catalog'::regnamespace
+  AND ((c.relname = 'pg_statistic' AND a.attname LIKE 'stavalues%')
+       OR (c.relname = 'pg_statistic_ext_data' AND a.attname IN ('stxdmcv', 'stxdexpr')))";
+
+/// How the statistics' value columns read in a refusal: they hold other tables' values, not their own.
+const STATISTICS_NOTE: &str = "(the planner's sample values of every column, masked ones too)";
 
 /// Looks the configured masks up in the catalog. A masked table that does not exist masks nothing until it does.
 pub async fn masked_columns(
@@ -467,14 +506,77 @@ pub async fn masked_columns(
         let rule: i32 = row.try_get(0).map_err(|_| unexpected())?;
         let oid: u32 = row.try_get(1).map_err(|_| unexpected())?;
         let attnum: i64 = row.try_get(2).map_err(|_| unexpected())?;
-        let Some(&(_, schema, table, column, mode)) = flat.get(rule as usize) else {
-            return Err(unexpected());
+        let statistics: Option<String> = row.try_get(3).map_err(|_| unexpected())?;
+        let entry = match (
+            statistics,
+            usize::try_from(rule).ok().and_then(|i| flat.get(i)),
+        ) {
+            (Some(column), _) => (MaskMode::Redact, format!("{column} {STATISTICS_NOTE}")),
+            (None, Some(&(_, schema, table, column, mode))) => {
+                (mode, format!("{schema}.{table}.{column}"))
+            }
+            (None, None) => return Err(unexpected()),
         };
         masked
             .by_table
             .entry(oid)
             .or_default()
-            .insert(attnum, (mode, format!("{schema}.{table}.{column}")));
+            .insert(attnum, entry);
     }
     Ok(masked)
+}
+
+/// The relations `names` stands for (schema or the search path, name), as the catalog resolves them now.
+const NAMED_RELATIONS_SQL: &str = "\
+SELECT DISTINCT to_regclass(CASE WHEN r.schema_name IS NULL THEN format('%I', r.rel_name)
+                                 ELSE format('%I.%I', r.schema_name, r.rel_name) END)::oid
+FROM unnest($1::text[], $2::text[]) AS r(schema_name, rel_name)";
+
+/// Refuses DDL that names a table with masked columns (or an inheritance child or partition of one): building an
+/// index, changing a column's type or validating a constraint evaluates expressions over every stored value, and
+/// their errors quote the value (`invalid input syntax for type integer: "…"`). The resolved tree cannot help
+/// here: PostgreSQL analyses DDL only as it runs.
+pub async fn refuse_ddl_on_masked(
+    client: &tokio_postgres::Client,
+    names: &[(Option<String>, String)],
+    rules: &[MaskRule],
+) -> Result<(), GuardError> {
+    if names.is_empty() || rules.is_empty() {
+        return Ok(());
+    }
+    let masked = masked_columns(client, rules).await?;
+    let schemas: Vec<Option<&str>> = names.iter().map(|(schema, _)| schema.as_deref()).collect();
+    let relations: Vec<&str> = names.iter().map(|(_, name)| name.as_str()).collect();
+    let rows = client
+        .query_typed(
+            NAMED_RELATIONS_SQL,
+            &[
+                (&schemas, tokio_postgres::types::Type::TEXT_ARRAY),
+                (&relations, tokio_postgres::types::Type::TEXT_ARRAY),
+            ],
+        )
+        .await
+        .map_err(|error| {
+            GuardError::new(format!(
+                "could not look up the tables the statement names: {}",
+                error
+                    .as_db_error()
+                    .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+            ))
+        })?;
+    for row in rows {
+        let oid: Option<u32> = row.try_get(0).map_err(|_| {
+            GuardError::new("could not look up the tables the statement names: unexpected row")
+        })?;
+        if let Some(columns) = oid.and_then(|oid| masked.by_table.get(&oid))
+            && let Some((_, column)) = columns.values().next()
+        {
+            return Err(refused(
+                column,
+                "DDL on its table evaluates expressions over its stored values (indexes, column types, \
+                 constraints), and their errors can quote them, so it is not run on a profile with masks",
+            ));
+        }
+    }
+    Ok(())
 }

@@ -99,7 +99,8 @@ pub enum ToResolve {
     /// The statement itself (queries and writes).
     Itself,
     /// A statement inside a utility statement, which PostgreSQL analyses only when it runs: the query of
-    /// EXPLAIN and of CREATE TABLE AS / CREATE MATERIALIZED VIEW, as PostgreSQL's own deparser writes it.
+    /// EXPLAIN and of CREATE TABLE AS / SELECT INTO / CREATE MATERIALIZED VIEW, as PostgreSQL's own deparser
+    /// writes it.
     Inner(String),
     /// Nothing runs that could call a function (SHOW), or only DDL the profile allows as a whole.
     Nothing,
@@ -114,6 +115,13 @@ pub fn statement_that_runs(sql: &str, class: StatementClass) -> Result<ToResolve
             let inner = match parse_single_statement(sql)?.0 {
                 pg_query::NodeEnum::ExplainStmt(explain) => explain.query,
                 pg_query::NodeEnum::CreateTableAsStmt(create) => create.query,
+                // SELECT INTO is CREATE TABLE AS written as a query: its query is the SELECT without INTO.
+                pg_query::NodeEnum::SelectStmt(mut select) if select.into_clause.is_some() => {
+                    select.into_clause = None;
+                    Some(Box::new(pg_query::Node {
+                        node: Some(pg_query::NodeEnum::SelectStmt(select)),
+                    }))
+                }
                 _ => None,
             };
             match inner.and_then(|node| node.node) {
@@ -123,6 +131,23 @@ pub fn statement_that_runs(sql: &str, class: StatementClass) -> Result<ToResolve
             }
         }
     }
+}
+
+/// The relations a statement names, as written: schema (when given) and name. On a profile with masks, DDL may
+/// not name a table with masked columns (see [`masks::refuse_ddl_on_masked`]).
+pub fn named_relations(sql: &str) -> Result<Vec<(Option<String>, String)>, GuardError> {
+    let (statement, _) = parse_single_statement(sql)?;
+    Ok(statement
+        .nodes()
+        .into_iter()
+        .filter_map(|(node, ..)| match node {
+            pg_query::NodeRef::RangeVar(range) => Some((
+                (!range.schemaname.is_empty()).then(|| range.schemaname.clone()),
+                range.relname.clone(),
+            )),
+            _ => None,
+        })
+        .collect())
 }
 
 fn deparse(node: pg_query::NodeEnum) -> Result<String, GuardError> {

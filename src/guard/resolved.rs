@@ -283,7 +283,8 @@ pub async fn check_functions(
 /// of an installed extension, whose declared volatility is trusted; a function someone wrote in the database is
 /// not, in read-only mode: its body may do what its declaration does not say (a STABLE function can still signal
 /// another session, take a lock or write through dblink), and pgmcp does not read bodies. The profile can trust
-/// such a function by name (`allow_volatile_functions`).
+/// such a function by name (`allow_volatile_functions`). On a profile with masks it is refused whatever the
+/// allow-list says: its body may read a masked column and return the value, which the resolved tree cannot show.
 fn judge(
     schema: &str,
     name: &str,
@@ -295,6 +296,14 @@ fn judge(
         return Err(GuardError::new(format!(
             "function {schema}.{name} is not allowed: it can change server or session state, or reach outside \
              the database (PostgreSQL resolves the statement to a call of it)"
+        )));
+    }
+    if !shipped && !policy.masks.is_empty() {
+        return Err(GuardError::new(format!(
+            "function {schema}.{name} is not allowed on a profile with masked columns: it was written in this \
+             database, and pgmcp cannot see what its body reads, so it could hand a masked column's values out \
+             unmasked (allow_volatile_functions does not lift this; only PostgreSQL's and installed extensions' \
+             functions may be called here) (PostgreSQL resolves the statement to a call of it)"
         )));
     }
     if policy.access_mode == AccessMode::ReadOnly
@@ -406,5 +415,34 @@ mod tests {
         let write = GuardPolicy::read_write(false);
         assert!(judge("public", "bump", "v", false, &write).is_ok());
         assert!(judge("pg_catalog", "set_config", "v", true, &write).is_err());
+    }
+
+    #[test]
+    fn masks_refuse_functions_written_in_the_database_whatever_the_allow_list() {
+        let rule = crate::guard::masks::MaskRule {
+            schema: "public".into(),
+            table: "customers".into(),
+            columns: vec!["email".into()],
+            mode: crate::guard::masks::MaskMode::Partial,
+        };
+        let masked = |policy: GuardPolicy| GuardPolicy {
+            masks: vec![rule.clone()],
+            allowed_volatile_functions: vec!["public.email_of".into()],
+            ..policy
+        };
+        for policy in [
+            masked(GuardPolicy::read_only()),
+            masked(GuardPolicy::read_write(true)),
+        ] {
+            let refused =
+                judge("public", "email_of", "s", false, &policy).expect_err("written here");
+            assert!(
+                refused.reason.contains("profile with masked columns"),
+                "{}",
+                refused.reason
+            );
+            assert!(judge("pg_catalog", "lower", "i", true, &policy).is_ok());
+            assert!(judge("extensions", "similarity", "i", true, &policy).is_ok());
+        }
     }
 }

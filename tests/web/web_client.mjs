@@ -6,6 +6,9 @@
 //   auth   pgmcp with Entra authentication: the explanation without a token, a rejected token, then a valid one
 //   chat   the Chat tab against a scripted model (PGMCP_WEB_CHAT_EXPECT: text the answer must hold,
 //          PGMCP_WEB_CHAT_CUISINE: a value the result grid must show): steps, rows, chart, stop, export
+//   masked the demo served with examples/governed.toml (PGMCP_WEB_SECRETS: a JSON array of stored emails and
+//          phone numbers that must appear nowhere): the table view, the SQL editor, read_table and a curated tool
+//          show masked values, and other uses of the columns are explained as refused
 //
 // Environment: PGMCP_WEB_URL (the page, e.g. http://127.0.0.1:PORT/), PGMCP_WEB_ARTIFACTS (screenshot folder),
 // PGMCP_WEB_TOKEN (auth: a valid token), PGMCP_WEB_WEAK_TOKEN (auth: a valid token without the role), PGMCP_WEB_ISSUER (auth: the provider that must be named),
@@ -507,6 +510,98 @@ function chatScenario() {
   });
 }
 
+// ---------------------------------------------------------------- masked scenario
+
+function maskedScenario() {
+  const secrets = JSON.parse(process.env.PGMCP_WEB_SECRETS || '[]');
+  const EMAIL = /^[a-z]\*\*\*@e\*\*\*\.com$/;
+  const PHONE = /^h:[0-9a-f]{16}$/;
+  // Nothing the page shows or holds — visible text, the raw JSON-RPC views, form values — may contain a stored value.
+  async function checkNoSecret(page, where) {
+    const everything = await page.evaluate(() => document.body.innerText + '\n' + [...document.querySelectorAll('pre, textarea, .raw-view')].map((e) => e.textContent).join('\n'));
+    const found = secrets.find((secret) => everything.includes(secret));
+    check(!found, `${where}: the page shows the stored value ${found}`);
+  }
+  async function columnCells(page, name) {
+    return page.evaluate((wanted) => {
+      const grid = document.querySelector('[data-testid="result-grid"]');
+      const heads = [...grid.querySelectorAll('[role="columnheader"]')].map((head) => head.textContent.trim());
+      const index = heads.findIndex((head) => head === wanted || head.startsWith(wanted));
+      if (index < 0) return { heads, cells: null };
+      const cells = [...grid.querySelectorAll('.grid-body [role="row"]')].map((row) => {
+        const cell = row.querySelectorAll('[role="gridcell"]')[index];
+        return cell.querySelector('.null') ? null : cell.textContent;
+      });
+      return { heads, cells };
+    }, name);
+  }
+  async function checkMaskedGrid(page, where) {
+    const emails = await columnCells(page, 'email');
+    check(emails.cells && emails.cells.length > 0, `${where}: no email column in ${emails.heads}`);
+    check(emails.cells.every((cell) => EMAIL.test(cell)), `${where}: emails ${emails.cells.slice(0, 5)}`);
+    const phones = await columnCells(page, 'phone');
+    check(phones.cells && phones.cells.some((cell) => cell !== null), `${where}: no phone shown in ${phones.heads}`);
+    check(phones.cells.every((cell) => cell === null || PHONE.test(cell)), `${where}: phones ${phones.cells.slice(0, 5)}`);
+    const names = await columnCells(page, 'first_name');
+    check(names.cells && names.cells.every((cell) => /^[A-Z][a-z]+$/.test(cell)), `${where}: unmasked names ${names.cells?.slice(0, 5)}`);
+    await checkNoSecret(page, where);
+  }
+
+  step('connects to a server whose profile masks customers\' contacts', async ({ page }) => {
+    check(secrets.length >= 100, `PGMCP_WEB_SECRETS holds ${secrets.length} values`);
+    await waitConnected(page);
+  });
+
+  step('the table view queries customers and shows emails and phones masked', async ({ page }) => {
+    await page.locator('#tab-schema').click();
+    await page.locator('.table-item[data-table="public.customers"]').click();
+    const detail = page.locator('[data-testid="table-detail"]');
+    await detail.locator('h2', { hasText: 'customers' }).waitFor({ timeout: TIMEOUT });
+    await detail.locator('button', { hasText: 'Query in SQL editor' }).click();
+    await page.waitForFunction(() => /100 rows/.test(document.querySelector('[data-testid="result-summary"]').textContent), null, { timeout: TIMEOUT });
+    await checkMaskedGrid(page, 'SELECT * FROM public.customers');
+    await shot(page, 'masked-light');
+  });
+
+  step('a query of its own, joined to orders, is masked too', async ({ page }) => {
+    await runSql(page, 'SELECT c.id, c.first_name, c.email, c.phone, count(o.id) AS orders\nFROM customers c LEFT JOIN orders o ON o.customer_id = c.id\nGROUP BY c.id\nORDER BY c.id\nLIMIT 50');
+    check((await text(page.locator('[data-testid="result-summary"]'))).startsWith('50 rows'), 'fifty customers');
+    await checkMaskedGrid(page, 'the joined query');
+  });
+
+  step('any other use of a masked column is explained as refused', async ({ page }) => {
+    await runSql(page, 'SELECT lower(email) FROM customers ORDER BY id LIMIT 5');
+    const problem = await text(page.locator('[data-testid="sql-error"]'));
+    check(problem.includes('column public.customers.email is masked'), problem);
+    await runSql(page, "SELECT histogram_bounds FROM pg_stats WHERE tablename = 'customers'");
+    const stats = await text(page.locator('[data-testid="sql-error"]'));
+    check(stats.includes('is masked'), stats);
+    await checkNoSecret(page, 'the refusals');
+  });
+
+  step('read_table and the curated customer_card show masked values', async ({ page }) => {
+    await page.locator('#tab-tools').click();
+    const names = await page.$$eval('[data-testid="tool-list"] .tool-name', (els) => els.map((e) => e.textContent));
+    check(names.includes('orders_for_customer') && names.includes('customer_card'), `curated tools listed: ${names}`);
+    const detail = page.locator('[data-testid="tool-detail"]');
+    await page.locator('.tool-item[data-tool="read_table"]').click();
+    await detail.locator('input[name="table"]').fill('customers');
+    await detail.locator('button[type="submit"]').click();
+    await detail.locator('.tool-output .ok-text').waitFor({ timeout: TIMEOUT });
+    const table = await text(detail.locator('.tool-output'));
+    check(/[a-z]\*\*\*@e\*\*\*\.com/.test(table) && /h:[0-9a-f]{16}/.test(table), `read_table output: ${table.slice(0, 400)}`);
+    await checkNoSecret(page, 'read_table');
+    await page.locator('.tool-item[data-tool="customer_card"]').click();
+    await detail.locator('input[name="customer_id"]').fill('1');
+    await detail.locator('button[type="submit"]').click();
+    await detail.locator('.tool-output .ok-text').waitFor({ timeout: TIMEOUT });
+    const card = await text(detail.locator('.tool-output'));
+    check(card.includes('Mia') && /[a-z]\*\*\*@e\*\*\*\.com/.test(card), `customer_card output: ${card.slice(0, 400)}`);
+    await checkNoSecret(page, 'customer_card');
+    await shot(page, 'masked-tool-light');
+  });
+}
+
 // ---------------------------------------------------------------- runner
 
 async function main() {
@@ -514,7 +609,8 @@ async function main() {
   if (scenario === 'open') openScenario();
   else if (scenario === 'auth') authScenario();
   else if (scenario === 'chat') chatScenario();
-  else throw new Error(`unknown scenario ${scenario}: use open, auth or chat`);
+  else if (scenario === 'masked') maskedScenario();
+  else throw new Error(`unknown scenario ${scenario}: use open, auth, chat or masked`);
   const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox'] });
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'light', acceptDownloads: true });
   const page = await context.newPage();
