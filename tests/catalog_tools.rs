@@ -15,6 +15,20 @@ use tokio_postgres::Client;
 mod catalog_support;
 use catalog_support::Database;
 
+#[path = "common/contract.rs"]
+#[allow(dead_code)]
+mod contract;
+
+/// The answer as a client receives it is valid under the output schema pgmcp lists for the tool.
+fn assert_fits_declared_schema<T: serde::Serialize + schemars::JsonSchema + 'static>(answer: &T) {
+    let declared = rmcp::handler::server::common::schema_for_output::<T>();
+    let schema = serde_json::Value::Object(pgmcp::tools::schema::compact_output(&declared));
+    let answer = serde_json::to_value(answer).unwrap();
+    if let Err(why) = contract::validate(&answer, &schema) {
+        panic!("the answer breaks its declared output schema: {why}\n{answer}");
+    }
+}
+
 #[tokio::test]
 async fn catalog_tools_describe_the_fixture() {
     let db = Database::start("catalog_fixture").await;
@@ -42,6 +56,7 @@ async fn check_list_schemas(client: &Client) {
     let list = catalog::list_schemas(client, ListSchemasParams::default())
         .await
         .unwrap();
+    assert_fits_declared_schema(&list);
     let names: Vec<&str> = list.schemas.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["public", "shop"]);
     let shop = &list.schemas[1];
@@ -68,6 +83,7 @@ async fn check_list_tables(client: &Client) {
     let all = catalog::list_tables(client, ListTablesParams::default())
         .await
         .unwrap();
+    assert_fits_declared_schema(&all);
     let names: Vec<(&str, &str)> = all
         .tables
         .iter()
@@ -168,6 +184,7 @@ async fn check_describe_orders(client: &Client) {
     let orders = catalog::describe_table(client, describe("shop.orders", None))
         .await
         .unwrap();
+    assert_fits_declared_schema(&orders);
     assert_eq!(
         (orders.schema.as_str(), orders.name.as_str()),
         ("shop", "orders")
@@ -310,6 +327,7 @@ async fn check_describe_other_kinds(client: &Client) {
     let view = catalog::describe_table(client, describe("big_orders", Some("shop")))
         .await
         .unwrap();
+    assert_fits_declared_schema(&view);
     assert_eq!(view.kind, RelationKind::View);
     assert!(
         view.view_definition
@@ -323,6 +341,7 @@ async fn check_describe_other_kinds(client: &Client) {
     let matview = catalog::describe_table(client, describe("shop.order_totals", None))
         .await
         .unwrap();
+    assert_fits_declared_schema(&matview);
     assert_eq!(matview.kind, RelationKind::MaterializedView);
     assert!(
         matview
@@ -335,6 +354,7 @@ async fn check_describe_other_kinds(client: &Client) {
     let events = catalog::describe_table(client, describe("shop.events", None))
         .await
         .unwrap();
+    assert_fits_declared_schema(&events);
     assert_eq!(events.kind, RelationKind::PartitionedTable);
     assert_eq!(events.partition_key.as_deref(), Some("RANGE (happened_at)"));
     assert_eq!(events.partitions, ["shop.events_2024"]);
@@ -343,6 +363,7 @@ async fn check_describe_other_kinds(client: &Client) {
     let partition = catalog::describe_table(client, describe(&events.partitions[0], None))
         .await
         .unwrap();
+    assert_fits_declared_schema(&partition);
     assert_eq!(partition.kind, RelationKind::Table);
     assert_eq!(partition.partition_of.as_deref(), Some("shop.events"));
     assert_eq!(
@@ -407,6 +428,7 @@ async fn check_search_tables(client: &Client) {
     let found = catalog::search_tables(client, search("ORDER"))
         .await
         .unwrap();
+    assert_fits_declared_schema(&found);
     let hits: Vec<(MatchedOn, &str, Option<&str>)> = found
         .matches
         .iter()
@@ -473,6 +495,7 @@ async fn check_list_databases(client: &Client) {
     let list = catalog::list_databases(client, ListDatabasesParams::default())
         .await
         .unwrap();
+    assert_fits_declared_schema(&list);
     let names: Vec<&str> = list.databases.iter().map(|d| d.name.as_str()).collect();
     assert!(!names.contains(&"template0") && !names.contains(&"template1"));
     let current: Vec<&str> = list
@@ -536,6 +559,7 @@ async fn check_table_stats(client: &Client, url: &str) {
     let mut get_table_stats =
         async |params| get_table_stats(&db, &mut session, params, &cancel).await;
     let orders = get_table_stats(stats("shop.orders", true)).await.unwrap();
+    assert_fits_declared_schema(&orders);
     assert_eq!(orders.kind, RelationKind::Table);
     assert_eq!(orders.exact_row_count, Some(3));
     assert_eq!(orders.exact_count_error, None);
@@ -576,10 +600,12 @@ async fn check_table_stats(client: &Client, url: &str) {
     let view = get_table_stats(stats("shop.big_orders", true))
         .await
         .unwrap();
+    assert_fits_declared_schema(&view);
     assert_eq!(view.exact_row_count, Some(1));
     assert!(view.sizes.is_none() && view.activity.is_none());
 
     let events = get_table_stats(stats("shop.events", true)).await.unwrap();
+    assert_fits_declared_schema(&events);
     assert_eq!(events.exact_row_count, Some(100));
     assert_eq!(events.estimated_rows, Some(100));
     assert!(events.sizes.as_ref().unwrap().total.bytes > 0);
@@ -637,6 +663,7 @@ async fn check_server_info(client: &Client) {
     )
     .await
     .unwrap();
+    assert_fits_declared_schema(&info);
     assert!(info.server_version_num >= 150000);
     assert!(info.version.starts_with("PostgreSQL "));
     assert_eq!(info.current_user, "postgres");

@@ -100,7 +100,10 @@ async fn a_curated_tool_is_listed_with_its_generated_schema_and_answers_like_exe
     );
     let annotations = tool.annotations.as_ref().expect("annotations");
     assert_eq!(annotations.read_only_hint, Some(true));
-    assert_eq!(annotations.destructive_hint, Some(false));
+    assert_eq!(
+        annotations.destructive_hint, None,
+        "meaningful only for writes"
+    );
     assert!(tool.output_schema.is_none(), "rows travel once, as text");
 
     let answer = call_ok(&client, "execute_query", json!({"sql": "SELECT 1"})).await;

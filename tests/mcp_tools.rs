@@ -32,7 +32,8 @@ async fn tools_list_is_deterministic_with_schemas_and_read_only_annotations() {
         for tool in &tools {
             let annotations = tool.annotations.as_ref().expect("annotations");
             assert_eq!(annotations.read_only_hint, Some(true), "{}", tool.name);
-            assert_eq!(annotations.destructive_hint, Some(false), "{}", tool.name);
+            // Meaningful only for tools that write (MCP's ToolAnnotations), so not sent for these.
+            assert_eq!(annotations.destructive_hint, None, "{}", tool.name);
             assert_eq!(annotations.open_world_hint, Some(false), "{}", tool.name);
             assert!(
                 tool.description.as_ref().is_some_and(|d| d.len() > 80),
@@ -69,8 +70,128 @@ async fn tools_list_is_deterministic_with_schemas_and_read_only_annotations() {
             execute.input_schema["properties"]["limit"]["default"],
             json!(1000)
         );
+        let limit = |tool: &str| {
+            let tool = tools.iter().find(|t| t.name == tool).unwrap();
+            tool.input_schema["properties"]["limit"].clone()
+        };
+        assert_eq!(limit("execute_query")["maximum"], json!(10000));
+        assert_eq!(
+            (
+                limit("read_table")["default"].clone(),
+                limit("read_table")["maximum"].clone()
+            ),
+            (json!(100), json!(10000))
+        );
+        // The catalog tools' limits are their own, not the profile's row ceiling.
+        assert_eq!(limit("list_tables")["maximum"], json!(5000));
+        assert_eq!(limit("search_tables")["maximum"], json!(1000));
+        assert_eq!(limit("top_queries")["maximum"], json!(100));
         client.cancel().await.ok();
     }
+}
+
+/// The whole `tools/list` answer of the default server (one read-only profile, no curated tools), as bytes on the
+/// wire. Every client downloads it and most hand the names, descriptions and input schemas to a model on every
+/// turn: BENCHMARKS.md ("The tool list") measures it at about 15.4 KB and 2,300 model-facing tokens, down from 45.9
+/// KB and 3,900. A new tool or a longer description that pushes it past 16 KB must take words out elsewhere.
+const TOOLS_LIST_MAX_BYTES: usize = 16_000;
+
+#[tokio::test]
+async fn tools_list_stays_small_and_every_tool_keeps_its_description_schema_and_annotations() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgmcp"))
+        .args(["serve", "--database-url", &common::reader_url()])
+        .env("PGMCP_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn pgmcp");
+    let mut stdin = server.stdin.take().unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let requests = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "size-check", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    ];
+    for request in requests {
+        stdin
+            .write_all(format!("{request}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    stdin.flush().await.unwrap();
+    let listed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("pgmcp answers");
+            if serde_json::from_str::<serde_json::Value>(&line).unwrap()["id"] == json!(2) {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("tools/list answered within 30 s");
+    assert!(
+        listed.len() <= TOOLS_LIST_MAX_BYTES,
+        "tools/list is {} bytes, more than {TOOLS_LIST_MAX_BYTES}",
+        listed.len()
+    );
+    let answer: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let tools = answer["result"]["tools"].as_array().expect("tools");
+    assert_eq!(tools.len(), TOOLS_IN_ORDER.len());
+    for tool in tools {
+        let name = tool["name"].as_str().unwrap();
+        let description = tool["description"].as_str().unwrap_or_default();
+        assert!(description.len() > 80, "{name}: {description:?}");
+        assert_eq!(tool["inputSchema"]["type"], json!("object"), "{name}");
+        assert_eq!(tool["annotations"]["readOnlyHint"], json!(true), "{name}");
+        assert!(tool["title"].is_string(), "{name}");
+        // What the size pass removes: Rust's view of the schema, never a client's or a model's.
+        let text = tool.to_string();
+        for restatement in [
+            "$schema",
+            "\"format\":\"int",
+            "\"format\":\"uint",
+            "\"format\":\"double",
+            "\"$defs\"",
+        ] {
+            assert!(
+                !text.contains(restatement),
+                "{name} still has {restatement}"
+            );
+        }
+        // Every parameter is either self-explanatory by name and schema or described.
+        for (parameter, schema) in tool["inputSchema"]["properties"].as_object().unwrap() {
+            let described = schema.get("description").is_some();
+            let plain =
+                ["limit", "offset", "order_by", "include_idle"].contains(&parameter.as_str());
+            assert!(described || plain, "{name}.{parameter} has no description");
+        }
+    }
+    drop(stdin);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server.wait()).await;
+}
+
+#[tokio::test]
+async fn the_contract_check_catches_an_answer_that_breaks_its_output_schema() {
+    let client = serve_app(Era::Legacy).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let schema = common::contract::output_schema(&tools, "describe_table").unwrap();
+    let answer = call_ok(&client, "describe_table", json!({"table": "books"})).await;
+    assert_eq!(common::contract::validate(&answer, &schema), Ok(()));
+    let mut missing = answer.clone();
+    missing.as_object_mut().unwrap().remove("columns");
+    assert!(common::contract::validate(&missing, &schema).is_err());
+    let mut mistyped = answer.clone();
+    mistyped["columns"] = json!("id, title");
+    assert!(common::contract::validate(&mistyped, &schema).is_err());
+    let mut unknown_kind = answer;
+    unknown_kind["kind"] = json!("index");
+    assert!(common::contract::validate(&unknown_kind, &schema).is_err());
+    client.cancel().await.ok();
 }
 
 #[tokio::test]

@@ -45,6 +45,12 @@ async fn several_profiles_are_listed_and_selectable() {
         write.input_schema["properties"]["profile"]["enum"],
         json!(["admin"])
     );
+    // The default profile is read-only, so execute_write has no default to offer.
+    assert_eq!(write.input_schema["required"], json!(["sql", "profile"]));
+    assert_eq!(
+        execute.input_schema["properties"]["profile"]["description"],
+        json!("Database profile to use (see list_profiles). Default: library.")
+    );
     assert_eq!(
         write.annotations.as_ref().unwrap().destructive_hint,
         Some(true)

@@ -21,14 +21,13 @@ use resolve::{RELATION_KINDS_SQL, USER_SCHEMA_PREDICATE};
 // ---------------------------------------------------------------------------------------------------------------
 // list_schemas
 
-pub const LIST_SCHEMAS_DESCRIPTION: &str = "List the schemas (namespaces) of the current database with owner, \
-comment and the number of tables, views, materialized views, foreign and partitioned tables in each. System schemas \
-(pg_catalog, information_schema, pg_toast*, pg_temp*) are hidden unless include_system is true. Ordered by name. \
-Use it first to orient yourself in an unfamiliar database, then call list_tables with a schema.";
+pub const LIST_SCHEMAS_DESCRIPTION: &str = "Schemas of the current database with owner, comment and how many tables, \
+views and other relations each holds; system schemas only with `include_system`. Start here in an unfamiliar \
+database.";
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ListSchemasParams {
-    /// Also list PostgreSQL's own schemas (pg_catalog, information_schema, pg_toast*, pg_temp*). Default: false.
+    /// Also list pg_catalog, information_schema, pg_toast* and pg_temp*.
     #[serde(default)]
     pub include_system: bool,
     /// Database profile to use (see list_profiles); default: the first profile.
@@ -83,12 +82,9 @@ pub async fn list_schemas(
 // ---------------------------------------------------------------------------------------------------------------
 // list_tables
 
-pub const LIST_TABLES_DESCRIPTION: &str = "List tables, views, materialized views, foreign tables and partitioned \
-tables with their kind, estimated row count (from the planner statistics; null if never analyzed), total size on \
-disk (table + indexes + TOAST; partitioned tables sum their partitions; null for views and foreign tables) and \
-comment. Filter by schema (default: all non-system schemas), by a case-insensitive LIKE pattern on the name (e.g. \
-\"%order%\") and by kind. Ordered by schema, then name; `truncated` is true when more relations matched than \
-`limit`. Call describe_table next for columns, keys and indexes, or search_tables to find a column by name.";
+pub const LIST_TABLES_DESCRIPTION: &str = "Tables, views, materialized views, foreign and partitioned tables, by \
+schema and name: kind, estimated rows (null if never analyzed), bytes on disk with indexes and TOAST (null for views), \
+comment; `truncated: true` when more matched than `limit`.";
 
 fn default_list_tables_limit() -> u32 {
     500
@@ -96,17 +92,15 @@ fn default_list_tables_limit() -> u32 {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListTablesParams {
-    /// Only relations in this schema (exact name as returned by list_schemas). Default: all non-system schemas.
+    /// Only this schema. Default: all but system schemas.
     #[serde(default)]
     pub schema: Option<String>,
-    /// Case-insensitive SQL LIKE pattern matched against the relation name: `%` matches any run of characters,
-    /// `_` any single character, e.g. "%order%" or "fact\_%". Default: no filter.
+    /// Case-insensitive LIKE pattern on the name, e.g. "%order%".
     #[serde(default)]
     pub name_pattern: Option<String>,
-    /// Only these kinds. Default: all of table, view, materialized_view, foreign_table, partitioned_table.
+    /// Only these kinds. Default: all.
     #[serde(default)]
     pub kinds: Option<Vec<RelationKind>>,
-    /// Maximum number of relations returned (1-5000). Default: 500.
     #[serde(default = "default_list_tables_limit")]
     #[schemars(range(min = 1, max = 5000))]
     pub limit: u32,
@@ -235,12 +229,10 @@ async fn ensure_schema_exists(client: &Client, schema: &str) -> Result<(), ToolE
 // ---------------------------------------------------------------------------------------------------------------
 // search_tables
 
-pub const SEARCH_TABLES_DESCRIPTION: &str = "Find tables and columns by name: returns every table, view, \
-materialized view, foreign or partitioned table whose name contains `term`, and every column whose name contains \
-it, case-insensitively. The term is a plain substring (`%` and `_` match themselves, not as wildcards). Each match \
-says whether the table name or a column name matched (with the column's data type). Table-name matches come first, \
-then column matches, each ordered by schema, table and column position. Use it when you know a concept (\"email\", \
-\"customer_id\") but not where it lives; then call describe_table on the hits.";
+pub const SEARCH_TABLES_DESCRIPTION: &str = "Find tables and columns whose name contains `term`, case-insensitively \
+and literally (`%` and `_` are not wildcards). Each match gives schema, table, kind, whether the table or a column \
+matched, and the column with its type; table matches first. Use it when you know a concept (\"email\") but not \
+where it lives.";
 
 fn default_search_limit() -> u32 {
     100
@@ -248,13 +240,12 @@ fn default_search_limit() -> u32 {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SearchTablesParams {
-    /// Substring to look for in table and column names, case-insensitive; matched literally (1-200 characters).
+    /// Part of a table or column name.
     #[schemars(length(min = 1, max = 200))]
     pub term: String,
-    /// Only search this schema. Default: all non-system schemas.
+    /// Only this schema. Default: all but system schemas.
     #[serde(default)]
     pub schema: Option<String>,
-    /// Maximum number of matches returned (1-1000). Default: 100.
     #[serde(default = "default_search_limit")]
     #[schemars(range(min = 1, max = 1000))]
     pub limit: u32,
@@ -376,10 +367,9 @@ pub async fn search_tables(
 // ---------------------------------------------------------------------------------------------------------------
 // list_databases
 
-pub const LIST_DATABASES_DESCRIPTION: &str = "List the databases on this PostgreSQL server (templates excluded) \
-with owner, encoding, size on disk (null when you lack CONNECT privilege on it), comment, and which one this \
-session is connected to (is_current). Ordered by name. The other tools only see the current database; to explore \
-another one, use a profile that connects to it (see list_profiles).";
+pub const LIST_DATABASES_DESCRIPTION: &str = "Databases on this server (not templates): owner, encoding, size (null \
+without CONNECT on it), comment, and `is_current`. The other tools see only the current database; another one \
+needs a profile that connects to it (list_profiles).";
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ListDatabasesParams {
@@ -459,18 +449,12 @@ mod schema_tests {
     use super::*;
 
     #[test]
-    fn params_schemas_carry_descriptions_defaults_and_bounds() {
+    fn params_schemas_carry_defaults_and_bounds() {
         let schema = serde_json::to_value(schemars::schema_for!(ListTablesParams)).unwrap();
         let limit = &schema["properties"]["limit"];
         assert_eq!(limit["default"], 500);
         assert_eq!(limit["minimum"], 1);
         assert_eq!(limit["maximum"], 5000);
-        assert!(
-            limit["description"]
-                .as_str()
-                .unwrap()
-                .contains("Default: 500")
-        );
         assert!(
             schema["properties"]["profile"]["description"]
                 .as_str()

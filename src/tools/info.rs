@@ -9,15 +9,10 @@ use crate::http::Caller;
 use crate::telemetry::audit::CallerIdentity;
 use crate::tools::ToolError;
 
-pub const SERVER_INFO_DESCRIPTION: &str = "Describe the connection behind a profile: PostgreSQL version (full \
-version() string, server_version and the numeric server_version_num, e.g. 150008 for 15.8), current_user and \
-session_user, current database, the server address and port as the server reports them (null over Unix sockets), \
-whether this session uses SSL/TLS with its protocol version and cipher, whether the role is a superuser, the \
-access mode pgmcp enforces for this profile (read_only: only SELECT-like statements are allowed; read_write), the \
-session time zone, whether the server is a read replica in recovery (in_recovery: writes are impossible), and the \
-installed extensions with versions (e.g. postgis, pgvector, pg_trgm, which unlock extra SQL), and who is calling \
-(`caller`: local on stdio, anonymous over HTTP without authentication, or the validated token's identity with its \
-roles and scopes). Call it once at the start to learn which SQL features and version-specific syntax are available.";
+pub const SERVER_INFO_DESCRIPTION: &str = "The connection behind a profile: PostgreSQL version (also as \
+`server_version_num`, e.g. 150008), users, database, address, TLS, superuser, the access mode pgmcp enforces, time \
+zone, `in_recovery` (a replica: reads only), extensions with versions (postgis, pgvector… unlock SQL) and who is \
+calling. Call it once first to learn what SQL the server supports.";
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ServerInfoParams {

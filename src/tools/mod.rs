@@ -10,6 +10,7 @@ pub mod info;
 pub mod profiles;
 pub mod query;
 pub mod registry;
+pub mod schema;
 pub mod stats;
 
 pub use error::ToolError;

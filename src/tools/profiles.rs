@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::mcp::Databases;
 
-pub const LIST_PROFILES_DESCRIPTION: &str = "List the database profiles this server exposes: name, a one-line description, \
-access mode, database and host. Pass a profile's name as the `profile` argument of the other tools; without it they use the default (first) profile.";
+pub const LIST_PROFILES_DESCRIPTION: &str = "The database profiles this server exposes: name, description, access \
+mode, database, host, and which is the default. Pass a name as the other tools' `profile`; without it they use \
+the default.";
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -17,25 +17,23 @@ use crate::tools::ToolError;
 use crate::tools::dba::hypo::{self, Hypo, HypotheticalIndex};
 use crate::tools::dba::reading::{self, PlanNote, read_plan};
 
-pub const EXECUTE_QUERY_DESCRIPTION: &str = "Run one read-only SQL statement (SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN) and return its rows. \
-Pass values as bind parameters ($1, $2, … in `sql`, values in `params`) instead of writing them into the SQL. \
-The statement runs in a read-only transaction with a timeout; writes, DDL, transaction control, SET and functions that change state are refused with the reason. \
-Results: `columns` (name and PostgreSQL type), `rows` as arrays in column order, `truncated: true` when more rows exist than `limit` (add ORDER BY and narrow the query, or page with LIMIT/OFFSET). \
-numeric values are exact strings, timestamps ISO 8601, bytea \"\\\\x…\" hex. On a PostgreSQL error the result carries SQLSTATE, message, detail, hint and the error position. \
-Look up table and column names with list_tables / describe_table / search_tables first.";
+pub const EXECUTE_QUERY_DESCRIPTION: &str = "Run one read-only SQL statement (SELECT, WITH, VALUES, TABLE, SHOW, \
+EXPLAIN) in a read-only transaction with a timeout; writes, DDL, SET and state-changing functions are refused with the reason. \
+Pass values as $1, $2, … with `params`, never inside the SQL. Answer: `columns` (name, type), `rows` (arrays in \
+column order), `row_count`, and `truncated: true` when rows were cut at `limit` or the size cap (aggregate, filter \
+or page in SQL). numeric is an exact string, timestamps ISO 8601, bytea \"\\\\x…\" hex.";
 
-pub const EXECUTE_WRITE_DESCRIPTION: &str = "Run one data-modifying SQL statement (INSERT, UPDATE, DELETE or MERGE; DDL only where the profile allows it) and commit it. \
-Only available for profiles whose access_mode is read_write. Use RETURNING to see changed rows. Pass values as bind parameters ($1, $2, …). \
-Prefer execute_query for anything that only reads.";
+pub const EXECUTE_WRITE_DESCRIPTION: &str = "Run one INSERT, UPDATE, DELETE or MERGE (DDL only where the profile \
+allows it) and commit it; only on read_write profiles. Pass values as $1, $2, … with `params`; RETURNING shows the \
+changed rows. Answer as execute_query's, plus `rows_affected`. Use execute_query for reads.";
 
-pub const EXPLAIN_QUERY_DESCRIPTION: &str = "Show PostgreSQL's execution plan for one read-only statement, as a JSON plan and an indented text tree with costs and row estimates. \
-Set `analyze: true` to also run the statement (inside a read-only transaction that is rolled back) and report actual times and row counts. \
-Pass the statement without the EXPLAIN keyword. `reading` names, per plan node, large sequential scans, row misestimates over 10x, sorts and hashes spilling to disk, \
-nested loops over many rows and joins without an index. `hypothetical_indexes` plans as if those indexes existed (hypopg).";
+pub const EXPLAIN_QUERY_DESCRIPTION: &str = "PostgreSQL's plan for one read-only statement: the JSON plan, an \
+indented text tree with costs and row estimates, and `reading`, per-node notes on large sequential scans, \
+misestimates over 10x, sorts and hashes spilling to disk, costly nested loops and joins without an index.";
 
-pub const READ_TABLE_DESCRIPTION: &str = "Read rows from one table or view without writing SQL: optional column list, ordering and pagination with limit/offset. \
-Rows come back in primary-key order unless `order_by` says otherwise, so paging is stable. \
-Names are checked against the catalog (call list_tables / describe_table to see them). When `truncated` is true, call again with `offset` = `next_offset`.";
+pub const READ_TABLE_DESCRIPTION: &str = "Read one table or view a page at a time without SQL, in primary-key \
+order unless `order_by` says otherwise, so pages are stable. Answer: `schema`, `table`, then execute_query's \
+`columns`, `rows`, `row_count`, `truncated`, and `offset`, `next_offset` when another page exists.";
 
 fn default_params() -> Vec<Value> {
     Vec::new()
@@ -44,13 +42,12 @@ fn default_params() -> Vec<Value> {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteQueryParams {
-    /// Exactly one SQL statement. Use $1, $2, … for values and pass them in `params`.
+    /// One SQL statement.
     pub sql: String,
-    /// Values for $1, $2, … in order: strings, numbers, booleans, null, arrays (for array parameters) or objects
-    /// (for json/jsonb parameters). Each is parsed by PostgreSQL as the type the statement expects.
+    /// Values for $1, $2, …: strings, numbers, booleans, null, arrays, objects (json). PostgreSQL reads each as
+    /// the type the statement expects.
     #[serde(default = "default_params")]
     pub params: Vec<Value>,
-    /// Maximum number of rows to return. Default: the profile's max_rows (1000 unless configured).
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub limit: Option<u64>,
@@ -62,16 +59,15 @@ pub struct ExecuteQueryParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainQueryParams {
-    /// The statement to explain, without the EXPLAIN keyword. Must be read-only.
+    /// The statement, without EXPLAIN.
     pub sql: String,
-    /// Also execute the statement (in a read-only transaction that is rolled back) and report actual times, row
-    /// counts and buffer usage.
+    /// Also run it (rolled back) for actual times, rows and buffers.
     #[serde(default)]
     pub analyze: bool,
-    /// Values for $1, $2, … placeholders, as in execute_query.
+    /// Values for $1, $2, …, as in execute_query.
     #[serde(default = "default_params")]
     pub params: Vec<Value>,
-    /// Plan as if these indexes existed (hypopg; not with `analyze`). Nothing is built.
+    /// Plan as if these indexes existed (hypopg; not with `analyze`); nothing is built.
     #[serde(default)]
     pub hypothetical_indexes: Vec<HypotheticalIndex>,
     /// Database profile to use (see list_profiles); default: the first profile.
@@ -105,23 +101,20 @@ pub struct ExplainOutput {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadTableParams {
-    /// Table or view name; "schema.table" is accepted when `schema` is not given.
+    /// Table or view: name or schema.name.
     pub table: String,
-    /// Schema of the table. Default: taken from `table` when qualified, else "public".
+    /// Schema of an unqualified `table`. Default: public.
     #[serde(default)]
     pub schema: Option<String>,
-    /// Columns to return, in this order. Default: all columns.
+    /// Columns to return, in order. Default: all.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// Sort keys, each a column name optionally followed by " asc" or " desc" (e.g. ["created_at desc", "id"]).
-    /// Default: the primary key, so pages are stable.
+    /// Column names, each optionally followed by " desc", e.g. ["created_at desc", "id"].
     #[serde(default)]
     pub order_by: Option<Vec<String>>,
-    /// Rows per page. Default 100.
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub limit: Option<u64>,
-    /// Rows to skip. Default 0.
     #[serde(default)]
     pub offset: u64,
     /// Database profile to use (see list_profiles); default: the first profile.
@@ -155,7 +148,7 @@ impl ReadTableOutput {
     }
 }
 
-const READ_TABLE_DEFAULT_LIMIT: u64 = 100;
+pub(crate) const READ_TABLE_DEFAULT_LIMIT: u64 = 100;
 
 pub(crate) fn call_context<'a>(
     db: &'a Database,

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::config::AccessMode;
 use crate::mcp::Databases;
 use crate::tools::dba::{activity, advice, health, top_queries};
+use crate::tools::schema::{compact_input, compact_output};
 use crate::tools::{catalog, curated, info, profiles, query, stats};
 
 /// Every tool pgmcp can offer (which ones a server lists depends on its profiles). Policies name tools from here.
@@ -50,7 +51,7 @@ fn tool<P: JsonSchema + 'static, O: JsonSchema + 'static>(
     effect: Effect,
 ) -> Tool {
     let mut tool = rows_tool::<P>(name, title, description, effect);
-    tool.output_schema = Some(schema_for_output::<O>());
+    tool.output_schema = Some(Arc::new(compact_output(&schema_for_output::<O>())));
     tool
 }
 
@@ -62,20 +63,28 @@ fn rows_tool<P: JsonSchema + 'static>(
     description: &'static str,
     effect: Effect,
 ) -> Tool {
-    let annotations = effect.annotate(ToolAnnotations::with_title(title));
-    let mut tool = Tool::new(name, description, schema_for_type::<P>()).annotate(annotations);
+    // The title is the tool's own; `annotations.title` would repeat it for clients older than 2025-06-18, which
+    // show the name instead.
+    let annotations = effect.annotate(ToolAnnotations::new());
+    let input_schema = Arc::new(compact_input(&schema_for_type::<P>()));
+    let mut tool = Tool::new(name, description, input_schema).annotate(annotations);
     tool.title = Some(title.to_string());
     tool
 }
 
 impl Effect {
     fn annotate(self, annotations: ToolAnnotations) -> ToolAnnotations {
-        annotations
-            .read_only(self == Effect::Reads)
-            .destructive(self == Effect::Writes)
-            .idempotent(self == Effect::Reads)
-            // The tools reach one configured database, not the open internet.
-            .open_world(false)
+        // The tools reach one configured database, not the open internet.
+        let annotations = annotations.open_world(false);
+        match self {
+            // destructiveHint and idempotentHint mean something only when readOnlyHint is false (MCP's
+            // ToolAnnotations), so a tool that only reads says just that.
+            Effect::Reads => annotations.read_only(true),
+            Effect::Writes => annotations
+                .read_only(false)
+                .destructive(true)
+                .idempotent(false),
+        }
     }
 }
 
@@ -194,7 +203,7 @@ pub fn tool_list(databases: &Databases) -> Vec<Tool> {
         ),
         tool::<advice::IndexAdviceParams, advice::IndexAdvice>(
             "index_advice",
-            "Index advice with hypothetical indexes",
+            "Index advice",
             advice::INDEX_ADVICE_DESCRIPTION,
             Effect::Reads,
         ),
@@ -227,6 +236,7 @@ fn adapt_schema(tool_name: &str, mut schema: JsonObject, databases: &Databases) 
     let Some(Value::Object(properties)) = schema.get_mut("properties") else {
         return schema;
     };
+    let mut profile_required = false;
     if databases.all().len() > 1 {
         let names: Vec<String> = if tool_name == "execute_write" {
             databases
@@ -238,22 +248,40 @@ fn adapt_schema(tool_name: &str, mut schema: JsonObject, databases: &Databases) 
         } else {
             databases.names()
         };
+        // Without `profile` a call goes to the first profile; when this tool may not use it (execute_write on a
+        // read-only default), there is no default to state and the argument must be given.
+        let default = &databases.names()[0];
+        let description = if names.contains(default) {
+            format!("Database profile to use (see list_profiles). Default: {default}.")
+        } else {
+            profile_required = true;
+            "Database profile to use (see list_profiles).".to_string()
+        };
         properties.insert(
             "profile".into(),
-            json!({
-                "type": "string",
-                "enum": names,
-                "description": format!("Database profile to use (see list_profiles). Default: {}.", databases.names()[0]),
-            }),
+            json!({"type": "string", "enum": names, "description": description}),
         );
     } else {
         properties.remove("profile");
     }
+    // The row tools' `limit` is bounded by the profile; the other tools' limits are their own, declared with them.
     let default_db = &databases.all()[0].profile;
-    if let Some(Value::Object(limit)) = properties.get_mut("limit") {
+    let row_default = match tool_name {
+        "execute_query" | "execute_write" => Some(default_db.max_rows),
+        "read_table" => {
+            Some(query::READ_TABLE_DEFAULT_LIMIT.min(default_db.max_rows as u64) as usize)
+        }
+        _ => None,
+    };
+    if let (Some(default), Some(Value::Object(limit))) = (row_default, properties.get_mut("limit"))
+    {
         limit.insert("maximum".into(), json!(default_db.max_rows_ceiling));
-        if matches!(tool_name, "execute_query" | "execute_write") {
-            limit.insert("default".into(), json!(default_db.max_rows));
+        limit.insert("default".into(), json!(default));
+    }
+    if profile_required {
+        let required = schema.entry("required").or_insert_with(|| json!([]));
+        if let Value::Array(required) = required {
+            required.push(json!("profile"));
         }
     }
     schema

@@ -14,16 +14,10 @@ use crate::tools::catalog::RelationKind;
 use crate::tools::catalog::resolve::resolve_relation;
 use crate::tools::query::call_context;
 
-pub const GET_TABLE_STATS_DESCRIPTION: &str = "Statistics for one table, view or materialized view: exact row \
-count (SELECT count(*) in a read-only transaction, subject to the statement timeout; skip it with exact_count=false \
-on huge tables; if it is cancelled, not permitted, or would call a function the SQL guard refuses (a view's \
-columns), exact_row_count is null and exact_count_error says why while the other figures are still returned), the \
-planner's row estimate, sizes on disk split into heap, indexes and TOAST plus the total (bytes and human units; \
-partitioned tables sum their partitions; null for views and foreign tables), how many columns have each data type, \
-and activity counters from pg_stat_all_tables (sequential and index scans, live and dead tuples, rows inserted / \
-updated / deleted since the statistics were reset, last manual and automatic VACUUM and ANALYZE as ISO 8601 UTC \
-timestamps; null when the server keeps no statistics for the relation). Use it to judge how big a table is before \
-querying it, whether indexes are used, or whether statistics are stale.";
+pub const GET_TABLE_STATS_DESCRIPTION: &str = "Size and use of one table or view: exact row count (count(*) under the \
+timeout; on failure null, with `exact_count_error`), planner estimate, sizes of heap, indexes, TOAST and total \
+(null for views), columns per type, and pg_stat_all_tables counters (scans, live and dead rows, writes, last \
+vacuum and analyze). Use it to size a table before querying it, or to check index use and stale statistics.";
 
 fn default_exact_count() -> bool {
     true
@@ -31,14 +25,12 @@ fn default_exact_count() -> bool {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GetTableStatsParams {
-    /// Table, view or materialized view name: "orders", "sales.orders" or with SQL quotes for unusual names
-    /// (public."Mixed Case").
+    /// Table or view: "orders", "sales.orders" or quoted (public."Mixed Case").
     pub table: String,
-    /// Schema of `table` when it is not qualified. Default: "public".
+    /// Schema of an unqualified `table`. Default: public.
     #[serde(default)]
     pub schema: Option<String>,
-    /// Run SELECT count(*) for an exact row count. It scans the whole table and is cancelled by the statement
-    /// timeout; pass false for very large tables and rely on estimated_rows. Default: true.
+    /// Count the rows exactly; it scans the whole table, so pass false for very large ones.
     #[serde(default = "default_exact_count")]
     pub exact_count: bool,
     /// Database profile to use (see list_profiles); default: the first profile.

@@ -2,6 +2,8 @@
 //! the official Rust MCP client (rmcp).
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::sync::OnceLock;
 
 use pgmcp::demo::cluster::{ClusterOptions, TempCluster};
@@ -119,7 +121,7 @@ pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResu
 pub const ROW_TOOLS: &[&str] = &["execute_query", "execute_write", "read_table"];
 
 /// Calls a tool that must succeed and returns its answer: the JSON of its one text block, which for every tool
-/// but the row tools is also its `structuredContent`.
+/// but the row tools is also its `structuredContent`, valid under the output schema the server lists for the tool.
 pub async fn call_ok(client: &Client, tool: &str, arguments: Value) -> Value {
     let result = call(client, tool, arguments.clone()).await;
     assert_ne!(
@@ -127,7 +129,33 @@ pub async fn call_ok(client: &Client, tool: &str, arguments: Value) -> Value {
         Some(true),
         "{tool} {arguments} failed: {result:?}"
     );
-    answer_of(tool, &result)
+    let answer = answer_of(tool, &result);
+    if !ROW_TOOLS.contains(&tool)
+        && let Some(schema) = declared_output_schema(client, tool).await
+        && let Err(why) = contract::validate(&answer, &schema)
+    {
+        panic!("{tool} {arguments}: the answer breaks the declared output schema: {why}\n{answer}");
+    }
+    answer
+}
+
+/// The output schema the server lists for `tool`, asked once per test binary: a tool's output schema is the same
+/// whatever the server's configuration (only input schemas follow the profiles), and asking once keeps the extra
+/// request out of the tests that count requests.
+async fn declared_output_schema(client: &Client, tool: &str) -> Option<Value> {
+    static SCHEMAS: std::sync::Mutex<Option<std::collections::HashMap<String, Option<Value>>>> =
+        std::sync::Mutex::new(None);
+    if let Some(known) = SCHEMAS.lock().unwrap().as_ref().and_then(|s| s.get(tool)) {
+        return known.clone();
+    }
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let schema = contract::output_schema(&tools, tool);
+    SCHEMAS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Default::default)
+        .insert(tool.to_string(), schema.clone());
+    schema
 }
 
 /// The answer of a successful tools/call result, checked against the contract: one text block of compact JSON,

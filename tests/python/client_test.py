@@ -53,6 +53,18 @@ async def main(binary: str, url: str, mode: str) -> None:
         check(not described.is_error and "books_author_idx" in json.dumps(described.structured_content), "describe_table")
         check(json.loads(described.content[0].text) == described.structured_content, "text block equals structuredContent")
 
+        # Every other tool's structuredContent is validated by the SDK against the output schema it listed.
+        answers = {
+            "server_info": {}, "list_databases": {}, "list_schemas": {}, "list_tables": {},
+            "search_tables": {"term": "book"}, "get_table_stats": {"table": "books"},
+            "explain_query": {"sql": "SELECT * FROM books WHERE id = $1", "params": [1]},
+            "health_check": {}, "top_queries": {}, "activity": {}, "index_advice": {"statements": ["SELECT 1"]},
+        }
+        for name, arguments in answers.items():
+            check(next(t for t in tools if t.name == name).output_schema is not None, f"{name} has an output schema")
+            answer = await client.call_tool(name, arguments)
+            check(not answer.is_error, f"{name} failed: {answer}")
+
         templates = await client.list_resource_templates()
         check(templates.resource_templates[0].uri_template == "pgmcp://{profile}/tables/{schema}/{table}", "template")
     print(f"python sdk ok ({mode})")

@@ -8,22 +8,16 @@ use tokio_postgres::{Client, Row};
 use super::resolve::{RelationKind, ResolvedRelation, resolve_relation};
 use crate::tools::ToolError;
 
-pub const DESCRIBE_TABLE_DESCRIPTION: &str = "Describe one table, view, materialized view, foreign or partitioned \
-table: columns in order (name, data type, nullable, default, identity, generated expression, comment), primary \
-key, unique, check and exclusion constraints, foreign keys it has (columns -> referenced table and columns, ON \
-DELETE / ON UPDATE actions) and foreign keys in other tables that reference it (referenced_by), indexes (full \
-CREATE INDEX definition, method, size), triggers, estimated row count, comment, the SQL definition of views and \
-materialized views, and partitioning details. Pass `table` as \"name\", \"schema.name\" or with SQL quotes \
-(public.\"Mixed Case\"); unqualified names are looked up in `schema` (default public). Call it before writing a \
-query against a table; follow foreign_keys / referenced_by to find join paths; use get_table_stats for exact row \
-counts and sizes.";
+pub const DESCRIBE_TABLE_DESCRIPTION: &str = "Everything the catalog knows about one table or view: columns in order \
+(type, nullable, default, identity, generated, comment), primary key, unique, check and exclusion constraints, \
+foreign keys it has and those that reference it (`referenced_by`: join paths), indexes with their CREATE INDEX, \
+triggers, estimated rows, comment, view definition and partitioning. Call it before querying a table.";
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct DescribeTableParams {
-    /// Table, view or materialized view name: "orders", "sales.orders" or with SQL quotes for unusual names
-    /// (public."Mixed Case"). Names match exactly; a unique case-insensitive match is accepted as a fallback.
+    /// Table or view: "orders", "sales.orders" or quoted (public."Mixed Case").
     pub table: String,
-    /// Schema of `table` when it is not qualified. Default: "public".
+    /// Schema of an unqualified `table`. Default: public.
     #[serde(default)]
     pub schema: Option<String>,
     /// Database profile to use (see list_profiles); default: the first profile.

@@ -8,8 +8,9 @@ use tokio_postgres::Client;
 use super::{STATS_GRANT, sees_all_stats};
 use crate::tools::ToolError;
 
-pub const ACTIVITY_DESCRIPTION: &str = "What runs now (pg_stat_activity): client sessions with state, wait event, query/transaction durations, \
-the pids blocking each one, and the query text; longest-running first. Idle sessions only with `include_idle`.";
+pub const ACTIVITY_DESCRIPTION: &str = "Sessions now (pg_stat_activity), longest-running first, at most 200: \
+state, wait event, query and transaction durations, the pids blocking each, query text. Idle ones only with \
+`include_idle`.";
 
 /// Enough to see a busy server; the answer says when more exist.
 const MAX_SESSIONS: i64 = 200;
@@ -18,7 +19,6 @@ const QUERY_CHARS: i32 = 1000;
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityParams {
-    /// Also list idle sessions. Default false.
     #[serde(default)]
     pub include_idle: bool,
     /// Database profile to use (see list_profiles); default: the first profile.

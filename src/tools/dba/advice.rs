@@ -14,9 +14,10 @@ use crate::db::session::Session;
 use crate::tools::ToolError;
 use crate::tools::query::{explain_plan, plan_total_cost, plan_uses_index};
 
-pub const INDEX_ADVICE_DESCRIPTION: &str = "Propose indexes for read-only statements (default: the top statements of pg_stat_statements). \
-Candidates come from their filters, joins and orderings; each is measured as a hypothetical index (hypopg) by plan cost before/after, \
-and only those the planner uses that cut a statement's cost by 10%+ are kept. Answers CREATE INDEX CONCURRENTLY statements (never run) with estimated size.";
+pub const INDEX_ADVICE_DESCRIPTION: &str = "Propose up to 3 indexes for read-only statements: candidates from their \
+filters, joins and orderings, each measured as a hypothetical index (hypopg); kept only if the planner uses it and \
+it cuts a statement's cost by 10%+. Answers CREATE INDEX CONCURRENTLY statements (never run) with estimated size \
+and costs before and after.";
 
 const MAX_STATEMENTS: usize = 10;
 const MAX_CANDIDATES: usize = 20;
@@ -27,8 +28,8 @@ const MIN_GAIN: f64 = 0.10;
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IndexAdviceParams {
-    /// Up to 10 read-only statements, with literal values rather than $n placeholders. Default: the 10 most
-    /// time-consuming statements of this database in pg_stat_statements.
+    /// Up to 10 read-only statements, with literal values (no $n). Default: the 10 most time-consuming in
+    /// pg_stat_statements.
     #[serde(default)]
     pub statements: Option<Vec<String>>,
     /// Database profile to use (see list_profiles); default: the first profile.

@@ -11,10 +11,11 @@ use super::health_checks::{CHECKS, CheckSql};
 use super::{STATS_GRANT, sees_all_stats};
 use crate::tools::ToolError;
 
-pub const HEALTH_CHECK_DESCRIPTION: &str = "Run DBA health checks; each reports ok/warning/critical with evidence and a fix (SQL or a setting, never run). \
-Checks: invalid_indexes, duplicate_indexes, unused_indexes, bloat, vacuum (dead tuples, stale analyze, autovacuum off), wraparound, sequences, \
-connections, idle_in_transaction, long_running, lock_waits (with blockers), replication (slots, lag), cache_hit_ratio, unvalidated_constraints, \
-missing_primary_keys. `limited` tells what this role could not see and the grant that shows it.";
+pub const HEALTH_CHECK_DESCRIPTION: &str = "DBA health checks, each ok, warning or critical with evidence and a fix \
+(SQL or a setting, never run): invalid_indexes, duplicate_indexes, unused_indexes, bloat, vacuum, wraparound, \
+sequences, connections, idle_in_transaction, long_running, lock_waits, replication, cache_hit_ratio, \
+unvalidated_constraints, missing_primary_keys. `limited` says what this role could not see and the grant that \
+shows it.";
 
 const DEFAULT_THRESHOLD_SECONDS: f64 = 60.0;
 
@@ -24,9 +25,9 @@ pub struct HealthCheckParams {
     /// Checks to run, by name. Default: all.
     #[serde(default)]
     pub checks: Option<Vec<String>>,
-    /// Sessions idle in a transaction, queries running or waiting on a lock longer than this are reported
-    /// (ten times longer: critical). Default 60.
+    /// Report sessions idle in a transaction, running or waiting on a lock longer than this (10x: critical).
     #[serde(default)]
+    #[schemars(extend("default" = DEFAULT_THRESHOLD_SECONDS))]
     pub min_duration_seconds: Option<f64>,
     /// Database profile to use (see list_profiles); default: the first profile.
     #[serde(default)]

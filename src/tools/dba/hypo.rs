@@ -51,11 +51,10 @@ impl IndexMethod {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HypotheticalIndex {
-    /// Table name, optionally schema-qualified ("sales.orders"); unqualified names follow the search_path.
+    /// Table: name (on the search_path) or schema.name.
     pub table: String,
     /// Key columns in order.
     pub columns: Vec<String>,
-    /// Default btree.
     #[serde(default)]
     pub method: IndexMethod,
 }

@@ -8,9 +8,9 @@ use tokio_postgres::Client;
 use super::{STATS_GRANT, extension_schema, sees_all_stats};
 use crate::tools::ToolError;
 
-pub const TOP_QUERIES_DESCRIPTION: &str = "The most expensive statements from pg_stat_statements (normalized text, $n for constants), \
-ordered by total_time, mean_time, calls, rows or shared_blks_read, with the time the statistics start from. \
-Says how to set pg_stat_statements up when it is missing.";
+pub const TOP_QUERIES_DESCRIPTION: &str = "The most expensive statements in pg_stat_statements (normalized, $n for \
+constants) with calls, times, rows and blocks, and since when the statistics run. Says how to set the extension \
+up when it is missing.";
 
 pub const PG_STAT_STATEMENTS_SETUP: &str = "pg_stat_statements is not available in this database. To enable it: \
 1) add pg_stat_statements to shared_preload_libraries (postgresql.conf, or ALTER SYSTEM SET shared_preload_libraries = '…,pg_stat_statements') and restart the server; \
@@ -33,12 +33,10 @@ pub enum OrderBy {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopQueriesParams {
-    /// Default total_time.
     #[serde(default)]
     pub order_by: OrderBy,
-    /// Statements to return, 1 to 100. Default 10.
     #[serde(default)]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 1, max = 100), extend("default" = 10))]
     pub limit: Option<i64>,
     /// Database profile to use (see list_profiles); default: the first profile.
     #[serde(default)]
