@@ -138,7 +138,8 @@ def start_demo(binary):
 
 
 def peers(url):
-    """The peers installed in bench/ (as scripts/bench.sh --peers installs them), with how to start each."""
+    """The peers installed in bench/ (as scripts/bench.sh --peers installs them): a short key, the name to report and
+    how to start each."""
     from urllib.parse import urlparse
 
     parts = urlparse(url)
@@ -161,16 +162,20 @@ def peers(url):
             "POSTGRES_PASSWORD": "unused-trust-auth",
         }
         command = [modules / "@toolbox-sdk/server-linux-x64/bin/toolbox", "--prebuilt", "postgres", "--stdio"]
-        found.append((f"MCP Toolbox {v} (prebuilt postgres)", command, env))
+        found.append(("toolbox", f"MCP Toolbox {v} (prebuilt postgres)", command, env))
     pro = BENCH / "postgres-mcp/.venv/bin/postgres-mcp"
     if pro.exists():
-        found.append(("Postgres MCP Pro 0.3.0 (restricted)", [pro, "--access-mode", "restricted", url], {}))
+        v = subprocess.check_output(
+            [pro.parent / "python", "-c", "import importlib.metadata as m; print(m.version('postgres-mcp'))"], text=True
+        ).strip()
+        command = [pro, "--access-mode", "restricted", url]
+        found.append(("postgres-mcp", f"Postgres MCP Pro {v} (restricted)", command, {}))
     if v := version("@bytebase/dbhub"):
         command = ["node", modules / "@bytebase/dbhub/dist/index.js", "--transport", "stdio", "--dsn", url]
-        found.append((f"DBHub {v}", command, {}))
+        found.append(("dbhub", f"DBHub {v}", command, {}))
     if v := version("@modelcontextprotocol/server-postgres"):
         command = ["node", modules / "@modelcontextprotocol/server-postgres/dist/index.js", url]
-        found.append((f"server-postgres {v}", command, {}))
+        found.append(("server-postgres", f"server-postgres {v}", command, {}))
     return found
 
 
@@ -213,13 +218,13 @@ def main():
             rows.append(measure(name, raw, result, encoding))
             if dump:
                 (dump / "pgmcp.json").write_bytes(raw)
-        for name, command, env in todo:
+        for key, name, command, env in todo:
             server = Server(command, env)
             try:
                 raw, result = server.tool_list()
                 rows.append(measure(name, raw, result, encoding))
                 if dump:
-                    (dump / (re.sub(r"\W+", "-", name.split(" ")[0].lower()) + ".json")).write_bytes(raw)
+                    (dump / f"{key}.json").write_bytes(raw)
             except Exception as error:  # a peer that fails is reported, the others still measured
                 print(f"{name}: {error}", file=sys.stderr)
             finally:
