@@ -12,8 +12,8 @@
 //! which fields are always present. What is inside a field that is an object or an array (a table's columns, a
 //! check's findings) is not described, and output schemas carry no descriptions: what the fields hold is in the
 //! tool's description, the part a model reads. The answer still validates against the schema, which is what clients
-//! check. Describing every nested field as well cost about 12 KB for pgmcp's tools even without a word of
-//! description, three quarters of the 16 KB the whole list may take (BENCHMARKS.md, "The tool list").
+//! check. Describing every nested field as well cost about 13 KB for pgmcp's tools even without a word of
+//! description, four fifths of the 16 KB the whole list may take (BENCHMARKS.md, "The tool list").
 
 use rmcp::model::JsonObject;
 use serde_json::{Map, Value};
