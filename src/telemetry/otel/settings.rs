@@ -700,6 +700,41 @@ mod tests {
     }
 
     #[test]
+    fn the_config_table_as_the_readme_writes_it() {
+        let file: crate::config::file::ConfigFile = toml::from_str(
+            r#"
+            [opentelemetry]
+            endpoint = "http://127.0.0.1:4318"
+            service_name = "pgmcp-sales"
+            resource_attributes = { "deployment.environment.name" = "prod" }
+            traces_sampler = "parentbased_traceidratio"
+            traces_sampler_arg = 0.25
+            query_text = false
+            "#,
+        )
+        .unwrap();
+        let settings = resolve_with(&OtelArgs::default(), &file.opentelemetry, &[])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            settings.metrics_endpoint.unwrap().as_str(),
+            "http://127.0.0.1:4318/v1/metrics"
+        );
+        assert_eq!(settings.service_name, "pgmcp-sales");
+        assert_eq!(
+            settings.sampler,
+            SamplerSetting::ParentBasedTraceIdRatio(0.25)
+        );
+        assert_eq!(
+            settings.resource_attributes,
+            vec![("deployment.environment.name".into(), "prod".into())]
+        );
+        let unknown: Result<crate::config::file::ConfigFile, _> =
+            toml::from_str("[opentelemetry]\nendpiont = \"http://x\"\n");
+        assert!(unknown.is_err(), "a misspelt key is refused");
+    }
+
+    #[test]
     fn header_errors_never_show_the_value() {
         let message = error(&[
             BASE,
