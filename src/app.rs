@@ -11,6 +11,7 @@ use crate::config::file::{ConfigFile, ToolsExposedFile, parse_duration};
 use crate::config::{self, ConfigSources, Profile, ProfileOverrides};
 use crate::db::Database;
 use crate::mcp::{Databases, PgMcpServer};
+use crate::telemetry::Observed;
 use crate::telemetry::audit::AuditLog;
 
 /// Resolves the profiles named by the command line and environment; every error names the setting and the fix.
@@ -89,6 +90,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // Settings are checked before any pool exists, so a bad flag fails fast with its own message.
     let http = crate::http::settings::resolve(&args.http, &file)?;
+    let otel_settings =
+        crate::telemetry::otel::settings::resolve(&args.otel, &file.opentelemetry, &|name| {
+            std::env::var(name).ok()
+        })?;
     let audit = args
         .audit_log
         .as_ref()
@@ -113,10 +118,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         true => Some(crate::chat::resolve_settings(&args.llm, &file.chat)?),
         false => None,
     };
-    match http {
-        Some(settings) => crate::http::server::serve_http(databases, settings, audit, chat).await,
-        None => serve_stdio_with(databases, audit).await,
+    let otel = match &otel_settings {
+        Some(settings) => {
+            let otel = Arc::new(crate::telemetry::otel::Otel::start(settings)?);
+            otel.observe_pools(databases.clone());
+            Some(otel)
+        }
+        None => None,
+    };
+    let observed = Observed {
+        audit,
+        otel: otel.clone(),
+    };
+    let outcome = match http {
+        Some(settings) => {
+            crate::http::server::serve_http(databases, settings, observed, chat).await
+        }
+        None => serve_stdio_with(databases, observed).await,
+    };
+    // Spans of the last calls are still queued; they are delivered before the process ends, whatever the outcome.
+    if let Some(otel) = otel {
+        otel.shutdown().await;
     }
+    outcome
 }
 
 /// Whether `serve` listens on HTTP (`--http`, `PGMCP_HTTP` or `http.listen`), decided before the runtime exists: a
@@ -131,13 +155,10 @@ pub fn serves_http(args: &ServeArgs) -> bool {
 
 /// Serves MCP on stdin/stdout until the client closes stdin or a termination signal arrives.
 pub async fn serve_stdio(databases: Arc<Databases>) -> anyhow::Result<()> {
-    serve_stdio_with(databases, None).await
+    serve_stdio_with(databases, Observed::default()).await
 }
 
-async fn serve_stdio_with(
-    databases: Arc<Databases>,
-    audit: Option<Arc<AuditLog>>,
-) -> anyhow::Result<()> {
+async fn serve_stdio_with(databases: Arc<Databases>, observed: Observed) -> anyhow::Result<()> {
     for db in databases.all() {
         tracing::info!(
             profile = %db.profile.name,
@@ -149,7 +170,9 @@ async fn serve_stdio_with(
         let db = db.clone();
         tokio::spawn(async move { db.warm_up().await });
     }
-    let server = PgMcpServer::new(databases.clone()).with_audit(audit);
+    let server = PgMcpServer::new(databases.clone())
+        .with_audit(observed.audit)
+        .with_otel(observed.otel);
     let running = server
         .serve(stdio_streams())
         .await
@@ -343,7 +366,7 @@ async fn demo_stdio(databases: Arc<Databases>, audit: Option<Arc<AuditLog>>) -> 
              `npx @modelcontextprotocol/inspector {binary} demo` opens the MCP Inspector"
         );
     }
-    serve_stdio_with(databases, audit).await
+    serve_stdio_with(databases, Observed { audit, otel: None }).await
 }
 
 /// The demo's HTTP settings: loopback only (it serves without authentication), the web client on.
@@ -386,7 +409,8 @@ async fn demo_http(
             return Err(err).with_context(|| format!("could not listen on `--http {wanted}`"));
         }
     };
-    crate::http::server::serve_http_on(listener, databases, settings, audit, chat, |bound| {
+    let observed = Observed { audit, otel: None };
+    crate::http::server::serve_http_on(listener, databases, settings, observed, chat, |bound| {
         eprintln!(
             "pgmcp demo: serving MCP over HTTP at http://{bound}/mcp against the sample database (Ctrl-C to stop)"
         );

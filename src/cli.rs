@@ -156,6 +156,26 @@ pub struct ServeArgs {
         value_name = "all|builtin|curated|NAME,..."
     )]
     pub tools: Vec<String>,
+
+    #[command(flatten)]
+    pub otel: OtelArgs,
+}
+
+/// OpenTelemetry export: traces and metrics over OTLP/HTTP (protobuf). Off unless an endpoint is set; everything
+/// else is read from the standard OTEL_* variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+/// OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS, ...) or the config file's `[opentelemetry]` table.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "OpenTelemetry")]
+pub struct OtelArgs {
+    /// Export to this OTLP/HTTP base URL, e.g. http://localhost:4318 (an OpenTelemetry Collector); `/v1/traces`
+    /// and `/v1/metrics` are appended. Wins over OTEL_EXPORTER_OTLP_ENDPOINT. Config: `opentelemetry.endpoint`.
+    #[arg(long, value_name = "URL")]
+    pub otel_endpoint: Option<String>,
+
+    /// Put each call's SQL on its span (`db.query.text`). Off by default: SQL can hold data. Also
+    /// PGMCP_OTEL_QUERY_TEXT=true. Config: `opentelemetry.query_text`.
+    #[arg(long)]
+    pub otel_query_text: bool,
 }
 
 impl ServeArgs {

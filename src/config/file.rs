@@ -38,6 +38,9 @@ pub struct ConfigFile {
     pub tools: Vec<CuratedToolFile>,
     /// Which tools `serve` offers: "all" (default), "builtin", "curated", or a list of tool names (`--tools`).
     pub tools_exposed: Option<ToolsExposedFile>,
+    /// OpenTelemetry export; owned by `crate::telemetry::otel::settings`.
+    #[serde(default)]
+    pub opentelemetry: crate::telemetry::otel::settings::OtelFile,
 }
 
 /// One `[[tools]]` entry; checked by `crate::tools::curated` at start-up.

@@ -23,7 +23,7 @@ use crate::http::oauth::{self, OAuthServer};
 use crate::http::on_behalf::{LoginGate, check_caller_login};
 use crate::http::settings::HttpSettings;
 use crate::mcp::{Databases, PgMcpServer};
-use crate::telemetry::audit::AuditLog;
+use crate::telemetry::Observed;
 use crate::telemetry::metrics::Metrics;
 
 pub const MCP_PATH: &str = "/mcp";
@@ -152,7 +152,7 @@ fn request_timeout(settings: &HttpSettings, databases: &Databases) -> Duration {
 pub async fn serve_http(
     databases: Arc<Databases>,
     settings: HttpSettings,
-    audit: Option<Arc<AuditLog>>,
+    observed: Observed,
     chat: Option<crate::chat::ChatSettings>,
 ) -> anyhow::Result<()> {
     check_exposure(&settings)?;
@@ -168,7 +168,7 @@ pub async fn serve_http(
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("could not listen on `--http {}`", settings.listen))?;
-    serve_http_on(listener, databases, settings, audit, chat, |_| {}).await
+    serve_http_on(listener, databases, settings, observed, chat, |_| {}).await
 }
 
 /// Serves on a listener the caller bound (`pgmcp demo --http` binds first, to fall back to a free port); the caller
@@ -178,7 +178,7 @@ pub(crate) async fn serve_http_on(
     listener: tokio::net::TcpListener,
     databases: Arc<Databases>,
     mut settings: HttpSettings,
-    audit: Option<Arc<AuditLog>>,
+    observed: Observed,
     chat: Option<crate::chat::ChatSettings>,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
@@ -219,8 +219,12 @@ pub(crate) async fn serve_http_on(
             let reads = databases.curated().read_only_names();
             Arc::new(settings.policy.clone().with_curated_reads(reads))
         }))
-        .with_audit(audit.clone())
-        .with_metrics(Some(metrics.clone()));
+        .with_audit(observed.audit.clone())
+        .with_metrics(Some(metrics.clone()))
+        .with_otel(observed.otel.clone());
+    if let (Some(otel), Some(auth)) = (&observed.otel, &authenticator) {
+        otel.observe_auth(auth.clone());
+    }
 
     let hosts = allowed_hosts(&settings);
     let stop_sessions = CancellationToken::new();
@@ -319,7 +323,7 @@ pub(crate) async fn serve_http_on(
         let state = crate::chat::web::ChatState::new(
             chat,
             databases.clone(),
-            audit,
+            observed.audit,
             mcp_url,
             mcp_host,
             origins,

@@ -16,6 +16,7 @@ use crate::http::policy::Policy;
 use crate::mcp::Databases;
 use crate::telemetry::audit::{AuditLog, CallOutcome, CallRecord, CallerIdentity};
 use crate::telemetry::metrics::{Metrics, UNKNOWN_TOOL};
+use crate::telemetry::otel::{Otel, RequestSpan, RequestTrace, ToolSpan, statement_of};
 use crate::tools::registry::ALL_TOOL_NAMES;
 
 /// Reading a table's description reveals what `describe_table` does, so it needs that tool on the table's profile.
@@ -112,6 +113,8 @@ pub struct Gate {
     policy: Option<Arc<Policy>>,
     audit: Option<Arc<AuditLog>>,
     metrics: Option<Arc<Metrics>>,
+    /// Set only while OpenTelemetry export is on.
+    otel: Option<Arc<Otel>>,
 }
 
 impl Gate {
@@ -122,6 +125,7 @@ impl Gate {
             policy: None,
             audit: None,
             metrics: None,
+            otel: None,
         }
     }
 
@@ -135,6 +139,10 @@ impl Gate {
 
     pub fn set_metrics(&mut self, metrics: Option<Arc<Metrics>>) {
         self.metrics = metrics;
+    }
+
+    pub fn set_otel(&mut self, otel: Option<Arc<Otel>>) {
+        self.otel = otel;
     }
 
     pub fn tools(&self) -> &[Tool] {
@@ -261,15 +269,83 @@ impl Gate {
     {
         let started = Instant::now();
         let caller = crate::http::request_identity(&context.extensions);
+        let trace = (self.otel.as_deref())
+            .and_then(|otel| otel.start_request(self.request_span(&action, context, &caller)));
         let (result, outcome, caller) = match self.authorize(caller.clone(), &action) {
             Err(refusal) => (Err(*refusal.error), refusal.outcome, caller),
             Ok(permit) => {
+                let tool_trace = trace
+                    .as_ref()
+                    .and_then(|trace| self.start_tool(trace, &action));
                 let (result, outcome) = work(permit).await;
+                if let Some(tool_trace) = tool_trace {
+                    tool_trace.end(&outcome);
+                }
                 (result, outcome, caller)
             }
         };
+        if let Some(trace) = trace {
+            trace.end(&outcome, result.as_ref().err());
+        }
         self.account(&action, context, &caller, &outcome, started);
         result
+    }
+
+    /// What the request span says about a request; built only while traces are exported.
+    fn request_span<'a>(
+        &'a self,
+        action: &'a Action<'_>,
+        context: &'a RequestContext<RoleServer>,
+        caller: &'a CallerIdentity,
+    ) -> RequestSpan<'a> {
+        let (requested_tool, uri, meta) = match action {
+            Action::CallTool { tool, meta, .. } => (Some(*tool), None, *meta),
+            Action::ReadResource { uri } => (None, Some(*uri), None),
+            _ => (None, None, None),
+        };
+        let meta_value = |pick: fn(&RequestMetaObject) -> Option<&str>| {
+            meta.and_then(pick).or_else(|| pick(&context.meta))
+        };
+        RequestSpan {
+            method: action.method(),
+            offered_tool: requested_tool
+                .and_then(|tool| self.tools.iter().find(|t| t.name == tool))
+                .map(|tool| tool.name.as_ref()),
+            requested_tool,
+            uri,
+            request_id: &context.id,
+            traceparent: meta_value(|meta| meta.get_traceparent()),
+            tracestate: meta_value(|meta| meta.get_tracestate()),
+            http: context.extensions.get::<axum::http::request::Parts>(),
+            caller,
+        }
+    }
+
+    /// The span of a permitted tools/call, under its request's span.
+    fn start_tool(
+        &self,
+        request: &RequestTrace,
+        action: &Action<'_>,
+    ) -> Option<crate::telemetry::otel::ToolTrace> {
+        let Action::CallTool {
+            tool, arguments, ..
+        } = action
+        else {
+            return None;
+        };
+        let curated = self.databases.curated().get(tool);
+        let database = (self.called_profile(tool, arguments))
+            .and_then(|profile| self.databases.select(Some(profile)).ok());
+        let (sql, operation) = statement_of(tool, arguments, curated.map(|c| c.sql.as_str()));
+        self.otel.as_deref()?.start_tool(
+            request,
+            ToolSpan {
+                tool,
+                database: database.map(|db| db.as_ref()),
+                sql,
+                operation,
+            },
+        )
     }
 
     fn account(
@@ -285,6 +361,12 @@ impl Gate {
             metrics.record_request(action.method(), outcome.label());
             if let Action::CallTool { tool, .. } = action {
                 metrics.record_call(self.tool_label(tool), outcome.label(), duration);
+            }
+        }
+        if let Some(otel) = &self.otel {
+            otel.record_request(action.method(), outcome.label());
+            if let Action::CallTool { tool, .. } = action {
+                otel.record_call(self.tool_label(tool), outcome.label(), duration);
             }
         }
         let Some(audit) = &self.audit else {

@@ -114,6 +114,11 @@ impl PgMcpServer {
         self.configure(|gate| gate.set_metrics(metrics))
     }
 
+    /// Spans and OpenTelemetry metrics, while export is on.
+    pub fn with_otel(self, otel: Option<Arc<crate::telemetry::otel::Otel>>) -> PgMcpServer {
+        self.configure(|gate| gate.set_otel(otel))
+    }
+
     pub fn tools(&self) -> &[Tool] {
         self.gate.tools()
     }

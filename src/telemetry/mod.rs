@@ -1,11 +1,21 @@
-//! Logging set-up. Everything goes to stderr: on stdio transports stdout belongs to the MCP protocol.
+//! Logging set-up, and what a server reports besides its log. Everything logged goes to stderr: on stdio transports stdout belongs to the MCP protocol.
 
 pub mod audit;
 pub mod metrics;
+pub mod otel;
+
+use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
+
+/// Where a server reports what its callers did: the audit trail and OpenTelemetry, each when configured.
+#[derive(Clone, Default)]
+pub struct Observed {
+    pub audit: Option<Arc<audit::AuditLog>>,
+    pub otel: Option<Arc<otel::Otel>>,
+}
 
 pub fn init(filter: &str, format: LogFormat) {
     let filter =
