@@ -25,6 +25,9 @@ pub struct UserLogin<'a> {
     pub token: &'a Secret,
 }
 
+/// How long the readiness probe's `SELECT 1` may take on an open connection.
+const READINESS_QUERY_BOUND: Duration = Duration::from_secs(2);
+
 /// Who logs in to PostgreSQL for a profile.
 enum Logins {
     /// pgmcp's own identity, one pool for every caller.
@@ -185,10 +188,19 @@ impl Database {
                     return Ok(());
                 }
                 let conn = pool.get().await.map_err(|error| unready_pool(&error))?;
-                conn.simple_query("SELECT 1")
+                match tokio::time::timeout(READINESS_QUERY_BOUND, conn.simple_query("SELECT 1"))
                     .await
-                    .map(drop)
-                    .map_err(|error| unready(&error))
+                {
+                    Ok(answered) => answered.map(drop).map_err(|error| unready(&error)),
+                    Err(_) => {
+                        // An answer may still come on this connection: it leaves the pool, closed.
+                        drop(crate::db::session::Object::take(conn));
+                        Err(format!(
+                            "no answer within {} s",
+                            READINESS_QUERY_BOUND.as_secs()
+                        ))
+                    }
+                }
             }
             Logins::PerCaller(_) => match self.connector.server_accepts_connections().await {
                 true => Ok(()),
