@@ -23,12 +23,11 @@ mod pool;
 mod shutdown;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use serde_json::{Value, json};
+use std::time::Duration;
 
 use common::Era;
 use fault_support::load::{Client, Load};
+use fault_support::raw::{execute, tool_error};
 use fault_support::{Config, Settings};
 use http_support::HttpServer;
 
@@ -127,41 +126,6 @@ fn report_recovery(fault: &str, recovery: Duration) {
         recovery <= RECOVERY_BOUND,
         "{fault}: recovery took {recovery:?}"
     );
-}
-
-/// One raw tools/call POST of `execute_query`; the HTTP status and the parsed body (or its text).
-async fn execute(
-    client: &reqwest::Client,
-    url: &str,
-    token: Option<&str>,
-    sql: &str,
-) -> (u16, Value, Duration, Option<String>) {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                      "params": {"name": "execute_query", "arguments": {"sql": sql}}});
-    let mut request = http_support::mcp_post(client, url, body.to_string());
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let started = Instant::now();
-    let response = request.send().await.expect("an HTTP answer");
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = response.text().await.expect("body");
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value, started.elapsed(), retry_after)
-}
-
-/// The structured error of a tool result, or null for a success.
-fn tool_error(answer: &Value) -> Value {
-    if answer["result"]["isError"] == json!(true) {
-        answer["result"]["structuredContent"].clone()
-    } else {
-        Value::Null
-    }
 }
 
 /// /readyz: its status and body.

@@ -150,13 +150,31 @@ pub struct Load {
     cap: Duration,
 }
 
+/// A bearer token that can be replaced while clients use it (the soak renews its tokens before they expire).
+#[derive(Clone)]
+pub struct SharedToken(Arc<Mutex<String>>);
+
+impl SharedToken {
+    pub fn new(token: impl Into<String>) -> SharedToken {
+        SharedToken(Arc::new(Mutex::new(token.into())))
+    }
+
+    pub fn set(&self, token: impl Into<String>) {
+        *self.0.lock().unwrap() = token.into();
+    }
+
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+}
+
 /// How one client reaches pgmcp.
 #[derive(Clone)]
 pub enum Client {
     Http {
         url: String,
         client: reqwest::Client,
-        token: Option<String>,
+        token: Option<SharedToken>,
     },
     Stdio(Arc<HttpClient>),
 }
@@ -178,7 +196,7 @@ impl Load {
     }
 
     /// A raw HTTP client of `/mcp` (a new JSON-RPC POST per call, no session), each call bounded by `timeout`.
-    pub fn http_client(url: &str, token: Option<String>, timeout: Duration) -> Client {
+    pub fn http_client(url: &str, token: Option<SharedToken>, timeout: Duration) -> Client {
         crate::http_support::install_crypto();
         Client::Http {
             url: url.to_string(),
@@ -248,6 +266,7 @@ pub async fn call(client: &Client, kind: Kind, n: usize, bound: Duration) -> Out
     let (tool, arguments) = kind.call(n);
     match client {
         Client::Http { url, client, token } => {
+            let token = token.as_ref().map(SharedToken::get);
             http_call(client, url, token.as_deref(), kind, tool, arguments, n).await
         }
         Client::Stdio(client) => {

@@ -5,6 +5,7 @@
 
 pub mod load;
 pub mod proxy;
+pub mod raw;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

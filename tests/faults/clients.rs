@@ -2,15 +2,14 @@
 //! their request so slowly that they would hold a connection for ever.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::*;
 use crate::fault_support::load::Kind;
-use crate::fault_support::{observer, running, shared_cluster, wait_for};
+use crate::fault_support::{observer, raw, running, shared_cluster, wait_for};
 
 /// How soon the server must stop a statement whose caller went away.
 const CANCEL_BOUND: Duration = Duration::from_secs(1);
@@ -93,16 +92,12 @@ async fn a_dropped_http_connection_gets_its_query_cancelled_on_the_server() {
     settings.statement_timeout = "60s";
     let config = settings.write();
     let server = serve_http(&config, &[]);
-    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "execute_query",
-        "arguments": {"sql": "SELECT public.nap(30) AS http_client_vanished"}}})
-    .to_string();
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut connection = TcpStream::connect(server.addr).await.unwrap();
-    connection.write_all(request.as_bytes()).await.unwrap();
+    let connection = raw::call_and_hold(
+        server.addr,
+        None,
+        "SELECT public.nap(30) AS http_client_vanished",
+    )
+    .await;
     let observer = observer(cluster).await;
     wait_for(
         Duration::from_secs(10),
@@ -128,41 +123,6 @@ async fn a_dropped_http_connection_gets_its_query_cancelled_on_the_server() {
     fault_support::assert_no_panic(&server.log());
 }
 
-/// Sends `head` one byte every `gap` until the server closes the connection; returns how long that took, or
-/// `None` if it was still open after `limit`.
-async fn trickle(
-    server: std::net::SocketAddr,
-    head: Vec<u8>,
-    gap: Duration,
-    limit: Duration,
-) -> Option<(Duration, String)> {
-    let started = Instant::now();
-    let mut stream = TcpStream::connect(server).await.ok()?;
-    let mut answer = Vec::new();
-    for byte in head.iter().cycle() {
-        if started.elapsed() > limit {
-            return None;
-        }
-        if stream.write_all(&[*byte]).await.is_err() {
-            break;
-        }
-        // Anything the server sends (a 408, or the end of the connection) ends the trickle.
-        let mut buffer = [0u8; 1024];
-        match tokio::time::timeout(gap, stream.read(&mut buffer)).await {
-            Err(_) => continue,
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => {
-                answer.extend_from_slice(&buffer[..n]);
-                break;
-            }
-        }
-    }
-    Some((
-        started.elapsed(),
-        String::from_utf8_lossy(&answer).into_owned(),
-    ))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_http_clients_are_cut_off_and_others_are_unaffected() {
     let cluster = shared_cluster();
@@ -182,79 +142,18 @@ async fn slow_http_clients_are_cut_off_and_others_are_unaffected() {
             CALL_BOUND,
         );
     }
-    let headers =
-        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_vec();
-    let body_head = |size: usize| {
-        format!(
-            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Accept: application/json\r\nContent-Length: {size}\r\n\r\n"
-        )
-    };
     let addr = server.addr;
+    let limit = Duration::from_secs(10);
     let mut slow = Vec::new();
     // Twenty clients trickle their headers, ten send nothing at all, five trickle their body.
     for _ in 0..20 {
-        slow.push((
-            "headers",
-            tokio::spawn(trickle(
-                addr,
-                headers.clone(),
-                Duration::from_millis(200),
-                Duration::from_secs(10),
-            )),
-        ));
+        slow.push(("headers", tokio::spawn(raw::trickle_headers(addr, limit))));
     }
     for _ in 0..10 {
-        slow.push((
-            "silent",
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let mut stream = TcpStream::connect(addr).await.ok()?;
-                let mut buffer = [0u8; 64];
-                match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await
-                {
-                    Ok(_) => Some((started.elapsed(), String::new())),
-                    Err(_) => None,
-                }
-            }),
-        ));
+        slow.push(("silent", tokio::spawn(raw::silent(addr, limit))));
     }
     for _ in 0..5 {
-        let mut head = body_head(4000).into_bytes();
-        let sent_head = head.len();
-        head.extend(std::iter::repeat_n(b' ', 4000));
-        slow.push((
-            "body",
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let mut stream = TcpStream::connect(addr).await.ok()?;
-                stream.write_all(&head[..sent_head]).await.ok()?;
-                let mut answer = Vec::new();
-                for byte in &head[sent_head..] {
-                    if started.elapsed() > Duration::from_secs(10) {
-                        return None;
-                    }
-                    if stream.write_all(&[*byte]).await.is_err() {
-                        break;
-                    }
-                    let mut buffer = [0u8; 1024];
-                    match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer))
-                        .await
-                    {
-                        Err(_) => continue,
-                        Ok(Ok(0)) | Ok(Err(_)) => break,
-                        Ok(Ok(n)) => {
-                            answer.extend_from_slice(&buffer[..n]);
-                            break;
-                        }
-                    }
-                }
-                Some((
-                    started.elapsed(),
-                    String::from_utf8_lossy(&answer).into_owned(),
-                ))
-            }),
-        ));
+        slow.push(("body", tokio::spawn(raw::trickle_body(addr, None, limit))));
     }
     let mut cut = Vec::new();
     for (kind, task) in slow {

@@ -214,14 +214,16 @@ async fn a_stalled_network_is_bounded_and_broken_connections_are_replaced() {
         "calls during the stall said that PostgreSQL did not answer:\n{}",
         report.summary()
     );
+    // Bounded by pgmcp (2 × statement_timeout + 2 s = 4 s), not by the stall's end (6 s).
     let longest = stalled.iter().map(|s| s.elapsed).max().unwrap_or_default();
     eprintln!(
         "RECOVERY network stall: the longest call during it took {} ms",
         longest.as_millis()
     );
-    for sample in report.failures() {
-        eprintln!("{}", crate::fault_support::load::describe(sample));
-    }
+    assert!(
+        longest < Duration::from_millis(5000),
+        "a call waited {longest:?} for a stalled network"
+    );
     report_recovery(
         "network stall (6 s)",
         report.recovery_after(stall_end, reset_at),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::*;
-use crate::fault_support::load::Kind;
+use crate::fault_support::load::{Kind, SharedToken};
 use crate::fault_support::shared_cluster;
 use crate::oidc_support::{Provider, entra_clients};
 
@@ -148,7 +148,7 @@ async fn one_caller_cannot_starve_the_others() {
             &Client::Http {
                 url: url.clone(),
                 client: client.clone(),
-                token: Some(other.clone()),
+                token: Some(SharedToken::new(other.clone())),
             },
             Kind::Point,
             n,
