@@ -500,9 +500,11 @@ fn write_report(
         md,
         "| from | fault | calls | errors by kind | recovered after the fault ended | note |\n|---|---|---|---|---|---|"
     );
+    // A call belongs to the window in which it ended: one that started just before a fault and failed because of it
+    // is that fault's.
     let warm: Vec<_> = report
         .failures()
-        .filter(|s| s.started < FIRST_FAULT)
+        .filter(|s| s.ended() < FIRST_FAULT)
         .collect();
     if !warm.is_empty() {
         problems.push(format!(
@@ -515,7 +517,11 @@ fn write_report(
             .get(i + 1)
             .map(|next| next.start)
             .unwrap_or(Duration::MAX);
-        let calls: Vec<_> = report.started_in(fault.start, until).collect();
+        let calls: Vec<_> = report
+            .samples
+            .iter()
+            .filter(|s| s.ended() >= fault.start && s.ended() < until)
+            .collect();
         let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
         for call in calls.iter().filter(|c| !c.outcome.is_ok()) {
             *kinds.entry(call.outcome.label()).or_insert(0) += 1;

@@ -68,7 +68,7 @@ async fn postgres_restarts_mid_load_are_survived_without_restarting_pgmcp() {
             );
         }
         report_recovery(&format!("postgres restart ({mode:?})"), recovery);
-        report.assert_each_client_succeeds_after(*fault_end + recovery, 3);
+        report.assert_each_client_succeeds_after(*fault_end + recovery, 2);
     }
     rig.assert_not_restarted().await;
 }
@@ -166,10 +166,8 @@ async fn terminated_backends_are_replaced() {
         "pg_terminate_backend of every session",
         report.recovery_after(fault_at, until),
     );
-    report.assert_each_client_succeeds_after(
-        fault_at + RECOVERY_BOUND.min(Duration::from_secs(2)),
-        3,
-    );
+    // Every client is served again after the fault (a second after it, so that its own call in flight is over).
+    report.assert_each_client_succeeds_after(fault_at + Duration::from_secs(1), 2);
     // The pool replaced what was terminated: pgmcp has sessions again, none of the old ones.
     let now = backends(&observer, name).await;
     assert!(!now.is_empty());
