@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rmcp::ServiceExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ChatArgs, CheckArgs, DatabaseArgs, DemoArgs, ServeArgs};
 use crate::config::file::{ConfigFile, ToolsExposedFile, parse_duration};
@@ -173,8 +174,16 @@ async fn serve_stdio_with(databases: Arc<Databases>, observed: Observed) -> anyh
     let server = PgMcpServer::new(databases.clone())
         .with_audit(observed.audit)
         .with_otel(observed.otel);
+    // The client closing stdin (or dying) cancels every call in flight at once, so their statements are cancelled
+    // on the server before pgmcp exits, rather than left running for as long as they would take.
+    let client_gone = CancellationToken::new();
+    let (input, output) = stdio_streams();
+    let input: StdinStream = Box::new(EndSignal {
+        inner: input,
+        ended: client_gone.clone(),
+    });
     let running = server
-        .serve(stdio_streams())
+        .serve_with_ct((input, output), client_gone)
         .await
         .context("the MCP client did not complete the handshake")?;
     tokio::select! {
@@ -188,6 +197,33 @@ async fn serve_stdio_with(databases: Arc<Databases>, observed: Observed) -> anyh
 }
 
 type StdinStream = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// stdin that cancels `ended` when it reaches its end or fails: the client is gone.
+struct EndSignal {
+    inner: StdinStream,
+    ended: CancellationToken,
+}
+
+impl tokio::io::AsyncRead for EndSignal {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &polled {
+            std::task::Poll::Ready(Ok(()))
+                if buf.filled().len() == before && buf.remaining() > 0 =>
+            {
+                self.ended.cancel()
+            }
+            std::task::Poll::Ready(Err(_)) => self.ended.cancel(),
+            _ => {}
+        }
+        polled
+    }
+}
 type StdoutStream = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 
 /// The MCP session's stdin and stdout. tokio's own `stdin()`/`stdout()` hand every read and write to a blocking

@@ -293,6 +293,12 @@ pub struct HttpArgs {
     )]
     pub allowed_client_apps: Vec<String>,
 
+    /// How many MCP requests one authenticated caller may have running at once; more get 429 with Retry-After,
+    /// so one caller cannot take every database connection (default 8; 0 turns the limit off). Config:
+    /// `http.per_caller_concurrency`.
+    #[arg(long, env = "PGMCP_PER_CALLER_CONCURRENCY", value_name = "N")]
+    pub per_caller_concurrency: Option<i64>,
+
     /// App role or scope that grants execute_write under the default policy (default MCP.Write). Config:
     /// `policy.write_role`.
     #[arg(long, env = "PGMCP_WRITE_ROLE", value_name = "ROLE")]

@@ -98,6 +98,11 @@ pub struct HttpFile {
     pub request_timeout: Option<DurationValue>,
     /// How long a shutdown waits for in-flight calls (default 10 s).
     pub shutdown_timeout: Option<DurationValue>,
+    /// How long a client may take to send a request's headers, and an open connection may stay idle between
+    /// requests (default 30 s).
+    pub header_read_timeout: Option<DurationValue>,
+    /// Requests one authenticated caller may have running at once (default 8; 0: no limit).
+    pub per_caller_concurrency: Option<i64>,
     /// `resource_documentation` in the protected resource metadata.
     pub resource_documentation: Option<String>,
     /// `resource_name` in the protected resource metadata.
@@ -137,6 +142,7 @@ pub struct ProfileFile {
     pub pool_max: Option<i64>,
     pub statement_timeout: Option<DurationValue>,
     pub connect_timeout: Option<DurationValue>,
+    pub pool_wait_timeout: Option<DurationValue>,
     pub max_rows: Option<i64>,
     pub max_rows_ceiling: Option<i64>,
     pub max_result_bytes: Option<i64>,

@@ -25,6 +25,8 @@ pub struct Profile {
     pub pool_max: usize,
     pub statement_timeout: Duration,
     pub connect_timeout: Duration,
+    /// How long a call waits for a free connection when every one is in use, before it fails as busy.
+    pub pool_wait_timeout: Duration,
     /// Rows returned per call when the caller does not ask for a number.
     pub max_rows: usize,
     /// The largest per-call `limit` a caller may ask for.
@@ -60,6 +62,7 @@ impl Profile {
             pool_max: 10,
             statement_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            pool_wait_timeout: Duration::from_secs(15),
             max_rows: 1000,
             max_rows_ceiling: 10_000,
             max_result_bytes: 4 * 1024 * 1024,
@@ -356,6 +359,9 @@ pub(crate) fn profile_from_file(name: &str, raw: &ProfileFile) -> Result<Profile
     }
     if let Some(value) = &raw.connect_timeout {
         profile.connect_timeout = value.to_duration(&format!("{prefix}connect_timeout"))?;
+    }
+    if let Some(value) = &raw.pool_wait_timeout {
+        profile.pool_wait_timeout = value.to_duration(&format!("{prefix}pool_wait_timeout"))?;
     }
     if let Some(mode) = &raw.access_mode {
         profile.access_mode = match mode.as_str() {

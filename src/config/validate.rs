@@ -10,6 +10,7 @@ use super::profile::{Profile, ProfileOverrides};
 /// The longest `statement_timeout` PostgreSQL accepts (its GUC is an int of milliseconds).
 const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(3600);
+const MAX_POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `value` as a count, provided it lies in `min..=max`.
 pub(crate) fn count_in_range(
@@ -116,6 +117,11 @@ pub(crate) fn validate(
         &name("connect_timeout", false),
         profile.connect_timeout,
         MAX_CONNECT_TIMEOUT,
+    )?;
+    check_timeout(
+        &name("pool_wait_timeout", false),
+        profile.pool_wait_timeout,
+        MAX_POOL_WAIT_TIMEOUT,
     )?;
 
     if profile.allow_ddl && profile.access_mode == AccessMode::ReadOnly {

@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio_postgres::config::SslMode as WireSslMode;
@@ -86,7 +87,14 @@ impl PgConnector {
                 .unwrap_or(DEFAULT_APPLICATION_NAME),
         );
         config.connect_timeout(profile.connect_timeout);
+        // A server or network that disappears without a word (a host powered off, a partition) is noticed within
+        // about a minute instead of the kernel's two hours, and a write nobody acknowledges fails the connection
+        // after half a minute: a broken connection is then closed and replaced instead of holding its slot.
         config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        config.keepalives_interval(Duration::from_secs(10));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(30));
         // Every transaction pgmcp does not open itself as READ WRITE (only writes do) is read-only: a
         // statement that runs outside a transaction block, as a Parse before the call's BEGIN does, or after a
         // BEGIN that failed, cannot write either.
@@ -184,10 +192,11 @@ impl PgConnector {
             return self.connect_attempts(base).await;
         };
         let mut config = base.clone();
-        match credentials.password().await {
-            Ok(password) => config.password(password.expose()),
+        let presented = match credentials.password().await {
+            Ok(password) => password,
             Err(error) => return Err(credential_failure(error).await),
         };
+        config.password(presented.expose());
         match self.connect_attempts(&config).await {
             Err(error) if is_authentication_failure(&error) => {
                 tracing::info!(
@@ -195,7 +204,7 @@ impl PgConnector {
                     source = %credentials.source(),
                     "the server refused the credential; obtaining a new one and retrying once"
                 );
-                credentials.refused().await;
+                credentials.refused(&presented).await;
                 match credentials.password().await {
                     Ok(password) => config.password(password.expose()),
                     Err(error) => return Err(credential_failure(error).await),
@@ -285,6 +294,7 @@ where
         })
         .await;
         if let Err(error) = ended {
+            let error = describe_error(&error);
             tracing::warn!(%target, %error, "database connection ended with an error");
         }
     });
@@ -293,6 +303,23 @@ where
         task,
         notices,
     }
+}
+
+/// An error with what tokio-postgres keeps behind its one-line summary: the server's message ("db error" alone does
+/// not say that an administrator terminated the session) or the I/O cause ("error connecting to server" alone does
+/// not say that the connection was refused). Neither holds SQL text or credentials.
+pub fn describe_error(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// SQLSTATE 28P01 (invalid_password) or 28000 (invalid_authorization_specification): the credential was refused.

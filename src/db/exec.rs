@@ -14,6 +14,7 @@ use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AccessMode;
+use crate::db::deadline;
 use crate::db::mask;
 use crate::db::params::TextParam;
 use crate::db::quote_ident;
@@ -369,20 +370,27 @@ async fn run_checked(
             other => other.map_err(Failure::into_tool_error),
         }
     };
-    tokio::select! {
+    let mut stalled = false;
+    let outcome = tokio::select! {
         result = tokio::time::timeout(deadline, work) => match result {
             Ok(outcome) => outcome.map_err(|e| classify_timeout(e, limits.timeout)),
             Err(_) => {
-                let _ = cancel_token.cancel_query(ctx.tls.clone()).await;
-                Err(ToolError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 })
+                stalled = true;
+                Err(deadline::no_answer(deadline))
             }
         },
         _ = ctx.cancel.cancelled() => {
             // The client gave up on this call: stop the statement on the server rather than let it run on.
-            let _ = cancel_token.cancel_query(ctx.tls.clone()).await;
+            deadline::cancel_bounded(&cancel_token, ctx.tls.clone()).await;
             Err(ToolError::Unavailable { message: "the request was cancelled by the client".into() })
         }
+    };
+    if stalled {
+        // An answer may still arrive on this connection: it must never serve another call.
+        client.mark_broken();
+        deadline::cancel_in_background(cancel_token, ctx.tls.clone());
     }
+    outcome
 }
 
 fn classify_timeout(err: ToolError, timeout: Duration) -> ToolError {
@@ -805,7 +813,19 @@ async fn prepare_resolved(
             .into());
         }
     };
-    let rejected = |e: guard::GuardError| Failure::from(ToolError::rejected(e.reason));
+    let rejected = |e: guard::GuardError| {
+        // A check that could not read the catalog because the connection broke refused nothing: the caller must
+        // hear that the database went away, not that the statement was refused.
+        if txn.client().is_closed() {
+            return Failure::from(ToolError::Unavailable {
+                message: format!(
+                    "the connection to PostgreSQL broke while the statement was checked ({})",
+                    e.reason
+                ),
+            });
+        }
+        Failure::from(ToolError::rejected(e.reason))
+    };
     let trees = resolved::parse_trees(&trees).map_err(rejected)?;
     let referenced = resolved::referenced_objects(&trees).map_err(rejected)?;
     // One flight: printing stops before anything runs, and the catalog answers both questions at the same time.

@@ -6,6 +6,7 @@ pub mod render;
 pub mod tls;
 
 pub use ident::quote_ident;
+pub mod deadline;
 pub mod exec;
 pub mod mask;
 pub mod params;

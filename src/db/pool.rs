@@ -25,6 +25,9 @@ pub struct UserLogin<'a> {
     pub token: &'a Secret,
 }
 
+/// How long the readiness probe's `SELECT 1` may take on an open connection.
+const READINESS_QUERY_BOUND: Duration = Duration::from_secs(2);
+
 /// Who logs in to PostgreSQL for a profile.
 enum Logins {
     /// pgmcp's own identity, one pool for every caller.
@@ -132,7 +135,18 @@ impl Database {
                         message: format!("database credential unavailable: {failure}"),
                     };
                 }
-                ToolError::from(error)
+                match ToolError::from(error) {
+                    ToolError::Busy { .. } => ToolError::Busy {
+                        message: format!(
+                            "all {} connections of profile `{}` are in use and none came free within {} ms \
+                             (pool_wait_timeout); retry shortly",
+                            self.profile.pool_max,
+                            self.profile.name,
+                            self.profile.pool_wait_timeout.as_millis()
+                        ),
+                    },
+                    other => other,
+                }
             }),
             (Logins::PerCaller(pools), Some(user)) => pools
                 .get(user.caller, user.token)
@@ -163,15 +177,35 @@ impl Database {
         }
     }
 
-    /// Whether the database answers, for `/readyz`. A per-caller profile has no login of its own, so it checks
-    /// that the server accepts connections.
-    pub async fn reachable(&self) -> bool {
+    /// Whether the database answers, for `/readyz`, and if not why, in words that name no host, user or server
+    /// message (the probe is anonymous). A pool whose every connection is busy counts as ready: those calls are
+    /// being answered, and waiting for a free connection would fail the probe just when the server is busiest.
+    pub async fn readiness(&self) -> Result<(), String> {
         match &self.logins {
-            Logins::Service(_) => match self.get().await {
-                Ok(conn) => conn.simple_query("SELECT 1").await.is_ok(),
-                Err(_) => false,
+            Logins::Service(pool) => {
+                let status = pool.status();
+                if status.available == 0 && status.size >= status.max_size {
+                    return Ok(());
+                }
+                let conn = pool.get().await.map_err(|error| unready_pool(&error))?;
+                match tokio::time::timeout(READINESS_QUERY_BOUND, conn.simple_query("SELECT 1"))
+                    .await
+                {
+                    Ok(answered) => answered.map(drop).map_err(|error| unready(&error)),
+                    Err(_) => {
+                        // An answer may still come on this connection: it leaves the pool, closed.
+                        drop(crate::db::session::Object::take(conn));
+                        Err(format!(
+                            "no answer within {} s",
+                            READINESS_QUERY_BOUND.as_secs()
+                        ))
+                    }
+                }
+            }
+            Logins::PerCaller(_) => match self.connector.server_accepts_connections().await {
+                true => Ok(()),
+                false => Err("the server does not accept connections".into()),
             },
-            Logins::PerCaller(_) => self.connector.server_accepts_connections().await,
         }
     }
 
@@ -199,10 +233,70 @@ fn service_pool(profile: &Profile, connector: Arc<PgConnector>) -> anyhow::Resul
     Ok(Pool::builder(manager)
         .max_size(profile.pool_max)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(profile.connect_timeout + Duration::from_secs(5)))
+        .wait_timeout(Some(profile.pool_wait_timeout))
         .create_timeout(Some(profile.connect_timeout))
         .recycle_timeout(Some(Duration::from_secs(5)))
         .build()?)
+}
+
+/// Why the pool could not hand out a connection, for `/readyz`.
+fn unready_pool(error: &PoolError) -> String {
+    match error {
+        PoolError::Backend(error) => unready(error),
+        PoolError::Timeout(deadpool_postgres::TimeoutType::Create) => {
+            "no connection could be opened within connect_timeout".into()
+        }
+        PoolError::Timeout(_) => "no connection came free in time".into(),
+        PoolError::Closed => "shutting down".into(),
+        _ => "the connection pool failed".into(),
+    }
+}
+
+/// Why a connection failed, for `/readyz`: the kind of failure, never the server's own text (it names users and
+/// databases) or an address.
+fn unready(error: &tokio_postgres::Error) -> String {
+    use crate::identity::IdentityErrorKind;
+    if let Some(failure) = crate::db::connect::credential_failure_of(error) {
+        return match failure.kind {
+            IdentityErrorKind::Unavailable => {
+                "the database credential's token service is unavailable"
+            }
+            IdentityErrorKind::Config => "the database credential is misconfigured",
+            _ => "the database credential was refused by its token service",
+        }
+        .into();
+    }
+    if let Some(db) = error.as_db_error() {
+        let what = match db.code().code() {
+            "28P01" | "28000" => "the server refused the login",
+            "57P03" => "the server is starting up or shutting down",
+            "57P01" | "57P02" => "the server ended the session",
+            "3D000" => "the database does not exist",
+            "53300" => "the server has no connection slots left",
+            _ => "the server refused the session",
+        };
+        return format!("{what} (SQLSTATE {})", db.code().code());
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused",
+                std::io::ErrorKind::TimedOut => "no answer within connect_timeout",
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    "the connection was reset"
+                }
+                _ => "the connection failed",
+            }
+            .into();
+        }
+        source = cause.source();
+    }
+    if error.is_closed() {
+        "the connection was closed".into()
+    } else {
+        "the connection failed".into()
+    }
 }
 
 /// A caller's failed login, worded for the caller: what was wrong with their sign-in, never a token.

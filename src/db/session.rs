@@ -95,6 +95,20 @@ impl Notices {
 pub struct Session {
     client: ClientWrapper,
     pub notices: Notices,
+    /// Set when a call gave up waiting for the server: the connection's protocol state is unknown (an answer may
+    /// still arrive), so it is closed instead of being checked or reused.
+    broken: bool,
+}
+
+impl Session {
+    /// Marks the connection as not to be reused: it is closed when the call lets go of it.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
 }
 
 impl std::ops::Deref for Session {
@@ -158,6 +172,7 @@ impl managed::Manager for SessionManager {
         Ok(Session {
             client: ClientWrapper::new(connected.client, connected.task),
             notices: connected.notices,
+            broken: false,
         })
     }
 
@@ -168,6 +183,11 @@ impl managed::Manager for SessionManager {
     ) -> RecycleResult<tokio_postgres::Error> {
         if session.is_closed() {
             return Err(RecycleError::message("connection closed"));
+        }
+        if session.broken {
+            return Err(RecycleError::message(
+                "a call gave up waiting for this connection",
+            ));
         }
         Ok(())
     }

@@ -33,6 +33,27 @@ const FAST_SETTINGS: &[(&str, &str)] = &[
     ("shared_buffers", "32MB"),
 ];
 
+/// PostgreSQL's shutdown modes (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Waits for clients to disconnect.
+    Smart,
+    /// Terminates sessions (their clients get SQLSTATE 57P01), then a clean shutdown.
+    Fast,
+    /// Quits without a clean shutdown, as after a crash: crash recovery runs at the next start.
+    Immediate,
+}
+
+impl ShutdownMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            ShutdownMode::Smart => "smart",
+            ShutdownMode::Fast => "fast",
+            ShutdownMode::Immediate => "immediate",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {
     /// Extra postgresql.conf settings; they override the fast defaults.
@@ -206,6 +227,45 @@ impl TempCluster {
     /// Stops the server and removes the directory (the same as dropping it).
     pub fn stop(self) {
         drop(self);
+    }
+
+    /// Stops the server the way `pg_ctl stop -m MODE` does and waits until it is down; the data directory stays,
+    /// so [`TempCluster::start_again`] brings the same cluster back. For tests of what clients see when
+    /// PostgreSQL goes away.
+    pub fn stop_with(&self, mode: ShutdownMode) -> anyhow::Result<()> {
+        let mut pg_ctl = self.server_tool("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-m", mode.as_str(), "-w", "-t", "30", "stop"]);
+        run_checked(&mut pg_ctl, "pg_ctl stop").map(drop)
+    }
+
+    /// Starts a server stopped with [`TempCluster::stop_with`] again, on the same port.
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        let mut pg_ctl = self.server_tool("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(self.root.join("server.log"))
+            .args(["-w", "-t", &READY_TIMEOUT.as_secs().to_string()])
+            .arg("-o")
+            .arg(format!("-p {}", self.port))
+            .arg("start")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let status = pg_ctl
+            .status()
+            .with_context(|| cannot_start("pg_ctl start", &pg_ctl))?;
+        if status.success() && wait_for_tcp(self.port, Instant::now() + READY_TIMEOUT) {
+            return Ok(());
+        }
+        bail!(
+            "PostgreSQL did not start again on port {} ({status}); server log tail:\n{}",
+            self.port,
+            log_tail(&self.root.join("server.log"))
+        )
     }
 
     /// A command for a server tool, run as the server's OS user when we are root.

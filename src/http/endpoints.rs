@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::http::auth::Authenticator;
 use crate::mcp::Databases;
-use crate::telemetry::metrics::{Metrics, pool_snapshots};
+use crate::telemetry::metrics::{Metrics, credential_snapshots, pool_snapshots};
 
 /// How long /readyz waits for the database: probes run every few seconds and must not pile up.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,26 +31,63 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn database_reachable(databases: &Databases) -> bool {
-    let db = &databases.all()[0];
-    matches!(
-        tokio::time::timeout(READINESS_TIMEOUT, db.reachable()).await,
-        Ok(true)
-    )
-}
-
+/// Ready when the default profile's database answers and the signing keys are loaded. The body's first line is
+/// `ok` or `not ready`; the lines after it say why, or what is degraded while still ready (a token or key
+/// refresh failing while the cached one lasts). They name no host, user or key: the probe is anonymous.
 pub async fn readyz(State(state): State<EndpointState>) -> Response {
-    let keys_ready = state.auth.as_ref().is_none_or(|auth| auth.keys_loaded());
-    if keys_ready && database_reachable(&state.databases).await {
-        (StatusCode::OK, "ok").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    let mut blocking = Vec::new();
+    let mut degraded = Vec::new();
+    let db = &state.databases.all()[0];
+    match tokio::time::timeout(READINESS_TIMEOUT, db.readiness()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => blocking.push(format!("database: {why}")),
+        Err(_) => blocking.push(format!(
+            "database: no answer within {} s",
+            READINESS_TIMEOUT.as_secs()
+        )),
     }
+    for db in state.databases.all() {
+        let Some(health) = db
+            .connector()
+            .credentials()
+            .and_then(|c| c.refresh_health())
+        else {
+            continue;
+        };
+        if health.consecutive_failures > 0 {
+            degraded.push(format!(
+                "database credential: the last {} token refreshes failed; the cached token is valid for {} s more",
+                health.consecutive_failures,
+                health.valid_for().as_secs()
+            ));
+        }
+    }
+    if let Some(auth) = &state.auth {
+        if !auth.keys_loaded() {
+            blocking.push("signing keys: not loaded yet from the identity provider".into());
+        } else if auth.failing_key_refreshes() > 0 {
+            degraded.push(format!(
+                "signing keys: the last {} refreshes failed; the cached keys stay in use",
+                auth.failing_key_refreshes()
+            ));
+        }
+    }
+    let (status, first) = match blocking.is_empty() {
+        true => (StatusCode::OK, "ok"),
+        false => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+    };
+    let mut body = String::from(first);
+    for line in blocking.iter().chain(&degraded) {
+        body.push('\n');
+        body.push_str(line);
+    }
+    (status, [(header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
 pub async fn metrics(State(state): State<EndpointState>) -> Response {
     let text = state.metrics.render(
         pool_snapshots(&state.databases),
+        credential_snapshots(&state.databases),
         state.auth.as_ref().map(|auth| auth.stats()),
     );
     (

@@ -9,7 +9,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +20,7 @@ use crate::http::body::{McpGate, check_host, check_json_body};
 use crate::http::endpoints::{self, EndpointState};
 use crate::http::oauth::{self, OAuthServer};
 use crate::http::on_behalf::{LoginGate, check_caller_login};
+use crate::http::per_caller::{CallerLimit, limit_per_caller};
 use crate::http::settings::HttpSettings;
 use crate::mcp::{Databases, PgMcpServer};
 use crate::telemetry::Observed;
@@ -251,8 +251,8 @@ pub(crate) async fn serve_http_on(
         max_body_bytes: settings.max_body_bytes,
         allowed_hosts: Arc::new(hosts),
     };
-    // Layers run outside-in: Host check, then authentication, then the timeout and the body check, then (on-behalf-of
-    // only) the caller's database login, then the Accept negotiation, then rmcp.
+    // Layers run outside-in: Host check, then authentication, then the per-caller limit, then the timeout and the body
+    // check, then (on-behalf-of only) the caller's database login, then the Accept negotiation, then rmcp.
     let mut mcp = Router::new()
         .route_service(MCP_PATH, mcp_service)
         .layer(axum::middleware::from_fn(accept::negotiate));
@@ -279,7 +279,13 @@ pub(crate) async fn serve_http_on(
             request_timeout(&settings, &databases),
         ));
     if let Some(authenticator) = &authenticator {
-        mcp = mcp.route_layer(auth::require_bearer(authenticator.clone()));
+        // After authentication, which names the caller; before the timeout, so a refused request costs nothing.
+        mcp = mcp
+            .layer(axum::middleware::from_fn_with_state(
+                CallerLimit::new(settings.per_caller_concurrency),
+                limit_per_caller,
+            ))
+            .route_layer(auth::require_bearer(authenticator.clone()));
     }
     let mcp = mcp.route_layer(axum::middleware::from_fn_with_state(
         gate.clone(),
@@ -361,20 +367,19 @@ pub(crate) async fn serve_http_on(
     on_listening(bound);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut running = tokio::spawn(
-        // Without TCP_NODELAY an answer written in several pieces (the event streams of legacy sessions) waits for
-        // the client's delayed ACK: 40 ms per call.
-        axum::serve(listener.tap_io(|tcp| drop(tcp.set_nodelay(true))), app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .into_future(),
-    );
+    let mut running = tokio::spawn(crate::http::listener::serve(
+        listener,
+        app,
+        settings.header_read_timeout,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     tokio::select! {
         outcome = &mut running => {
             stop_sessions.cancel();
             close(&databases);
-            outcome.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+            outcome.context("the HTTP server task failed")?;
             anyhow::bail!("the HTTP server stopped unexpectedly");
         }
         _ = terminated => {}

@@ -11,6 +11,7 @@ use crate::http::body::DEFAULT_MAX_BODY_BYTES;
 use crate::http::policy::Policy;
 
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -24,6 +25,11 @@ pub struct HttpSettings {
     /// `None`: derived from the profiles' statement timeouts.
     pub request_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
+    /// A client that takes longer to send a request's headers (or leaves a connection idle longer between
+    /// requests) is disconnected: a trickling client holds no connection for ever.
+    pub header_read_timeout: Duration,
+    /// MCP requests one authenticated caller may have running at once; 0 is no limit.
+    pub per_caller_concurrency: usize,
     /// Where people read how to use this server (RFC 9728 `resource_documentation`); only announced when set, since
     /// pgmcp cannot know where a deployment documents itself.
     pub resource_documentation: Option<String>,
@@ -89,6 +95,18 @@ fn duration(value: &Option<DurationValue>, setting: &str) -> anyhow::Result<Opti
             }
             Ok(Some(duration))
         }
+    }
+}
+
+fn per_caller_concurrency(value: Option<i64>) -> anyhow::Result<usize> {
+    const MOST: i64 = 100_000;
+    match value {
+        None => Ok(crate::http::per_caller::DEFAULT_PER_CALLER_CONCURRENCY),
+        Some(n) if (0..=MOST).contains(&n) => Ok(n as usize),
+        Some(n) => anyhow::bail!(
+            "invalid `--per-caller-concurrency` / `http.per_caller_concurrency` = {n}: must be between 0 and {MOST} — \
+             set how many requests one caller may have running at once, e.g. 8, or 0 for no limit"
+        ),
     }
 }
 
@@ -164,6 +182,11 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
         request_timeout: duration(&http.request_timeout, "http.request_timeout")?,
         shutdown_timeout: duration(&http.shutdown_timeout, "http.shutdown_timeout")?
             .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        header_read_timeout: duration(&http.header_read_timeout, "http.header_read_timeout")?
+            .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+        per_caller_concurrency: per_caller_concurrency(
+            args.per_caller_concurrency.or(http.per_caller_concurrency),
+        )?,
         resource_documentation: http.resource_documentation.clone(),
         resource_name: http
             .resource_name
@@ -224,6 +247,8 @@ mod tests {
         assert_eq!(settings.auth.mode, AuthMode::Oidc);
         assert_eq!(settings.auth.audiences, vec!["api://flag"]);
         assert_eq!(settings.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(settings.per_caller_concurrency, 8);
+        assert_eq!(settings.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
     }
 
     #[test]
@@ -243,6 +268,13 @@ mod tests {
         let err = resolve(&bad_mode, &file).unwrap_err().to_string();
         assert!(
             err.contains("--auth-mode") && err.contains("entra"),
+            "{err}"
+        );
+        let mut negative = args("127.0.0.1:0");
+        negative.per_caller_concurrency = Some(-1);
+        let err = resolve(&negative, &file).unwrap_err().to_string();
+        assert!(
+            err.contains("--per-caller-concurrency") && err.contains("0 for no limit"),
             "{err}"
         );
         let small =

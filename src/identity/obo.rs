@@ -393,7 +393,7 @@ impl UserPools {
         let pool = Pool::builder(manager)
             .max_size(self.per_user_connections)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(self.profile.connect_timeout + Duration::from_secs(5)))
+            .wait_timeout(Some(self.profile.pool_wait_timeout))
             .create_timeout(Some(self.profile.connect_timeout))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()

@@ -87,10 +87,11 @@ impl DbCredentials {
         }
     }
 
-    /// The server refused the password (SQLSTATE 28P01 / 28000): forget it so the next attempt gets a new one.
-    pub async fn refused(&self) {
+    /// The server refused `presented` (SQLSTATE 28P01 / 28000): forget it so the next attempt gets a new one
+    /// (unless a newer one replaced it meanwhile).
+    pub async fn refused(&self, presented: &Secret) {
         match &self.login {
-            Login::Entra(cache) => cache.invalidate().await,
+            Login::Entra(cache) => cache.invalidate_if_current(presented).await,
             Login::KeyVault(secret) => secret.invalidate().await,
         }
     }
@@ -100,6 +101,14 @@ impl DbCredentials {
         match &self.login {
             Login::Entra(cache) => format!("Entra token from {}", cache.credential().describe()),
             Login::KeyVault(secret) => secret.describe(),
+        }
+    }
+
+    /// How refreshing the Entra token goes (Key Vault secrets are read again only when a login is refused).
+    pub fn refresh_health(&self) -> Option<super::cache::RefreshHealth> {
+        match &self.login {
+            Login::Entra(cache) => Some(cache.health()),
+            Login::KeyVault(_) => None,
         }
     }
 

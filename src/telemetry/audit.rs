@@ -157,6 +157,7 @@ fn error_kind(err: &ToolError) -> &'static str {
         ToolError::InvalidArgument { .. } => "invalid_argument",
         ToolError::Timeout { .. } => "timeout",
         ToolError::Unavailable { .. } => "unavailable",
+        ToolError::Busy { .. } => "busy",
         ToolError::CallerLogin { .. } => "caller_login",
     }
 }

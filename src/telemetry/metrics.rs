@@ -70,6 +70,15 @@ impl PoolSnapshot {
     }
 }
 
+/// How refreshing a profile's database token goes, at scrape time (profiles with `db_auth = entra`).
+#[derive(Debug, Clone)]
+pub struct CredentialSnapshot {
+    pub profile: String,
+    pub refreshes: u64,
+    pub failures: u64,
+    pub valid_for_s: i64,
+}
+
 impl Metrics {
     /// One MCP request that passed the authorization gate, by method and outcome.
     pub fn record_request(&self, method: &'static str, outcome: &'static str) {
@@ -89,7 +98,12 @@ impl Metrics {
     }
 
     /// The metrics in the OpenMetrics text format (which Prometheus reads).
-    pub fn render(&self, pools: Vec<PoolSnapshot>, auth: Option<AuthStats>) -> String {
+    pub fn render(
+        &self,
+        pools: Vec<PoolSnapshot>,
+        credentials: Vec<CredentialSnapshot>,
+        auth: Option<AuthStats>,
+    ) -> String {
         let mut registry = Registry::with_prefix("pgmcp");
         registry.register(
             "mcp_requests",
@@ -106,7 +120,11 @@ impl Metrics {
             "Tool call latency, from dispatch to result",
             self.latency.clone(),
         );
-        registry.register_collector(Box::new(Snapshot { pools, auth }));
+        registry.register_collector(Box::new(Snapshot {
+            pools,
+            credentials,
+            auth,
+        }));
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
             return "# EOF\n".to_string();
@@ -117,6 +135,7 @@ impl Metrics {
 
 struct Snapshot {
     pools: Vec<PoolSnapshot>,
+    credentials: Vec<CredentialSnapshot>,
     auth: Option<AuthStats>,
 }
 
@@ -198,6 +217,42 @@ impl Collector for Snapshot {
             "The pool's connection limit",
             &by_profile(|p| p.max),
         )?;
+        if !self.credentials.is_empty() {
+            let per_profile = |pick: fn(&CredentialSnapshot) -> u64| -> Vec<(Labels, u64)> {
+                self.credentials
+                    .iter()
+                    .map(|c| (vec![("profile".to_string(), c.profile.clone())], pick(c)))
+                    .collect()
+            };
+            counter(
+                &mut encoder,
+                "db_credential_refreshes",
+                "Database access tokens obtained",
+                &per_profile(|c| c.refreshes),
+            )?;
+            counter(
+                &mut encoder,
+                "db_credential_refresh_failures",
+                "Database access token requests that failed (after the token service's own retries)",
+                &per_profile(|c| c.failures),
+            )?;
+            let valid: Vec<(Labels, i64)> = self
+                .credentials
+                .iter()
+                .map(|c| {
+                    (
+                        vec![("profile".to_string(), c.profile.clone())],
+                        c.valid_for_s,
+                    )
+                })
+                .collect();
+            gauge_family(
+                &mut encoder,
+                "db_credential_valid_seconds",
+                "How long the cached database access token stays valid",
+                &valid,
+            )?;
+        }
         if let Some(auth) = &self.auth {
             let failures: Vec<(Labels, u64)> = auth
                 .failures_by_reason
@@ -236,6 +291,23 @@ pub fn pool_snapshots(databases: &crate::mcp::Databases) -> Vec<PoolSnapshot> {
         .collect()
 }
 
+/// Token refresh figures of every profile that logs in with an Entra token.
+pub fn credential_snapshots(databases: &crate::mcp::Databases) -> Vec<CredentialSnapshot> {
+    databases
+        .all()
+        .iter()
+        .filter_map(|db| {
+            let health = db.connector().credentials()?.refresh_health()?;
+            Some(CredentialSnapshot {
+                profile: db.profile.name.clone(),
+                refreshes: health.refreshes,
+                failures: health.failures,
+                valid_for_s: health.valid_for().as_secs() as i64,
+            })
+        })
+        .collect()
+}
+
 pub type SharedMetrics = Arc<Metrics>;
 
 #[cfg(test)]
@@ -255,6 +327,12 @@ mod tests {
                 idle: 2,
                 waiting: 0,
                 max: 10,
+            }],
+            vec![CredentialSnapshot {
+                profile: "main".into(),
+                refreshes: 3,
+                failures: 2,
+                valid_for_s: 1200,
             }],
             Some(AuthStats {
                 failures_by_reason: vec![("expired".into(), 4)],
@@ -277,6 +355,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"pgmcp_pool_connections_idle{profile="main"} 2"#));
+        assert!(
+            text.contains(r#"pgmcp_db_credential_refresh_failures_total{profile="main"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"pgmcp_db_credential_valid_seconds{profile="main"} 1200"#));
         assert!(text.contains(r#"pgmcp_auth_failures_total{reason="expired"} 4"#));
         assert!(text.contains("pgmcp_jwks_refreshes_total 2"), "{text}");
         assert!(text.ends_with("# EOF\n"));

@@ -4,6 +4,7 @@ use rmcp::model::JsonObject;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::db::deadline::{SESSION_CHECK_BOUND, call_deadline, no_answer};
 use crate::db::exec::QueryOutput;
 use crate::db::session::{Object, Session};
 use crate::db::{Database, UserLogin};
@@ -73,6 +74,19 @@ impl CheckedSession {
     fn conn(&mut self) -> &mut Session {
         self.conn.as_mut().expect("present until dropped")
     }
+
+    /// The outcome of work that ran for at most `bound` on this session. Past it, the server or the network has
+    /// stopped answering: the connection is marked broken, so it is closed instead of reused.
+    fn bounded<T>(
+        &mut self,
+        bound: std::time::Duration,
+        outcome: Result<Result<T, ToolError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, ToolError> {
+        outcome.unwrap_or_else(|_| {
+            self.conn().mark_broken();
+            Err(no_answer(bound))
+        })
+    }
 }
 
 impl Drop for CheckedSession {
@@ -85,20 +99,29 @@ impl Drop for CheckedSession {
             drop(Object::take(conn));
             return;
         };
+        if conn.is_broken() {
+            drop(Object::take(conn));
+            return;
+        }
         let (committed, cached, tool) = (
             self.may_commit,
             self.statement_cache,
             std::mem::take(&mut self.tool),
         );
         runtime.spawn(async move {
-            match crate::db::session::leftovers(&conn, committed, cached).await {
-                Ok(None) => {}
-                Ok(Some(left)) => {
+            let check = crate::db::session::leftovers(&conn, committed, cached);
+            match tokio::time::timeout(SESSION_CHECK_BOUND, check).await {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(left))) => {
                     tracing::warn!(%tool, %left, "a call left state on its database session; closing the connection");
                     drop(Object::take(conn));
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::warn!(%tool, %error, "could not check a database session after a call; closing the connection");
+                    drop(Object::take(conn));
+                }
+                Err(_) => {
+                    tracing::warn!(%tool, "the session check after a call got no answer in time; closing the connection");
                     drop(Object::take(conn));
                 }
             }
@@ -128,7 +151,10 @@ pub async fn call_tool(
             statement_cache: db.profile.statement_cache_size() > 0,
             tool: name.to_owned(),
         };
-        let output = curated::run(db, session.conn(), tool, &values, cancel).await?;
+        let bound = call_deadline(db.profile.statement_timeout);
+        let work = curated::run(db, session.conn(), tool, &values, cancel);
+        let outcome = tokio::time::timeout(bound, work).await;
+        let output = session.bounded(bound, outcome)?;
         return Ok(ToolAnswer::of_query(output));
     }
     let db = databases.select(requested_profile(&arguments)?.as_deref())?;
@@ -138,7 +164,10 @@ pub async fn call_tool(
         statement_cache: db.profile.statement_cache_size() > 0,
         tool: name.to_owned(),
     };
-    run_tool(db, session.conn(), name, arguments, cancel, caller).await
+    let bound = call_deadline(db.profile.statement_timeout);
+    let work = run_tool(db, session.conn(), name, arguments, cancel, caller);
+    let outcome = tokio::time::timeout(bound, work).await;
+    session.bounded(bound, outcome)
 }
 
 fn structured<T: serde::Serialize>(value: &T) -> Result<ToolAnswer, ToolError> {

@@ -507,6 +507,8 @@ fn classify(error: &ToolError) -> Outcome {
         ToolError::Database { .. } => Outcome::OtherDatabaseError,
         ToolError::Timeout { .. } => Outcome::TimedOut,
         ToolError::InvalidArgument { .. } => Outcome::InvalidArgument,
-        ToolError::Unavailable { .. } | ToolError::CallerLogin { .. } => Outcome::Unavailable,
+        ToolError::Unavailable { .. } | ToolError::Busy { .. } | ToolError::CallerLogin { .. } => {
+            Outcome::Unavailable
+        }
     }
 }

@@ -77,6 +77,8 @@ impl KeySet {
 pub struct RefreshCounters {
     pub refreshes: AtomicU64,
     pub failures: AtomicU64,
+    /// Failed fetches since the last one that succeeded (any source), for `/readyz`.
+    pub failing: AtomicU64,
 }
 
 /// The cached keys of one issuer.
@@ -168,10 +170,12 @@ impl KeySource {
                     *keys = Some(Arc::new(set));
                 }
                 self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+                self.counters.failing.store(0, Ordering::Relaxed);
                 Ok(())
             }
             Err(error) => {
                 self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                self.counters.failing.fetch_add(1, Ordering::Relaxed);
                 Err(error)
             }
         }

@@ -209,6 +209,11 @@ impl Authenticator {
         self.mode
     }
 
+    /// Signing key downloads that failed since the last one that succeeded (for `/readyz`).
+    pub fn failing_key_refreshes(&self) -> u64 {
+        self.refresh_counters.failing.load(Ordering::Relaxed)
+    }
+
     /// True once every trusted issuer's signing keys are cached (for `/readyz`).
     pub fn keys_loaded(&self) -> bool {
         self.issuers.iter().all(|issuer| issuer.keys.is_loaded())
