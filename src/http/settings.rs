@@ -228,6 +228,8 @@ mod tests {
             listen = "0.0.0.0:9000"
             public_url = "https://file.example.com/"
             allowed_origins = ["https://a.example.com"]
+            per_caller_concurrency = 3
+            header_read_timeout = "2s"
             [auth]
             mode = "entra"
             audiences = ["api://file"]
@@ -247,8 +249,13 @@ mod tests {
         assert_eq!(settings.auth.mode, AuthMode::Oidc);
         assert_eq!(settings.auth.audiences, vec!["api://flag"]);
         assert_eq!(settings.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
-        assert_eq!(settings.per_caller_concurrency, 8);
-        assert_eq!(settings.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(settings.per_caller_concurrency, 3);
+        assert_eq!(settings.header_read_timeout, Duration::from_secs(2));
+        let defaults = resolve(&args("127.0.0.1:0"), &ConfigFile::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(defaults.per_caller_concurrency, 8);
+        assert_eq!(defaults.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
     }
 
     #[test]
