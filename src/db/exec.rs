@@ -858,7 +858,7 @@ fn wrap_with_text_casts(
     statement: &Statement,
     intent: Intent,
 ) -> Result<String, ToolError> {
-    let body = statement_text(sql)?;
+    let body = guard::statement_text(sql).map_err(|e| ToolError::rejected(e.reason))?;
     let names: Vec<String> = (1..=statement.columns().len())
         .map(|i| format!("c{i}"))
         .collect();
@@ -892,26 +892,6 @@ fn wrap_with_text_casts(
             select_list.join(", ")
         )
     })
-}
-
-/// The statement's own text, without a trailing semicolon or comment, as PostgreSQL's parser delimits it.
-fn statement_text(sql: &str) -> Result<&str, ToolError> {
-    let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT)
-        .map_err(|e| ToolError::rejected(e.to_string()))?;
-    let raw = parsed
-        .protobuf
-        .stmts
-        .first()
-        .ok_or_else(|| ToolError::rejected("empty statement"))?;
-    let start = raw.stmt_location.max(0) as usize;
-    let end = if raw.stmt_len == 0 {
-        sql.len()
-    } else {
-        start + raw.stmt_len as usize
-    };
-    sql.get(start..end)
-        .map(|s| s.trim_end().trim_end_matches(';'))
-        .ok_or_else(|| ToolError::rejected("could not delimit the statement"))
 }
 
 #[cfg(test)]

@@ -189,6 +189,14 @@ fn parse_single_statement(
     }
 }
 
+/// The one statement in `sql` without what surrounds it (leading comments, a trailing semicolon), as
+/// PostgreSQL's parser delimits it; a comment after it stays, so a wrapper must close on a new line.
+pub fn statement_text(sql: &str) -> Result<&str, GuardError> {
+    let (_, span) = parse_single_statement(sql)?;
+    sql.get(span)
+        .ok_or_else(|| GuardError::new("could not delimit the statement"))
+}
+
 /// PostgreSQL's bounds of one statement (a length of 0 means "to the end"), trimmed of trailing blanks and
 /// semicolons.
 fn statement_span(sql: &str, location: i32, len: i32) -> std::ops::Range<usize> {
