@@ -301,6 +301,9 @@ def profile_summary(results, names, top):
         out.append(f"**{n}**: kernel {perf['kernel']:.0f} %, user {100 - perf['kernel']:.0f} % of cpu-clock samples; "
                    "by object: " + ", ".join(f"{d} {p:.0f} %" for p, d in perf["dsos"][:6]))
         out.append("")
+        out.append("By where the samples fell (kernel: by system call; user: by crate, package or library): " + ", ".join(
+            f"{name} {share:.1f} %" for share, name in perf["components"] if share >= 1) + ".")
+        out.append("")
         out.append("| self % | | symbol |")
         out.append("|---:|---|---|")
         for percent, kind, symbol in perf["symbols"][: top if n == names[0] else top // 2]:

@@ -63,7 +63,43 @@ def perf_profile(server, n, workdir):
         m = re.match(r"\s*([\d.]+)%\s+(.*\S)", line)
         if m:
             dsos.append((float(m.group(1)), m.group(2)))
-    return {"symbols": symbols, "kernel": kernel, "dsos": dsos}
+    return {"symbols": symbols, "kernel": kernel, "dsos": dsos, "components": components(data)}
+
+
+def components(data):
+    """Share of samples by where they fell: kernel samples by the system call they are under, user samples by the
+    crate (Rust), package (Go) or library of the function that was running."""
+    script = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,sym,dso"], capture_output=True,
+                            text=True).stdout
+    shares, total = collections.Counter(), 0
+    for sample in script.split("\n\n"):
+        frames = [re.match(r"\s*[0-9a-f]+ (.*?)(?:\+0x[0-9a-f]+)? \((.*)\)$", line)
+                  for line in sample.strip().splitlines()]
+        frames = [f for f in frames if f]
+        if not frames:
+            continue
+        total += 1
+        symbol, dso = frames[0].group(1), frames[0].group(2)
+        if "kernel" in dso:
+            calls = [re.search(r"__(?:x64|se)_sys_(\w+)", f.group(1)) for f in frames]
+            found = next((c.group(1) for c in calls if c), None)
+            shares[f"kernel: {found}" if found else "kernel: outside system calls (scheduling, interrupts)"] += 1
+        elif "libc.so" in dso:
+            what = "memmove/memcpy" if re.search(r"mem(move|cpy)", symbol) else (
+                "malloc/free" if re.search(r"malloc|free|_int_|realloc|calloc", symbol) else "other")
+            shares[f"libc: {what}"] += 1
+        else:
+            bare = symbol.lstrip("<&").removeprefix("mut ").removeprefix("dyn ")
+            if "::" in bare:
+                shares[bare.split("::")[0]] += 1
+            elif re.match(r"[\w/.-]+\.", bare):
+                # A Go symbol: the package path runs to the first dot after its last slash.
+                shares[bare[: bare.index(".", bare.rfind("/", 0, bare.find("(") % (len(bare) + 1)) + 1)]] += 1
+            elif re.search(r"perf-\d+\.map|\[JIT\]", dso):
+                shares["JIT-compiled code"] += 1
+            else:
+                shares[pathlib.Path(dso).name or dso] += 1
+    return [(100 * count / total, name) for name, count in shares.most_common()] if total else []
 
 
 # ---------------------------------------------------------------- 3. strace
