@@ -92,10 +92,17 @@ class Cluster:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
 
     def statements(self):
-        """Statements run so far in the bench database by anyone but this script (pg_stat_statements)."""
-        out = self.psql(DATABASE, "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_database d "
-                        f"ON d.oid = s.dbid WHERE d.datname = '{DATABASE}' AND query NOT LIKE '%pg_stat_statements%'")
-        return int(out.strip())
+        """Statements run so far in the bench database by anyone but this script (pg_stat_statements): by text,
+        (calls, total execution time in ms)."""
+        out = self.psql(DATABASE, "SELECT t || chr(9) || c || chr(9) || e FROM (SELECT regexp_replace(left(query, "
+                        "90), '\\s+', ' ', 'g') AS t, sum(calls) AS c, sum(total_exec_time) AS e FROM pg_stat_statements "
+                        f"s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{DATABASE}' AND query NOT LIKE "
+                        "'%pg_stat_statements%' GROUP BY 1) AS x")
+        found = {}
+        for line in filter(None, out.splitlines()):
+            text, calls, total = line.rsplit("\t", 2)
+            found[text] = (int(calls), float(total))
+        return found
 
     def cpu_ns(self):
         """Run time so far of each process of the cluster, by pid (a window takes the pids present at both ends)."""

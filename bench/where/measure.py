@@ -176,6 +176,7 @@ class Server:
 
 def clean_windows(server, cluster, n):
     runs = []
+    by_statement = collections.Counter()
     for _ in range(CLEAN_WINDOWS):
         pids = process_tree(server.pid)
         statements0 = cluster.statements()
@@ -192,6 +193,10 @@ def clean_windows(server, cluster, n):
         sw1 = [sum(x) for x in zip(*(switches(p) for p in pids))]
         pg1 = cluster.cpu_ns()
         statements1 = cluster.statements()
+        for text, (calls, total) in statements1.items():
+            before = statements0.get(text, (0, 0.0))
+            by_statement[(text, "calls")] += calls - before[0]
+            by_statement[(text, "ms")] += total - before[1]
         runs.append({
             "wall_ms": sum(latencies) * 1000 / n,
             "p50_ms": latencies[n // 2] * 1000,
@@ -200,12 +205,18 @@ def clean_windows(server, cluster, n):
             "pg_cpu_ms": sum(pg1[p] - pg0[p] for p in pg0.keys() & pg1.keys()) / 1e6 / n,
             "voluntary": (sw1[0] - sw0[0]) / n,
             "involuntary": (sw1[1] - sw0[1]) / n,
-            # The two reads of the counter itself are excluded by the filter; what is left is the server's.
-            "statements": (statements1 - statements0) / n,
+            # The reads of pg_stat_statements itself are left out by their text; what is left is the server's.
+            "statements": (sum(c for c, _ in statements1.values()) - sum(c for c, _ in statements0.values())) / n,
         })
     threads = sum(len(tasks(p)) for p in process_tree(server.pid))
+    calls = n * CLEAN_WINDOWS
+    statements = sorted(
+        ((text, by_statement[(text, "calls")] / calls, by_statement[(text, "ms")] / calls)
+         for text, kind in by_statement if kind == "calls" and by_statement[(text, "calls")] >= calls / 10),
+        key=lambda s: -s[2])
     return {key: statistics.median(r[key] for r in runs) for key in runs[0]} | {
-        "threads": threads, "cpu_ms_range": (min(r["cpu_ms"] for r in runs), max(r["cpu_ms"] for r in runs))}
+        "threads": threads, "cpu_ms_range": (min(r["cpu_ms"] for r in runs), max(r["cpu_ms"] for r in runs)),
+        "by_statement": statements}
 
 # ---------------------------------------------------------------- 5. allocations
 
@@ -313,6 +324,17 @@ def profile_summary(results, names, top):
     return "\n".join(out)
 
 
+def statements_summary(results, names):
+    out = ["Statements per call and PostgreSQL's execution time for them (pg_stat_statements, over the three clean "
+           "windows; the execution time excludes parsing, planning and the protocol):", ""]
+    out.append("| server | statement | runs per call | execution ms per call |")
+    out.append("|---|---|---:|---:|")
+    for n in names:
+        for text, per_call, ms in results[n].get("clean", {}).get("by_statement", []):
+            out.append(f"| {n} | `{text}` | {per_call:.2f} | {ms:.4f} |")
+    return "\n".join(out) + "\n"
+
+
 def stacks_summary(results, names):
     out = []
     for n in names:
@@ -399,8 +421,8 @@ def main():
         "- servers: " + "; ".join(versions if s["short"] == "pgmcp" else s["name"] for s in specs) + (f"; not installed: {', '.join(missing)}" if missing else ""),
     ]
     errors = [f"- {n}: not measured: {results[n]['error']}" for n in names if "error" in results[n]]
-    text = "\n".join(header + errors) + "\n\n" + table(results, names) + "\n\n" + profile_summary(
-        results, names, 20) + "\n" + stacks_summary(results, names)
+    text = "\n".join(header + errors) + "\n\n" + table(results, names) + "\n\n" + statements_summary(
+        results, names) + "\n" + profile_summary(results, names, 20) + "\n" + stacks_summary(results, names)
     print(text)
     if args.output:
         args.output.write_text(text + "\n")
