@@ -1,13 +1,15 @@
 //! The raw floor: the same SQL through plain tokio-postgres with prepared statements and a pool, the least any
 //! server in front of PostgreSQL could cost.
 
-use pgmcp::db::session::LEFTOVERS_SQL;
+use pgmcp::db::session::{LEFTOVERS_SQL, ROLLBACK_AND_CHECK, SESSION_CHECK_STATEMENT};
 use std::str::FromStr;
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod,
+};
 use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -65,11 +67,13 @@ pub async fn point_queries(
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Sequence {
     /// Today's: the statement restated with its row limit (`SELECT * FROM (…) LIMIT 1001`), prepared once per
-    /// connection; `START TRANSACTION READ ONLY`, its Bind/Execute/Sync and the ROLLBACK sent in one flight
-    /// (the ROLLBACK's answer not awaited); then the session check (pgmcp's `LEFTOVERS_SQL`, prepared once per
-    /// connection) off the caller's path: the connection goes back to the pool when the check has answered.
+    /// connection; `START TRANSACTION READ ONLY`, its Bind/Execute/Sync, and `ROLLBACK; EXECUTE` of the session
+    /// check (pgmcp's `LEFTOVERS_SQL`, `PREPARE`d once per connection) as one simple query, all sent in one
+    /// flight; the check's answer is read off the caller's path, and the connection goes back to the pool when
+    /// it has answered.
     Current,
-    /// The same without the session check. Kept so scenario 1 shows what the check costs.
+    /// The same without the session check (the ROLLBACK alone, not awaited). Kept so scenario 1 shows what the
+    /// check costs.
     WithoutSessionCheck,
     /// The sequence before: `START TRANSACTION READ ONLY` awaited, then a portal with a row limit (Bind, then
     /// Execute: two more round trips), the ROLLBACK queued, then the session check. Kept so scenario 1 shows what
@@ -86,9 +90,21 @@ impl Sequence {
         }
     }
 
-    /// A pool that recycles connections as pgmcp does.
+    /// A pool that recycles connections as pgmcp does, with the session check prepared on each connection.
     pub fn pool(self, url: &str, size: usize) -> anyhow::Result<Pool> {
-        pool_with(url, size, RecyclingMethod::Fast)
+        let config = tokio_postgres::Config::from_str(url).context("parsing the database URL")?;
+        let recycling_method = RecyclingMethod::Fast;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method });
+        let prepare = Hook::async_fn(|client: &mut ClientWrapper, _| {
+            Box::pin(async move {
+                let sql = format!("PREPARE {SESSION_CHECK_STATEMENT}(bool) AS {LEFTOVERS_SQL}");
+                client.batch_execute(&sql).await.map_err(HookError::Backend)
+            })
+        });
+        Ok(Pool::builder(manager)
+            .max_size(size)
+            .post_create(prepare)
+            .build()?)
     }
 }
 
@@ -123,26 +139,46 @@ pub async fn pgmcp_sequence(
                 let aid = ids.next_in(accounts) as i32;
                 match sequence {
                     Sequence::Current | Sequence::WithoutSessionCheck => {
-                        let statement = client.prepare_cached(&bounded).await?;
-                        let begin = client
-                            .simple_query_raw("START TRANSACTION READ ONLY")
-                            .await?;
-                        let query = client.query_raw(&statement, [aid]);
-                        pin_mut!(query);
-                        let first = futures_util::poll!(query.as_mut());
-                        drop(client.simple_query_raw("ROLLBACK").await);
-                        pin_mut!(begin);
-                        while let Some(message) = begin.next().await {
-                            message?;
-                        }
-                        let stream = match first {
-                            std::task::Poll::Ready(stream) => stream?,
-                            std::task::Poll::Pending => query.await?,
+                        let check = {
+                            let statement = client.prepare_cached(&bounded).await?;
+                            let begin = client
+                                .simple_query_raw("START TRANSACTION READ ONLY")
+                                .await?;
+                            let query = client.query_raw(&statement, [aid]);
+                            pin_mut!(query);
+                            let first = futures_util::poll!(query.as_mut());
+                            let end = if sequence == Sequence::Current {
+                                ROLLBACK_AND_CHECK
+                            } else {
+                                "ROLLBACK"
+                            };
+                            let check = client.simple_query_raw(end).await?;
+                            pin_mut!(begin);
+                            while let Some(message) = begin.next().await {
+                                message?;
+                            }
+                            let stream = match first {
+                                std::task::Poll::Ready(stream) => stream?,
+                                std::task::Poll::Pending => query.await?,
+                            };
+                            pin_mut!(stream);
+                            while let Some(row) = stream.next().await {
+                                row?;
+                            }
+                            check
                         };
-                        pin_mut!(stream);
-                        while let Some(row) = stream.next().await {
-                            row?;
+                        latencies.push(call.elapsed());
+                        if sequence == Sequence::Current {
+                            tokio::spawn(async move {
+                                let _client = client;
+                                pin_mut!(check);
+                                while let Some(message) = check.next().await {
+                                    message?;
+                                }
+                                anyhow::Ok(())
+                            });
                         }
+                        continue;
                     }
                     Sequence::PreviousPortal => {
                         let txn = client.build_transaction().read_only(true).start().await?;
@@ -158,7 +194,7 @@ pub async fn pgmcp_sequence(
                     }
                 }
                 latencies.push(call.elapsed());
-                if sequence != Sequence::WithoutSessionCheck {
+                if sequence == Sequence::PreviousPortal {
                     tokio::spawn(async move {
                         let check = client.prepare_cached(LEFTOVERS_SQL).await?;
                         client.query(&check, &[&false]).await?;

@@ -9,8 +9,8 @@ use deadpool_postgres::{StatementCache, Transaction};
 use futures_util::{StreamExt, pin_mut};
 use serde::Serialize;
 use serde_json::Value;
-use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{SimpleQueryStream, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AccessMode;
@@ -491,6 +491,8 @@ async fn execute(
     params: &[Value],
     intent: Intent,
 ) -> Result<QueryOutput, Failure> {
+    // Anything sent from here on would come after a check sent earlier, which then says nothing about it.
+    client.discard_pending_check();
     if checked.one_flight
         && ctx.shared_resolution
         && statements.capacity > 0
@@ -499,7 +501,8 @@ async fn execute(
         let done =
             execute_in_one_flight(client, ctx, statements, checked.mode, sql, params, &masks)
                 .await?;
-        if let Some(output) = done {
+        if let Some((output, check)) = done {
+            client.set_pending_check(check);
             return Ok(output);
         }
     }
@@ -622,14 +625,14 @@ const BEGIN_READ_ONLY: &str = "START TRANSACTION READ ONLY";
 /// statement this connection has not prepared yet costs one Parse first. `None` when a column needs the cast to
 /// text that has not been checked yet: the caller then takes the general path, which checks it.
 async fn execute_in_one_flight(
-    client: &Session,
+    client: &mut Session,
     ctx: &CallContext<'_>,
     statements: &Statements,
     mode: AccessMode,
     sql: &str,
     params: &[Value],
     output_masks: &OutputMasks,
-) -> Result<Option<QueryOutput>, Failure> {
+) -> Result<Option<(QueryOutput, SimpleQueryStream)>, Failure> {
     // Parsed outside a transaction block: the session's default_transaction_read_only makes that implicit
     // transaction read-only, and the text is the one PostgreSQL resolved for the checks.
     let described = statements.prepare_in_session(client, sql).await?;
@@ -658,12 +661,14 @@ async fn execute_in_one_flight(
 
     // Each request is written when first polled; the connection sends them in this order, in one write.
     let begin = client.simple_query_raw(BEGIN_READ_ONLY).await?;
+    let rollback_and_check = client.rollback_and_check();
+    let client: &Session = client;
     let query = client.query_raw(&statement, bind_params.iter());
     pin_mut!(query);
     let first_poll = futures_util::poll!(query.as_mut());
-    // Queued behind the statement and never awaited, as a dropped transaction's ROLLBACK: its answer is
-    // discarded, and the connection runs it before anything sent later.
-    drop(client.simple_query_raw("ROLLBACK").await);
+    // Queued behind the statement: the ROLLBACK, then the session check the call would otherwise send on its
+    // own once the answer is out. Its answer is read when the call lets go of the connection.
+    let check = client.simple_query_raw(rollback_and_check).await?;
     // The BEGIN's answer is read first: each request's answers wait for their reader in order.
     pin_mut!(begin);
     while let Some(message) = begin.next().await {
@@ -675,7 +680,7 @@ async fn execute_in_one_flight(
     };
     let mut rows = RowsText::new(ctx.limits, output_masks);
     rows.take(stream).await?;
-    Ok(Some(rows.finish(columns, None)))
+    Ok(Some((rows.finish(columns, None), check)))
 }
 
 fn column_infos(statement: &Statement) -> Vec<ColumnInfo> {

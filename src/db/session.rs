@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::DbError;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::{Client, Config, SimpleQueryMessage, SimpleQueryStream};
 
 pub type Pool = managed::Pool<SessionManager>;
 pub type Object = managed::Object<SessionManager>;
@@ -98,6 +99,11 @@ pub struct Session {
     /// Set when a call gave up waiting for the server: the connection's protocol state is unknown (an answer may
     /// still arrive), so it is closed instead of being checked or reused.
     broken: bool,
+    /// The session check already sent behind a call's ROLLBACK, in the call's own flight (see
+    /// [`rollback_and_check`]); its answer is read when the call lets go of the connection.
+    pending_check: Option<PendingCheck>,
+    /// `PREPARE`d on this connection: the SQL-level form of [`LEFTOVERS_SQL`] that [`rollback_and_check`] runs.
+    check_prepared: bool,
 }
 
 impl Session {
@@ -108,6 +114,28 @@ impl Session {
 
     pub fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    /// The text that ends a read-only call's transaction and checks the session, as one simple query (one
+    /// message, one answer): `ROLLBACK`, then the session check as a statement `PREPARE`d on this connection,
+    /// prepared by the first such text. Parsing and planning the check's catalog views afresh would cost the
+    /// server several times what running the prepared plan does.
+    pub fn rollback_and_check(&mut self) -> &'static str {
+        if std::mem::replace(&mut self.check_prepared, true) {
+            ROLLBACK_AND_CHECK
+        } else {
+            &ROLLBACK_PREPARE_AND_CHECK
+        }
+    }
+
+    /// Keeps the answer of a check sent by [`Session::rollback_and_check`]'s text, for when the call lets go.
+    pub fn set_pending_check(&mut self, check: SimpleQueryStream) {
+        self.pending_check = Some(PendingCheck(Box::pin(check)));
+    }
+
+    /// Forgets a check sent earlier: work sent after it makes its answer stale. Its answer is discarded unread.
+    pub fn discard_pending_check(&mut self) {
+        self.pending_check = None;
     }
 }
 
@@ -122,6 +150,15 @@ impl std::ops::Deref for Session {
 impl std::ops::DerefMut for Session {
     fn deref_mut(&mut self) -> &mut ClientWrapper {
         &mut self.client
+    }
+}
+
+/// The answer of a session check already sent.
+struct PendingCheck(std::pin::Pin<Box<SimpleQueryStream>>);
+
+impl std::fmt::Debug for PendingCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingCheck")
     }
 }
 
@@ -173,6 +210,8 @@ impl managed::Manager for SessionManager {
             client: ClientWrapper::new(connected.client, connected.task),
             notices: connected.notices,
             broken: false,
+            pending_check: None,
+            check_prepared: false,
         })
     }
 
@@ -196,11 +235,16 @@ impl managed::Manager for SessionManager {
 /// What a connection still holds after a call, beyond the call's own (rolled back or committed) transaction.
 /// Read-only calls are rolled back, which undoes settings, temporary objects and LISTEN; advisory locks,
 /// SQL-level prepared statements and holdable cursors outlive a rollback, and a committed write keeps everything.
-/// One round trip, queued right behind the call's ROLLBACK or COMMIT.
+/// Sent in the call's own flight behind its ROLLBACK where it can be ([`Session::rollback_and_check`]), otherwise
+/// right behind the ROLLBACK or COMMIT.
+///
+/// pgmcp's own SQL-level check statement is not a leftover. Replacing it with a fake one would take a `DEALLOCATE`
+/// and a `PREPARE` run in the session, which would equally replace the protocol-level statement of the other form.
 pub const LEFTOVERS_SQL: &str = "\
 SELECT (SELECT count(*) FROM pg_catalog.pg_locks \
          WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int4, \
-       (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_prepared_statements \
+         WHERE from_sql AND name <> 'pgmcp_session_check')::int4, \
        (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)::int4, \
        (SELECT count(*) FROM pg_catalog.pg_listening_channels())::int4, \
        CASE WHEN pg_catalog.pg_my_temp_schema() = 0 THEN 0 \
@@ -208,6 +252,15 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_locks \
                   WHERE relnamespace = pg_catalog.pg_my_temp_schema())::int4 END, \
        CASE WHEN $1 THEN (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session')::int4 \
             ELSE 0 END";
+/// The session check's SQL-level statement, as the first check on a connection prepares it.
+pub const SESSION_CHECK_STATEMENT: &str = "pgmcp_session_check";
+pub const ROLLBACK_AND_CHECK: &str = "ROLLBACK; EXECUTE pgmcp_session_check(false)";
+/// The first check on a connection prepares the statement the later ones execute.
+static ROLLBACK_PREPARE_AND_CHECK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "ROLLBACK; PREPARE pgmcp_session_check(bool) AS {LEFTOVERS_SQL}; EXECUTE pgmcp_session_check(false)"
+    )
+});
 const LEFTOVER_KINDS: [&str; 6] = [
     "advisory locks",
     "prepared statements",
@@ -217,12 +270,16 @@ const LEFTOVER_KINDS: [&str; 6] = [
     "changed settings",
 ];
 
-/// What the session check found, in words for the log; `None` when the connection holds nothing.
+/// What the session check found, in words for the log; `None` when the connection holds nothing. A check already
+/// sent in the call's flight is read; otherwise one is sent now.
 pub async fn leftovers(
-    session: &Session,
+    session: &mut Session,
     committed: bool,
     cached: bool,
 ) -> Result<Option<String>, tokio_postgres::Error> {
+    if let Some(pending) = session.pending_check.take() {
+        return pending_leftovers(pending.0).await;
+    }
     let rows = if cached {
         let statement = session.prepare_cached(LEFTOVERS_SQL).await?;
         session.query(&statement, &[&committed]).await?
@@ -238,12 +295,41 @@ pub async fn leftovers(
     let Some(row) = rows.first() else {
         return Ok(Some("the session check returned no row".into()));
     };
-    let mut found = Vec::new();
-    for (index, kind) in LEFTOVER_KINDS.iter().enumerate() {
-        let count: i32 = row.try_get(index)?;
-        if count > 0 {
-            found.push(format!("{kind}: {count}"));
+    let mut counts = [0i32; LEFTOVER_KINDS.len()];
+    for (index, count) in counts.iter_mut().enumerate() {
+        *count = row.try_get(index)?;
+    }
+    Ok(describe(&counts))
+}
+
+/// The answer of [`ROLLBACK_AND_CHECK`]: the ROLLBACK's completion, then the check's one row, in text.
+async fn pending_leftovers(
+    mut answer: std::pin::Pin<Box<SimpleQueryStream>>,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let mut counts = None;
+    while let Some(message) = answer.next().await {
+        if let SimpleQueryMessage::Row(row) = message? {
+            let mut found = [0i32; LEFTOVER_KINDS.len()];
+            for (index, count) in found.iter_mut().enumerate() {
+                // Every column is a count: a missing or unreadable one is itself a reason not to reuse.
+                *count = row
+                    .try_get(index)?
+                    .and_then(|text| text.parse().ok())
+                    .unwrap_or(i32::MAX);
+            }
+            counts = Some(found);
         }
     }
-    Ok((!found.is_empty()).then(|| found.join(", ")))
+    Ok(match counts {
+        Some(counts) => describe(&counts),
+        None => Some("the session check returned no row".into()),
+    })
+}
+
+fn describe(counts: &[i32; LEFTOVER_KINDS.len()]) -> Option<String> {
+    let found: Vec<String> = (LEFTOVER_KINDS.iter().zip(counts))
+        .filter(|(_, count)| **count > 0)
+        .map(|(kind, count)| format!("{kind}: {count}"))
+        .collect();
+    (!found.is_empty()).then(|| found.join(", "))
 }

@@ -68,6 +68,9 @@ struct CheckedSession {
     may_commit: bool,
     statement_cache: bool,
     tool: String,
+    /// The tool's last work on the session is its one statement, so a check sent behind that statement's
+    /// ROLLBACK (`Session::rollback_and_check`) saw everything the call did. Other tools get a check of their own.
+    ends_with_its_statement: bool,
 }
 
 impl CheckedSession {
@@ -103,13 +106,17 @@ impl Drop for CheckedSession {
             drop(Object::take(conn));
             return;
         }
+        let mut conn = conn;
+        if !self.ends_with_its_statement || self.may_commit {
+            conn.discard_pending_check();
+        }
         let (committed, cached, tool) = (
             self.may_commit,
             self.statement_cache,
             std::mem::take(&mut self.tool),
         );
         runtime.spawn(async move {
-            let check = crate::db::session::leftovers(&conn, committed, cached);
+            let check = crate::db::session::leftovers(&mut conn, committed, cached);
             match tokio::time::timeout(SESSION_CHECK_BOUND, check).await {
                 Ok(Ok(None)) => {}
                 Ok(Ok(Some(left))) => {
@@ -150,6 +157,7 @@ pub async fn call_tool(
             may_commit: tool.writes,
             statement_cache: db.profile.statement_cache_size() > 0,
             tool: name.to_owned(),
+            ends_with_its_statement: true,
         };
         let bound = call_deadline(db.profile.statement_timeout);
         let work = curated::run(db, session.conn(), tool, &values, cancel);
@@ -163,6 +171,7 @@ pub async fn call_tool(
         may_commit: name == "execute_write",
         statement_cache: db.profile.statement_cache_size() > 0,
         tool: name.to_owned(),
+        ends_with_its_statement: matches!(name, "execute_query" | "read_table"),
     };
     let bound = call_deadline(db.profile.statement_timeout);
     let work = run_tool(db, session.conn(), name, arguments, cancel, caller);
