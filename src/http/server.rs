@@ -184,6 +184,7 @@ pub(crate) async fn serve_http_on(
 ) -> anyhow::Result<()> {
     let bound = listener.local_addr().context("the bound address")?;
     settings.listen = bound;
+    crate::db::deadline::anchor_deadlines();
     let terminated = termination_signal();
     let base = public_base(&settings, bound);
     let resource = format!("{base}{MCP_PATH}");
