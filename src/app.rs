@@ -144,14 +144,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     outcome
 }
 
-/// Whether `serve` listens on HTTP (`--http`, `PGMCP_HTTP` or `http.listen`), decided before the runtime exists: a
-/// stdio server has one client, and one thread serves it with a third less CPU per call than worker threads that
-/// hand each request between them. A config file that cannot be read counts as HTTP here; `serve` reports it.
-pub fn serves_http(args: &ServeArgs) -> bool {
-    args.http.listen.is_some()
-        || args.database.config.as_ref().is_some_and(|path| {
-            ConfigFile::load(path).map_or(true, |file| file.http.listen.is_some())
-        })
+/// How many threads `serve` runs on, decided before the runtime exists. Over stdio, one: a stdio server has one
+/// client, and one thread serves it with a third less CPU per call than worker threads that hand each request
+/// between them. Over HTTP (`--http`, `PGMCP_HTTP` or `http.listen`), `--http-threads` or `http.threads`, one by
+/// default for the same reason. A config file that cannot be read, or a thread count out of range, counts as the
+/// default here; `serve` reports it.
+pub fn serve_threads(args: &ServeArgs) -> usize {
+    let file = (args.database.config.as_ref()).map(|path| ConfigFile::load(path).ok());
+    let file_http = file
+        .as_ref()
+        .and_then(|file| file.as_ref())
+        .map(|file| &file.http);
+    let serves_http = args.http.listen.is_some()
+        || file_http.is_some_and(|http| http.listen.is_some())
+        || matches!(file, Some(None));
+    if !serves_http {
+        return 1;
+    }
+    crate::http::settings::threads(args.http.threads, file_http.and_then(|http| http.threads))
+        .unwrap_or(crate::http::settings::DEFAULT_HTTP_THREADS)
 }
 
 /// Serves MCP on stdin/stdout until the client closes stdin or a termination signal arrives.
@@ -160,6 +171,7 @@ pub async fn serve_stdio(databases: Arc<Databases>) -> anyhow::Result<()> {
 }
 
 async fn serve_stdio_with(databases: Arc<Databases>, observed: Observed) -> anyhow::Result<()> {
+    crate::db::deadline::anchor_deadlines();
     for db in databases.all() {
         tracing::info!(
             profile = %db.profile.name,

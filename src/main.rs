@@ -6,9 +6,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     pgmcp::telemetry::init(&cli.log, cli.log_format);
     let runtime = match &cli.command {
-        Command::Serve(args) if !pgmcp::app::serves_http(args) => {
-            tokio::runtime::Builder::new_current_thread()
-        }
+        Command::Serve(args) => match pgmcp::app::serve_threads(args) {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            threads => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(threads);
+                builder
+            }
+        },
         _ => tokio::runtime::Builder::new_multi_thread(),
     }
     .enable_all()

@@ -103,6 +103,8 @@ pub struct HttpFile {
     pub header_read_timeout: Option<DurationValue>,
     /// Requests one authenticated caller may have running at once (default 8; 0: no limit).
     pub per_caller_concurrency: Option<i64>,
+    /// Threads that serve HTTP (default 1).
+    pub threads: Option<i64>,
     /// `resource_documentation` in the protected resource metadata.
     pub resource_documentation: Option<String>,
     /// `resource_name` in the protected resource metadata.

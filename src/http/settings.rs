@@ -30,6 +30,8 @@ pub struct HttpSettings {
     pub header_read_timeout: Duration,
     /// MCP requests one authenticated caller may have running at once; 0 is no limit.
     pub per_caller_concurrency: usize,
+    /// Threads of the runtime that serves HTTP; one is a current-thread runtime.
+    pub threads: usize,
     /// Where people read how to use this server (RFC 9728 `resource_documentation`); only announced when set, since
     /// pgmcp cannot know where a deployment documents itself.
     pub resource_documentation: Option<String>,
@@ -95,6 +97,22 @@ fn duration(value: &Option<DurationValue>, setting: &str) -> anyhow::Result<Opti
             }
             Ok(Some(duration))
         }
+    }
+}
+
+/// Threads serving HTTP when neither `--http-threads` nor `http.threads` says.
+pub const DEFAULT_HTTP_THREADS: usize = 1;
+
+/// The threads `serve --http` runs on, from `--http-threads` or `http.threads`.
+pub fn threads(flag: Option<i64>, file: Option<i64>) -> anyhow::Result<usize> {
+    const MOST: i64 = 1024;
+    match flag.or(file) {
+        None => Ok(DEFAULT_HTTP_THREADS),
+        Some(n) if (1..=MOST).contains(&n) => Ok(n as usize),
+        Some(n) => anyhow::bail!(
+            "invalid `--http-threads` / `http.threads` = {n}: must be between 1 and {MOST} — set how many threads \
+             serve HTTP, e.g. 1 (the default), or the number of cores pgmcp may use"
+        ),
     }
 }
 
@@ -187,6 +205,7 @@ pub fn resolve(args: &HttpArgs, file: &ConfigFile) -> anyhow::Result<Option<Http
         per_caller_concurrency: per_caller_concurrency(
             args.per_caller_concurrency.or(http.per_caller_concurrency),
         )?,
+        threads: threads(args.threads, http.threads)?,
         resource_documentation: http.resource_documentation.clone(),
         resource_name: http
             .resource_name
@@ -230,6 +249,7 @@ mod tests {
             allowed_origins = ["https://a.example.com"]
             per_caller_concurrency = 3
             header_read_timeout = "2s"
+            threads = 2
             [auth]
             mode = "entra"
             audiences = ["api://file"]
@@ -251,16 +271,25 @@ mod tests {
         assert_eq!(settings.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(settings.per_caller_concurrency, 3);
         assert_eq!(settings.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(settings.threads, 2);
         let defaults = resolve(&args("127.0.0.1:0"), &ConfigFile::default())
             .unwrap()
             .unwrap();
         assert_eq!(defaults.per_caller_concurrency, 8);
         assert_eq!(defaults.header_read_timeout, DEFAULT_HEADER_READ_TIMEOUT);
+        assert_eq!(defaults.threads, 1);
     }
 
     #[test]
     fn bad_values_name_the_setting() {
         let file = ConfigFile::default();
+        let mut no_threads = args("127.0.0.1:0");
+        no_threads.threads = Some(0);
+        let err = resolve(&no_threads, &file).unwrap_err().to_string();
+        assert!(
+            err.contains("--http-threads") && err.contains("http.threads"),
+            "{err}"
+        );
         let err = resolve(&args("nowhere"), &file).unwrap_err().to_string();
         assert!(
             err.contains("--http") && err.contains("127.0.0.1:8080"),
