@@ -317,8 +317,8 @@ pub fn http(
     }
     section.note(format!(
         "Each server serves its own HTTP transport on a free loopback port without authentication: pgmcp `serve \
-         --http --auth-mode none` (stateless, no session id), MCP Toolbox `--address 127.0.0.1 --port N` at \
-         `/mcp`, DBHub `--transport http --port N` at `/mcp` (stateless: a new MCP server per request; it listens \
+         --http --auth-mode none` (stateless, no session id), MCP Toolbox `--address 127.0.0.1 --port N --log-level WARN` \
+         at `/mcp`, DBHub `--transport http --port N` at `/mcp` (stateless: a new MCP server per request; it listens \
          on every interface, so a preloaded shim, bench/peers/loopback.cjs, moves it to 127.0.0.1), Postgres MCP \
          Pro `--transport sse` (0.3.0 offers no Streamable HTTP; its HTTP+SSE transport: one `GET /sse` per \
          client whose events carry the answers, the requests `POST`ed to the endpoint it names; uvicorn logs \
