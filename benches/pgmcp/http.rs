@@ -39,8 +39,8 @@ impl Era {
             Era::Legacy => "2025-11-25, stateless server",
             Era::LegacySessions => "2025-11-25, --legacy-sessions",
             Era::Stateless => "2026-07-28",
-            Era::AsServed => "2025-11-25",
-            Era::Sse => "2025-11-25 over HTTP+SSE",
+            Era::AsServed => "Streamable HTTP, 2025-11-25",
+            Era::Sse => "HTTP+SSE",
         }
     }
 
