@@ -5,27 +5,28 @@
 #
 #   ./scripts/bench.sh            full run, results into BENCHMARKS.md
 #   ./scripts/bench.sh --peers    also install (into bench/, on demand) and measure the peer MCP servers
-#   ./scripts/bench.sh --only 2,6 only these scenarios (for profiling; never writes BENCHMARKS.md)
+#   ./scripts/bench.sh --only 2,6 only these scenarios (for profiling; never writes BENCHMARKS.md, only a file
+#                                 named with --output FILE)
 #   ./scripts/bench.sh --smoke    short run (about 15 s plus a debug build of the bench) that checks the harness
 #                                 still works; writes nothing unless --output FILE is given. PGMCP_BENCH_SMOKE=1 does
 #                                 the same. CI: `./scripts/bench.sh --smoke`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-smoke=0; peers=0; output=""
+smoke=0; peers=0; output=""; only=0
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1; args+=(--smoke) ;;
     --peers) peers=1; args+=(--peers) ;;
     --output) output="$2"; shift ;;
-    --only) args+=(--only "$2"); shift ;;
+    --only) only=1; args+=(--only "$2"); shift ;;
     *) echo "unknown argument: $1 (known: --smoke, --peers, --output FILE, --only 1,2,...)" >&2; exit 2 ;;
   esac
   shift
 done
 [ "${PGMCP_BENCH_SMOKE:-0}" = 1 ] && smoke=1 && args+=(--smoke)
-if [ -z "$output" ] && [ "$smoke" = 0 ]; then output="$PWD/BENCHMARKS.md"; fi
+if [ -z "$output" ] && [ "$smoke" = 0 ] && [ "$only" = 0 ]; then output="$PWD/BENCHMARKS.md"; fi
 [ -n "$output" ] && args+=(--output "$output")
 
 . scripts/deps.sh

@@ -1,6 +1,7 @@
-//! `pgmcp serve --http` as a child process, and a minimal MCP client over Streamable HTTP in both protocol eras:
-//! one keep-alive connection per client (reqwest), the JSON-RPC request as bytes out, the JSON answer read back
-//! without validation, so what the figures measure is the server.
+//! `pgmcp serve --http` as a child process, and a minimal MCP client over Streamable HTTP in both protocol eras
+//! (and over the older HTTP+SSE transport, for a peer that offers only that): one keep-alive connection per client
+//! (reqwest), the JSON-RPC request as bytes out, the JSON answer read back without validation, so what the figures
+//! measure is the server.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +25,12 @@ pub enum Era {
     /// 2026-07-28: no handshake state; every request carries the protocol version and client capabilities in
     /// `_meta` and the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers.
     Stateless,
+    /// The 2025-11-25 client against a server that is not pgmcp: it keeps a session id if one comes back and sends
+    /// it on every request, and goes without otherwise.
+    AsServed,
+    /// The HTTP+SSE transport (protocol 2024-11-05, still served by some peers): one long `GET` whose events carry
+    /// every answer, the requests `POST`ed to the endpoint its first event names.
+    Sse,
 }
 
 impl Era {
@@ -32,6 +39,8 @@ impl Era {
             Era::Legacy => "2025-11-25, stateless server",
             Era::LegacySessions => "2025-11-25, --legacy-sessions",
             Era::Stateless => "2026-07-28",
+            Era::AsServed => "Streamable HTTP, 2025-11-25",
+            Era::Sse => "HTTP+SSE",
         }
     }
 
@@ -148,6 +157,8 @@ pub struct McpHttp {
     era: Era,
     headers: HeaderMap,
     next_id: u64,
+    /// The answers' stream of the HTTP+SSE transport.
+    events: Option<EventStream>,
 }
 
 impl McpHttp {
@@ -174,16 +185,31 @@ impl McpHttp {
             era,
             headers,
             next_id: 1,
+            events: None,
         };
-        if era == Era::Stateless {
+        if era == Era::Sse {
+            mcp.open_event_stream().await?;
+            mcp.request("initialize", None, initialize_params(era))
+                .await?;
+            let response = mcp
+                .post(
+                    None,
+                    &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                )
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "notifications/initialized: HTTP {}",
+                response.status()
+            );
+        } else if era == Era::Stateless {
             mcp.request("server/discover", None, json!({})).await?;
         } else {
             let response = mcp
                 .post(
                     None,
-                    &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                        "protocolVersion": era.version(), "capabilities": {},
-                        "clientInfo": {"name": "pgmcp-bench", "version": "1"}}}),
+                    &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                        "params": initialize_params(era)}),
                 )
                 .await?;
             let session = response.headers().get("mcp-session-id").cloned();
@@ -198,6 +224,9 @@ impl McpHttp {
                     mcp.headers.insert("mcp-session-id", id);
                 }
                 (Era::LegacySessions, None) => bail!("--legacy-sessions gave no Mcp-Session-Id"),
+                (Era::AsServed, Some(id)) => {
+                    mcp.headers.insert("mcp-session-id", id);
+                }
                 (_, Some(_)) => bail!("a stateless server handed out a session id"),
                 _ => {}
             }
@@ -218,6 +247,37 @@ impl McpHttp {
             );
         }
         Ok(mcp)
+    }
+
+    /// Opens the HTTP+SSE transport's event stream at `self.url` and moves `self.url` to the endpoint the server
+    /// names in its first event, where the requests go from now on.
+    async fn open_event_stream(&mut self) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .get(&self.url)
+            .header(ACCEPT, "text/event-stream")
+            // The stream lives as long as the client; each read below has its own time limit.
+            .timeout(Duration::from_secs(30 * 60))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "GET {}: HTTP {}",
+            self.url,
+            response.status()
+        );
+        let mut events = EventStream {
+            response,
+            buffer: Vec::new(),
+        };
+        let (kind, data) = events.next().await?;
+        anyhow::ensure!(
+            kind == "endpoint",
+            "the event stream began with `{kind}`, not `endpoint`"
+        );
+        self.url = reqwest::Url::parse(&self.url)?.join(&data)?.to_string();
+        self.events = Some(events);
+        Ok(())
     }
 
     async fn post(
@@ -262,6 +322,14 @@ impl McpHttp {
         let response = self.post(Some((method, name.unwrap_or(""))), &body).await?;
         let status = response.status();
         let bytes = response.bytes().await?;
+        if let Some(events) = &mut self.events {
+            anyhow::ensure!(
+                status.is_success(),
+                "{method}: HTTP {status}: {:.300}",
+                String::from_utf8_lossy(&bytes)
+            );
+            return events.answer(method, id).await;
+        }
         if !status.is_success() {
             bail!(
                 "{method}: HTTP {status}: {:.300}",
@@ -318,6 +386,85 @@ impl McpHttp {
             );
         }
         Ok((bytes, result))
+    }
+}
+
+fn initialize_params(era: Era) -> Value {
+    json!({
+        "protocolVersion": era.version(), "capabilities": {},
+        "clientInfo": {"name": "pgmcp-bench", "version": "1"}
+    })
+}
+
+/// The server-to-client half of the HTTP+SSE transport: the events of one long response, read as they arrive.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event's type and data; comments (keep-alive pings) are skipped.
+    async fn next(&mut self) -> anyhow::Result<(String, String)> {
+        loop {
+            while let Some((end, separator)) = event_end(&self.buffer) {
+                let event: Vec<u8> = self.buffer.drain(..end + separator).collect();
+                let mut kind = "message".to_string();
+                let mut data = String::new();
+                for line in std::str::from_utf8(&event[..end])?.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        kind = value.trim().to_string();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        if !data.is_empty() {
+                            data.push('\n');
+                        }
+                        data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                    }
+                }
+                if !data.is_empty() {
+                    return Ok((kind, data));
+                }
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(60), self.response.chunk())
+                .await
+                .context("no event within 60 s")??
+                .context("the server ended the event stream")?;
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Reads events until the answer to request `id`, and returns its size and `result`.
+    async fn answer(&mut self, method: &str, id: u64) -> anyhow::Result<(usize, Value)> {
+        loop {
+            let (kind, data) = self.next().await?;
+            if kind != "message" {
+                continue;
+            }
+            let mut message: Value = serde_json::from_str(&data)
+                .with_context(|| format!("{method}: an event that is not JSON: {data:.300}"))?;
+            if message.get("id").and_then(Value::as_u64) != Some(id) {
+                continue;
+            }
+            if let Some(error) = message.get("error") {
+                bail!("{method} failed: {error}");
+            }
+            return Ok((data.len(), message["result"].take()));
+        }
+    }
+}
+
+/// Where the first event of `buffer` ends and how long its blank-line separator is (servers write LF or CRLF).
+fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
+    let crlf = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| (at, 4));
+    let lf = buffer
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|at| (at, 2));
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+        (a, b) => a.or(b),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::http::{Era, HttpServer, McpHttp, http_client};
 use crate::http_floor::HttpFloor;
 use crate::issuer::{self, Issuer};
 use crate::measure::{Latencies, XorShift, cpu_time, ms, status_kib};
+use crate::peers::PointCall;
 use crate::raw;
 use crate::report::{Section, spread};
 use crate::stdio_scenarios::Pgmcp;
@@ -89,7 +90,8 @@ where
 
 /// Point-query load from `clients` in parallel until `calls` are done or `budget` is spent; the clients come back
 /// for the next repetition.
-async fn load(
+pub async fn load(
+    point: PointCall,
     clients: Vec<McpHttp>,
     calls: usize,
     budget: Duration,
@@ -109,10 +111,7 @@ async fn load(
                 }
                 let call = Instant::now();
                 client
-                    .call_tool(
-                        "execute_query",
-                        serde_json::json!({"sql": raw::POINT_SQL, "params": [ids.next_in(accounts)]}),
-                    )
+                    .call_tool(point.tool, point.arguments(ids.next_in(accounts)))
                     .await?;
                 latencies.push(call.elapsed());
             }
@@ -129,7 +128,7 @@ async fn load(
     Ok((all, started.elapsed(), clients))
 }
 
-async fn connect_all(
+pub async fn connect_all(
     url: &str,
     era: Era,
     tokens: &[String],
@@ -218,12 +217,19 @@ fn measure_cell(
     let mut cell = Cell::default();
     // The clients stay connected across the repetitions, as agents do; legacy sessions are closed at the end.
     let clients = rt.block_on(connect_all(target.url(), era, tokens, concurrency))?;
-    let (_, _, mut clients) =
-        rt.block_on(load(clients, plan.warmup_calls, plan.budget, accounts, 7))?;
+    let (_, _, mut clients) = rt.block_on(load(
+        PointCall::PGMCP,
+        clients,
+        plan.warmup_calls,
+        plan.budget,
+        accounts,
+        7,
+    ))?;
     for rep in 0..plan.reps {
         let sampler = target.pid().map(RssSampler::start);
         let cpu_before = target.cpu_time().unwrap_or_default();
         let (latencies, wall, back) = rt.block_on(load(
+            PointCall::PGMCP,
             clients,
             plan.http_calls,
             plan.budget,

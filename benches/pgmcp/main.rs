@@ -11,6 +11,8 @@ mod http_scenarios;
 mod issuer;
 mod measure;
 mod peers;
+mod peers_raw;
+mod peers_sdk;
 mod raw;
 mod report;
 mod stdio;
@@ -96,7 +98,8 @@ struct Options {
     smoke: bool,
     peers: bool,
     output: Option<PathBuf>,
-    /// Scenario numbers to run (`--only 1,2`); all when empty. Partial runs never write BENCHMARKS.md's table.
+    /// Scenario numbers to run (`--only 1,2`); all when empty. Partial runs never write BENCHMARKS.md's table, only
+    /// another file given with --output.
     only: Vec<String>,
 }
 
@@ -239,8 +242,8 @@ fn main() -> anyhow::Result<()> {
         );
     }
     if options.peers && options.wants("7") {
-        println!("\n7. peers through the Python MCP SDK");
-        for section in peers::run(&plan, &pgmcp, &data, &wide, &huge) {
+        println!("\n7. peers through the Python MCP SDK and the bench's own clients");
+        for section in peers::run(&plan, &pgmcp, &data, &wide, &huge, &rt) {
             sections.push(section);
         }
     }
@@ -253,11 +256,13 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .filter(|s| s.title.ends_with("(failed)"))
         .count();
-    if let Some(path) = &options.output
-        && options.only.is_empty()
-    {
-        report::write_into(path, &body)?;
-        println!("\nwrote {}", path.display());
+    if let Some(path) = &options.output {
+        if options.only.is_empty() || !path.ends_with("BENCHMARKS.md") {
+            report::write_into(path, &body)?;
+            println!("\nwrote {}", path.display());
+        } else {
+            println!("\n--only: {} left as it was", path.display());
+        }
     }
     println!("bench finished in {:.1} s", started.elapsed().as_secs_f64());
     drop(data);

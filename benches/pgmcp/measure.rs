@@ -10,6 +10,40 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     stat_cpu_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// CPU time of a process and every process below it: a server that runs through a launcher or spawns workers is
+/// charged for all of them. The tree is read at the moment of the call; a process that ended in between is lost.
+pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
+    let mut total = cpu_time(pid)?;
+    let mut todo = children(pid);
+    // Bounded: a process tree on this machine is small, and a pid cannot be its own descendant.
+    let mut seen = 0;
+    while let Some(child) = todo.pop() {
+        seen += 1;
+        if seen > 10_000 {
+            break;
+        }
+        total += cpu_time(child).unwrap_or_default();
+        todo.extend(children(child));
+    }
+    Some(total)
+}
+
+/// The direct children of a process, from every one of its threads' /proc children list.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// User plus system CPU time of this process's living threads called `name` (a tokio runtime names its threads):
 /// the share of a server that runs inside the bench process, apart from the bench's clients.
 pub fn threads_cpu_time(name: &str) -> Option<Duration> {

@@ -1,21 +1,97 @@
-//! Scenario 7: pgmcp and the peer MCP servers side by side, all driven by the official Python MCP SDK
-//! (bench/driver/driver.py) on the same database. Peers are installed into bench/ by scripts/bench.sh; a peer
-//! that is not installed, cannot start, or cannot answer a scenario is reported as such.
+//! Scenario 7: pgmcp and the peer MCP servers side by side on the same database, through two clients in the same
+//! run — the official Python MCP SDK (7a–7d, `peers_sdk`) and the bench's own minimal clients over stdio and over
+//! each server's own HTTP transport (7e, 7f, `peers_raw`) — so that what a client costs never hides what a server
+//! costs. Peers are installed into bench/ by scripts/bench.sh; a peer that is not installed, cannot start, or
+//! cannot answer a scenario is reported as such.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::Plan;
 use crate::dataset::Dataset;
+use crate::http::Era;
 use crate::raw::POINT_SQL;
-use crate::report::{Section, bytes, spread};
+use crate::report::Section;
 use crate::stdio_scenarios::{BigQuery, Pgmcp};
+use crate::{peers_raw, peers_sdk};
 
-fn bench_dir() -> PathBuf {
+pub fn bench_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bench")
+}
+
+/// How a server takes the point query: its tool, and the id as a bind parameter or written into the SQL (the
+/// peers have no bind parameters).
+#[derive(Clone, Copy)]
+pub struct PointCall {
+    pub tool: &'static str,
+    pub uses_params: bool,
+}
+
+impl PointCall {
+    pub const PGMCP: PointCall = PointCall {
+        tool: "execute_query",
+        uses_params: true,
+    };
+
+    pub fn arguments(self, aid: u64) -> Value {
+        if self.uses_params {
+            json!({"sql": POINT_SQL, "params": [aid]})
+        } else {
+            json!({"sql": POINT_SQL.replace("$1", &aid.to_string())})
+        }
+    }
+}
+
+/// How a server's own HTTP transport is started without authentication: `{port}` in the arguments becomes a
+/// free loopback port, and the MCP endpoint is `path` on it.
+pub struct HttpLaunch {
+    pub program: String,
+    pub args: Vec<String>,
+    pub path: &'static str,
+    pub era: Era,
+}
+
+/// One server of scenario 7.
+pub struct Server {
+    pub name: String,
+    pub version: String,
+    pub program: String,
+    pub stdio_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub point: PointCall,
+    /// The argument that bounds the rows of an answer, for the servers that have one.
+    pub limit_arg: Option<&'static str>,
+    /// Its HTTP transport, or why it is not measured.
+    pub http: Result<HttpLaunch, String>,
+}
+
+impl Server {
+    pub fn label(&self) -> String {
+        format!("{} {}", self.name, self.version)
+    }
+
+    pub fn is_pgmcp(&self) -> bool {
+        self.name == "pgmcp"
+    }
+}
+
+/// How many point calls each client makes, shared by 7a and 7e so the two clients can be compared.
+pub struct PeerPlan {
+    pub reps: usize,
+    pub warmup_calls: usize,
+    pub point_calls: usize,
+}
+
+impl PeerPlan {
+    pub fn of(plan: &Plan) -> PeerPlan {
+        PeerPlan {
+            reps: plan.reps.min(3),
+            warmup_calls: plan.warmup_calls.min(50),
+            point_calls: plan.point_calls.min(2000),
+        }
+    }
 }
 
 fn package_version(dir: &Path) -> Option<String> {
@@ -24,61 +100,176 @@ fn package_version(dir: &Path) -> Option<String> {
     value["version"].as_str().map(str::to_string)
 }
 
-/// A server the driver runs, or why it cannot run here.
-fn servers(pgmcp: &Pgmcp, data: &Dataset) -> (Vec<Value>, Vec<String>) {
+fn strings<const N: usize>(items: [&str; N]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The servers that can run here, pgmcp first, and a line for each peer that cannot.
+pub fn catalogue(pgmcp: &Pgmcp, data: &Dataset) -> (Vec<Server>, Vec<String>) {
     let modules = bench_dir().join("peers/node_modules");
     let url = data.url();
-    let mut servers = vec![json!({
-        "name": "pgmcp", "version": env!("CARGO_PKG_VERSION"),
-        "command": pgmcp.binary, "args": ["serve", "--database-url", url], "env": {"PGMCP_LOG": "warn"},
-        "tool": "execute_query", "point_sql": POINT_SQL, "uses_params": true, "limit_arg": "limit",
-    })];
+    let mut servers = vec![Server {
+        name: "pgmcp".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        program: pgmcp.binary.clone(),
+        stdio_args: strings(["serve", "--database-url", &url]),
+        env: Vec::new(),
+        point: PointCall::PGMCP,
+        limit_arg: Some("limit"),
+        http: Ok(HttpLaunch {
+            program: pgmcp.binary.clone(),
+            args: strings([
+                "serve",
+                "--http",
+                "127.0.0.1:{port}",
+                "--database-url",
+                &url,
+                "--auth-mode",
+                "none",
+            ]),
+            path: "/mcp",
+            era: Era::AsServed,
+        }),
+    }];
     let mut missing = Vec::new();
     let node = "node".to_string();
+    let execute_sql = PointCall {
+        tool: "execute_sql",
+        uses_params: false,
+    };
+
     let reference = modules.join("@modelcontextprotocol/server-postgres");
     match package_version(&reference) {
-        Some(version) => servers.push(json!({
-            "name": "@modelcontextprotocol/server-postgres", "version": version,
-            "command": node, "args": [reference.join("dist/index.js"), url],
-            "tool": "query", "point_sql": POINT_SQL, "uses_params": false,
-        })),
+        Some(version) => servers.push(Server {
+            name: "@modelcontextprotocol/server-postgres".into(),
+            version,
+            program: node.clone(),
+            stdio_args: vec![
+                reference.join("dist/index.js").display().to_string(),
+                url.clone(),
+            ],
+            env: Vec::new(),
+            point: PointCall {
+                tool: "query",
+                uses_params: false,
+            },
+            limit_arg: None,
+            http: Err("it has no HTTP transport (stdio only)".into()),
+        }),
         None => missing.push(
             "Not measured: @modelcontextprotocol/server-postgres (not installed in bench/peers)"
                 .into(),
         ),
     }
+
     let toolbox = modules.join("@toolbox-sdk/server-linux-x64");
     match package_version(&toolbox) {
-        Some(version) => servers.push(json!({
-            "name": "MCP Toolbox (@toolbox-sdk/server-linux-x64)", "version": version,
-            "command": toolbox.join("bin/toolbox"), "args": ["--prebuilt", "postgres", "--stdio"],
-            "env": {
-                "POSTGRES_HOST": data.cluster.host(), "POSTGRES_PORT": data.cluster.port().to_string(),
-                "POSTGRES_DATABASE": crate::dataset::DATABASE, "POSTGRES_USER": data.cluster.superuser(),
-                // Toolbox insists on a password; the throwaway cluster trusts loopback and ignores it.
-                "POSTGRES_PASSWORD": "unused-trust-auth",
-            },
-            "tool": "execute_sql", "point_sql": POINT_SQL, "uses_params": false,
-        })),
+        Some(version) => {
+            let program = toolbox.join("bin/toolbox").display().to_string();
+            // The version check would reach for the internet at start-up; and at its default level Toolbox logs
+            // every HTTP request, which pgmcp (at `warn`) does not: every server runs as quiet as its command line
+            // lets it.
+            let common = [
+                "--prebuilt",
+                "postgres",
+                "--disable-version-check",
+                "--log-level",
+                "WARN",
+            ];
+            let mut stdio_args = strings(common);
+            stdio_args.push("--stdio".into());
+            let mut http_args = strings(common);
+            http_args.extend(strings(["--address", "127.0.0.1", "--port", "{port}"]));
+            servers.push(Server {
+                name: "MCP Toolbox (@toolbox-sdk/server-linux-x64)".into(),
+                version,
+                program: program.clone(),
+                stdio_args,
+                env: vec![
+                    ("POSTGRES_HOST".into(), data.cluster.host().to_string()),
+                    ("POSTGRES_PORT".into(), data.cluster.port().to_string()),
+                    ("POSTGRES_DATABASE".into(), crate::dataset::DATABASE.into()),
+                    ("POSTGRES_USER".into(), data.cluster.superuser().to_string()),
+                    // Toolbox insists on a password; the throwaway cluster trusts loopback and ignores it.
+                    ("POSTGRES_PASSWORD".into(), "unused-trust-auth".into()),
+                ],
+                point: execute_sql,
+                limit_arg: None,
+                http: Ok(HttpLaunch {
+                    program,
+                    args: http_args,
+                    path: "/mcp",
+                    era: Era::AsServed,
+                }),
+            })
+        }
         None => missing.push("Not measured: MCP Toolbox (not installed in bench/peers)".into()),
     }
+
     let dbhub = modules.join("@bytebase/dbhub");
     match package_version(&dbhub) {
-        Some(version) => servers.push(json!({
-            "name": "DBHub (@bytebase/dbhub)", "version": version,
-            "command": node,
-            "args": [dbhub.join("dist/index.js"), "--transport", "stdio", "--dsn", format!("{url}?sslmode=disable")],
-            "tool": "execute_sql", "point_sql": POINT_SQL, "uses_params": false,
-        })),
+        Some(version) => {
+            let script = dbhub.join("dist/index.js").display().to_string();
+            let dsn = format!("{url}?sslmode=disable");
+            servers.push(Server {
+                name: "DBHub (@bytebase/dbhub)".into(),
+                version,
+                program: node.clone(),
+                stdio_args: strings([&script, "--transport", "stdio", "--dsn", &dsn]),
+                env: Vec::new(),
+                point: execute_sql,
+                limit_arg: None,
+                http: Ok(HttpLaunch {
+                    program: node.clone(),
+                    // DBHub listens on every interface; the preloaded shim keeps it on loopback.
+                    args: strings([
+                        "--require",
+                        &bench_dir().join("peers/loopback.cjs").display().to_string(),
+                        &script,
+                        "--transport",
+                        "http",
+                        "--port",
+                        "{port}",
+                        "--dsn",
+                        &dsn,
+                    ]),
+                    path: "/mcp",
+                    era: Era::AsServed,
+                }),
+            })
+        }
         None => missing.push("Not measured: DBHub (not installed in bench/peers)".into()),
     }
+
     let pro = bench_dir().join("postgres-mcp/.venv/bin/postgres-mcp");
     if pro.is_file() {
-        servers.push(json!({
-            "name": "Postgres MCP Pro (postgres-mcp)", "version": pro_version().unwrap_or_default(),
-            "command": pro, "args": ["--access-mode", "restricted", url],
-            "tool": "execute_sql", "point_sql": POINT_SQL, "uses_params": false,
-        }));
+        let program = pro.display().to_string();
+        servers.push(Server {
+            name: "Postgres MCP Pro (postgres-mcp)".into(),
+            version: pro_version().unwrap_or_default(),
+            program: program.clone(),
+            stdio_args: strings(["--access-mode", "restricted", &url]),
+            env: Vec::new(),
+            point: execute_sql,
+            limit_arg: None,
+            // 0.3.0 offers stdio and the older HTTP+SSE transport, not Streamable HTTP.
+            http: Ok(HttpLaunch {
+                program,
+                args: strings([
+                    "--access-mode",
+                    "restricted",
+                    "--transport",
+                    "sse",
+                    "--sse-host",
+                    "127.0.0.1",
+                    "--sse-port",
+                    "{port}",
+                    &url,
+                ]),
+                path: "/sse",
+                era: Era::Sse,
+            }),
+        });
         if let Ok(note) = std::fs::read_to_string(bench_dir().join("postgres-mcp/INSTALL-NOTE.txt"))
         {
             missing.push(format!(
@@ -123,7 +314,8 @@ pub fn versions_line() -> String {
         .unwrap_or_default();
     format!(
         "- Peers: @modelcontextprotocol/server-postgres {}, @toolbox-sdk/server-linux-x64 {}, @bytebase/dbhub {}, \
-         postgres-mcp {}; Node {node}; client: Python `mcp` 2.3.0 SDK (bench/driver)\n",
+         postgres-mcp {}; Node {node}; clients: Python `mcp` 2.3.0 SDK (bench/driver, 7a–7d) and the bench's own \
+         stdio and HTTP clients (7e, 7f)\n",
         version("@modelcontextprotocol/server-postgres"),
         version("@toolbox-sdk/server-linux-x64"),
         version("@bytebase/dbhub"),
@@ -131,198 +323,27 @@ pub fn versions_line() -> String {
     )
 }
 
-fn queries_json(queries: &[BigQuery]) -> Value {
-    queries
-        .iter()
-        .map(|q| json!({"label": q.label, "sql": q.sql}))
-        .collect()
-}
-
+/// 7a–7f. The raw clients' tables go right after 7a, so the same point query through the two clients reads
+/// side by side.
 pub fn run(
     plan: &Plan,
     pgmcp: &Pgmcp,
     data: &Dataset,
     wide: &[BigQuery],
     huge: &[BigQuery],
+    rt: &tokio::runtime::Runtime,
 ) -> Vec<Section> {
-    match drive(plan, pgmcp, data, wide, huge) {
-        Ok(sections) => sections,
-        Err(err) => {
-            println!("  peers failed: {err:#}");
-            let mut failed = Section::new("7. Peers (failed)", &["error"]);
-            failed.row(vec![format!("{err:#}")]);
-            vec![failed]
-        }
-    }
-}
-
-fn drive(
-    plan: &Plan,
-    pgmcp: &Pgmcp,
-    data: &Dataset,
-    wide: &[BigQuery],
-    huge: &[BigQuery],
-) -> anyhow::Result<Vec<Section>> {
-    let python = bench_dir().join("driver/.venv/bin/python");
-    anyhow::ensure!(
-        python.is_file(),
-        "{} is missing: run ./scripts/bench.sh --peers",
-        python.display()
-    );
-    let (servers, missing) = servers(pgmcp, data);
-    let spec = json!({
-        "servers": servers,
-        "plan": {
-            "accounts": data.accounts(), "reps": plan.reps.min(3), "warmup_calls": plan.warmup_calls.min(50),
-            "point_calls": plan.point_calls.min(1000), "wide_calls": plan.wide_calls.min(5),
-            "cold_starts": plan.cold_starts.min(5), "budget_s": plan.budget.as_secs(),
-            "huge_timeout_s": if plan.smoke { 30 } else { 120 },
-            "wide": queries_json(wide), "huge": queries_json(huge),
-        },
-    });
-    let spec_file =
-        std::env::temp_dir().join(format!("pgmcp-bench-spec-{}.json", std::process::id()));
-    std::fs::write(&spec_file, spec.to_string())?;
-    let output = Command::new(&python)
-        .arg(bench_dir().join("driver/driver.py"))
-        .arg(&spec_file)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running the SDK driver")?;
-    let _ = std::fs::remove_file(&spec_file);
-    anyhow::ensure!(
-        output.status.success(),
-        "the SDK driver failed ({})",
-        output.status
-    );
-    let results: Vec<Value> =
-        serde_json::from_slice(&output.stdout).context("the driver's output")?;
-    Ok(sections(&results, &missing, wide, huge))
-}
-
-fn figures(runs: &Value, key: &str) -> Vec<f64> {
-    runs.as_array()
-        .map(|runs| runs.iter().filter_map(|r| r[key].as_f64()).collect())
-        .unwrap_or_default()
-}
-
-fn sections(
-    results: &[Value],
-    missing: &[String],
-    wide: &[BigQuery],
-    huge: &[BigQuery],
-) -> Vec<Section> {
-    let mut point = Section::new(
-        "7a. Peers: point query through the Python SDK (scenario 1)",
-        &[
-            "server",
-            "calls/s",
-            "p50 ms",
-            "p99 ms",
-            "server CPU/call ms",
-        ],
-    );
-    let mut wide_section = Section::new(
-        "7b. Peers: 10,000-row results (scenario 3)",
-        &[
-            "query",
-            "server",
-            "p50 ms",
-            "response",
-            "rows",
-            "server CPU/call ms",
-        ],
-    );
-    let mut huge_section = Section::new(
-        "7c. Peers: unbounded queries (scenario 4)",
-        &[
-            "query",
-            "server",
-            "time to answer ms",
-            "response",
-            "rows",
-            "peak RSS MiB",
-        ],
-    );
-    let mut start = Section::new(
-        "7d. Peers: start-up and idle memory (scenario 5)",
-        &["server", "spawn → tools/list ms (SDK)", "idle RSS MiB"],
-    );
-    for result in results {
-        let name = format!(
-            "{} {}",
-            result["name"].as_str().unwrap_or("?"),
-            result["version"].as_str().unwrap_or("")
-        );
-        if let Some(error) = result["error"].as_str() {
-            point.note(format!("{name}: could not complete: {error}"));
-        }
-        if result["point"].is_array() {
-            point.row(vec![
-                name.clone(),
-                spread(&figures(&result["point"], "calls_per_s"), 0),
-                spread(&figures(&result["point"], "p50_ms"), 2),
-                spread(&figures(&result["point"], "p99_ms"), 2),
-                spread(&figures(&result["point"], "cpu_ms_per_call"), 3),
-            ]);
-        }
-        for query in wide {
-            let runs = &result["wide"][query.label];
-            if runs.is_array() {
-                let first = &runs[0];
-                wide_section.row(vec![
-                    query.label.into(),
-                    name.clone(),
-                    spread(&figures(runs, "p50_ms"), 1),
-                    bytes(first["bytes"].as_f64().unwrap_or(0.0)),
-                    first["rows"].as_u64().map_or("?".into(), |r| r.to_string()),
-                    spread(&figures(runs, "cpu_ms_per_call"), 2),
-                ]);
-            }
-        }
-        for query in huge {
-            let run = &result["huge"][query.label];
-            if let Some(error) = run["error"].as_str() {
-                huge_section.row(vec![
-                    query.label.into(),
-                    name.clone(),
-                    format!("failed: {error}"),
-                    "—".into(),
-                    "—".into(),
-                    "—".into(),
-                ]);
-            } else if run.is_object() {
-                huge_section.row(vec![
-                    query.label.into(),
-                    name.clone(),
-                    format!("{:.0}", run["time_ms"].as_f64().unwrap_or(0.0)),
-                    bytes(run["bytes"].as_f64().unwrap_or(0.0)),
-                    run["rows"].as_u64().map_or("?".into(), |r| r.to_string()),
-                    format!("{:.0}", run["peak_rss_mib"].as_f64().unwrap_or(0.0)),
-                ]);
-            }
-        }
-        if result["startup"].is_array() {
-            start.row(vec![
-                name.clone(),
-                spread(&figures(&result["startup"], "cold_ms"), 0),
-                spread(&figures(&result["startup"], "idle_rss_mib"), 1),
-            ]);
-        }
-    }
-    for why in missing {
-        point.note(why.clone());
-    }
-    point.note(
-        "Every server is driven by the same client: the official Python `mcp` 2.3.0 SDK, `Client(mode=\"legacy\", \
-         cache=None)`, with per-call output-schema validation switched off. pgmcp gets `$1` with `params`; the peers \
-         have no bind parameters, so the id is written into the SQL. Server CPU and RSS cover the spawned process tree.",
-    );
-    huge_section.note(
-        "Peers have no row cap: they return every row in one message. pgmcp returns its default cap (1,000 rows, \
-         `truncated: true`). Response size is the serialized CallToolResult as the SDK received it; an answer line \
-         over 32 MiB is timed and measured on the pipe but not decoded (decoding a 190 MB answer took the Python \
-         client to 19.7 GB and the OOM killer), so its rows show as `?`.",
-    );
-    vec![point, wide_section, huge_section, start]
+    let (servers, missing) = catalogue(pgmcp, data);
+    let mut sections = peers_sdk::run(plan, &servers, &missing, data, wide, huge);
+    println!("\n7e. peers through the bench's stdio client");
+    let stdio = peers_raw::stdio(plan, &servers, &missing, data);
+    println!("\n7f. peers over their own HTTP transports");
+    let http = peers_raw::http(plan, &servers, data, rt);
+    let at = sections
+        .iter()
+        .position(|s| s.title.starts_with("7a."))
+        .map_or(sections.len(), |i| i + 1);
+    sections.insert(at, http);
+    sections.insert(at, stdio);
+    sections
 }

@@ -25,6 +25,18 @@ pub struct Answer {
 impl StdioServer {
     /// Spawns `program args`, performs the legacy `initialize` handshake, and returns the time it took.
     pub fn start(program: &str, args: &[String]) -> anyhow::Result<(StdioServer, Duration)> {
+        StdioServer::start_with_env(program, args, &[], Stdio::inherit())
+    }
+
+    /// The same with variables of the server's own on top of the bench's environment (without the bench's PG*
+    /// and DATABASE_URL): a peer that is configured through its environment gets exactly what it is given. A peer
+    /// that logs every call gets somewhere other than the bench's output for it.
+    pub fn start_with_env(
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+        stderr: Stdio,
+    ) -> anyhow::Result<(StdioServer, Duration)> {
         let started = Instant::now();
         let mut command = Command::new(program);
         command
@@ -32,8 +44,9 @@ impl StdioServer {
             .env("PGMCP_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         without_database_environment(&mut command);
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .spawn()
             .with_context(|| format!("spawning {program}"))?;
