@@ -46,8 +46,9 @@ impl HttpFloor {
         database_url: &str,
         connections: usize,
     ) -> anyhow::Result<HttpFloor> {
+        // As many threads as `serve --http` has by default.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(pgmcp::http::settings::DEFAULT_HTTP_THREADS)
             .thread_name(THREAD_NAME)
             .enable_all()
             .build()?;
