@@ -46,9 +46,9 @@ impl HttpFloor {
         database_url: &str,
         connections: usize,
     ) -> anyhow::Result<HttpFloor> {
-        // As many threads as `serve --http` has by default.
+        // Two worker threads: on this 2-core host the floor reaches more calls/s with two than with one.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(pgmcp::http::settings::DEFAULT_HTTP_THREADS)
+            .worker_threads(2)
             .thread_name(THREAD_NAME)
             .enable_all()
             .build()?;

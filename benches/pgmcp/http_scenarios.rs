@@ -446,7 +446,7 @@ pub fn transport(
          connection; BEGIN READ ONLY, the statement, and the ROLLBACK with the session check in one flight; no reset on checkout; the \
          session check after). \"{FLOOR_LABEL}\" is the most any \
          HTTP server with a token check could reach on this machine with this client: a minimal axum server in the \
-         bench process on its own runtime of one worker thread (as `serve --http` has by default) that checks the bearer \
+         bench process on its own runtime of 2 worker threads (faster here than one) that checks the bearer \
          token as a verdict cache does (its SHA-256 looked up among the tokens verified before; RS256 signature, \
          `exp`, audience, issuer, tenant, role and calling app on a miss), parses the JSON-RPC body, runs the \
          statement from a per-connection prepared statement of a pool of the raw pool's size and answers in \
