@@ -328,6 +328,51 @@ async fn clean_reads_keep_their_connection() {
     client.cancel().await.ok();
 }
 
+/// Behind a transaction-pooling proxy the check's SQL-level statement may live on another server than the one a
+/// call reaches; a function the profile trusts may also remove it. The short form then fails, and the connection
+/// falls back to the check of its own instead of being closed for it.
+#[tokio::test]
+async fn a_connection_whose_check_statement_went_missing_is_checked_the_long_way() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION forget_session_check() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+             BEGIN
+               EXECUTE 'DEALLOCATE pgmcp_session_check';
+               RETURN 1;
+             END $$;",
+        )
+        .await
+        .unwrap();
+    let config = write_config(&format!(
+        "[profiles.trusting]\nurl = \"{}\"\npool_max = 1\nallow_volatile_functions = [\"public.forget_session_check\"]\n",
+        common::superuser_url()
+    ));
+    let client = spawn(
+        &["serve", "--config", config.path().to_str().unwrap()],
+        &[],
+        Era::Stateless,
+    )
+    .await;
+    // The probe's first call checks it; the second runs in one flight and prepares the check; the third uses it.
+    let (backend, _) = session_probe(&client).await;
+    for _ in 0..2 {
+        assert_eq!(session_probe(&client).await.0, backend);
+    }
+    let answer = call_ok(
+        &client,
+        "execute_query",
+        json!({"sql": "SELECT forget_session_check()"}),
+    )
+    .await;
+    assert_eq!(rows(&answer)[0], json!([1]));
+    // The next flight's check finds its statement gone; the one after that no longer sends it.
+    for _ in 0..2 {
+        assert_eq!(session_probe(&client).await.0, backend);
+    }
+    client.cancel().await.ok();
+}
+
 /// A repeated statement reuses its prepared form on the connection; when the table changes shape under it,
 /// PostgreSQL refuses the old statement ("cached plan must not change result type") and pgmcp prepares it again,
 /// so the caller sees the new columns instead of an error.

@@ -502,7 +502,9 @@ async fn execute(
             execute_in_one_flight(client, ctx, statements, checked.mode, sql, params, &masks)
                 .await?;
         if let Some((output, check)) = done {
-            client.set_pending_check(check);
+            if let Some(check) = check {
+                client.set_pending_check(check);
+            }
             return Ok(output);
         }
     }
@@ -632,7 +634,7 @@ async fn execute_in_one_flight(
     sql: &str,
     params: &[Value],
     output_masks: &OutputMasks,
-) -> Result<Option<(QueryOutput, SimpleQueryStream)>, Failure> {
+) -> Result<Option<(QueryOutput, Option<SimpleQueryStream>)>, Failure> {
     // Parsed outside a transaction block: the session's default_transaction_read_only makes that implicit
     // transaction read-only, and the text is the one PostgreSQL resolved for the checks.
     let described = statements.prepare_in_session(client, sql).await?;
@@ -668,7 +670,15 @@ async fn execute_in_one_flight(
     let first_poll = futures_util::poll!(query.as_mut());
     // Queued behind the statement: the ROLLBACK, then the session check the call would otherwise send on its
     // own once the answer is out. Its answer is read when the call lets go of the connection.
-    let check = client.simple_query_raw(rollback_and_check).await?;
+    let check = match rollback_and_check {
+        Some(text) => Some(client.simple_query_raw(text).await?),
+        None => {
+            // As a dropped transaction's ROLLBACK: its answer is discarded, and the connection runs it before
+            // anything sent later.
+            drop(client.simple_query_raw("ROLLBACK").await);
+            None
+        }
+    };
     // The BEGIN's answer is read first: each request's answers wait for their reader in order.
     pin_mut!(begin);
     while let Some(message) = begin.next().await {

@@ -102,8 +102,18 @@ pub struct Session {
     /// The session check already sent behind a call's ROLLBACK, in the call's own flight (see
     /// [`rollback_and_check`]); its answer is read when the call lets go of the connection.
     pending_check: Option<PendingCheck>,
-    /// `PREPARE`d on this connection: the SQL-level form of [`LEFTOVERS_SQL`] that [`rollback_and_check`] runs.
-    check_prepared: bool,
+    /// Whether [`Session::rollback_and_check`] prepares the SQL-level check, runs it, or no longer sends it.
+    in_flight_check: InFlightCheck,
+}
+
+/// The SQL-level form of [`LEFTOVERS_SQL`] on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InFlightCheck {
+    Unprepared,
+    Prepared,
+    /// It was missing or already taken when run: behind a transaction-pooling proxy the statement lives on one
+    /// of the proxy's servers, not on this connection. Calls end with a plain ROLLBACK and a check of their own.
+    Off,
 }
 
 impl Session {
@@ -120,11 +130,14 @@ impl Session {
     /// message, one answer): `ROLLBACK`, then the session check as a statement `PREPARE`d on this connection,
     /// prepared by the first such text. Parsing and planning the check's catalog views afresh would cost the
     /// server several times what running the prepared plan does.
-    pub fn rollback_and_check(&mut self) -> &'static str {
-        if std::mem::replace(&mut self.check_prepared, true) {
-            ROLLBACK_AND_CHECK
-        } else {
-            &ROLLBACK_PREPARE_AND_CHECK
+    pub fn rollback_and_check(&mut self) -> Option<&'static str> {
+        match self.in_flight_check {
+            InFlightCheck::Unprepared => {
+                self.in_flight_check = InFlightCheck::Prepared;
+                Some(&ROLLBACK_PREPARE_AND_CHECK)
+            }
+            InFlightCheck::Prepared => Some(ROLLBACK_AND_CHECK),
+            InFlightCheck::Off => None,
         }
     }
 
@@ -211,7 +224,7 @@ impl managed::Manager for SessionManager {
             notices: connected.notices,
             broken: false,
             pending_check: None,
-            check_prepared: false,
+            in_flight_check: InFlightCheck::Unprepared,
         })
     }
 
@@ -278,7 +291,13 @@ pub async fn leftovers(
     cached: bool,
 ) -> Result<Option<String>, tokio_postgres::Error> {
     if let Some(pending) = session.pending_check.take() {
-        return pending_leftovers(pending.0).await;
+        match pending_leftovers(pending.0).await {
+            // The ROLLBACK ran first, so the session's own check below sees it as the short form would have.
+            Err(error) if statement_missing_or_taken(&error) => {
+                session.in_flight_check = InFlightCheck::Off;
+            }
+            outcome => return outcome,
+        }
     }
     let rows = if cached {
         let statement = session.prepare_cached(LEFTOVERS_SQL).await?;
@@ -323,6 +342,15 @@ async fn pending_leftovers(
     Ok(match counts {
         Some(counts) => describe(&counts),
         None => Some("the session check returned no row".into()),
+    })
+}
+
+/// `EXECUTE` of a statement the connection does not have (a transaction-pooling proxy's other server, or a
+/// function the profile trusts removed it), or `PREPARE` of a name the connection already has.
+fn statement_missing_or_taken(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    error.code().is_some_and(|code| {
+        *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT
     })
 }
 
