@@ -100,7 +100,7 @@ pub struct Session {
     /// still arrive), so it is closed instead of being checked or reused.
     broken: bool,
     /// The session check already sent behind a call's ROLLBACK, in the call's own flight (see
-    /// [`rollback_and_check`]); its answer is read when the call lets go of the connection.
+    /// [`Session::rollback_and_check`]); its answer is read when the call lets go of the connection.
     pending_check: Option<PendingCheck>,
     /// Whether [`Session::rollback_and_check`] prepares the SQL-level check, runs it, or no longer sends it.
     in_flight_check: InFlightCheck,
