@@ -159,11 +159,11 @@ impl KeySource {
     /// Fetches the keys now; on failure the previously cached keys stay in use.
     pub async fn refresh(&self) -> anyhow::Result<()> {
         let _only_one = self.fetching.lock().await;
-        self.refresh_locked().await
+        self.refresh_locked(false).await
     }
 
-    async fn refresh_locked(&self) -> anyhow::Result<()> {
-        match self.fetch().await {
+    async fn refresh_locked(&self, on_demand: bool) -> anyhow::Result<()> {
+        match self.fetch(on_demand).await {
             Ok(set) => {
                 tracing::debug!(source = %self.describe(), keys = set.keys.len(), "signing keys refreshed");
                 if let Ok(mut keys) = self.keys.write() {
@@ -205,19 +205,22 @@ impl KeySource {
             }
             *last = Some(Instant::now());
         }
-        if let Err(error) = self.refresh_locked().await {
+        if let Err(error) = self.refresh_locked(true).await {
             tracing::warn!(source = %self.describe(), error = %format!("{error:#}"), "fetching signing keys failed");
         }
         self.current()
     }
 
-    async fn fetch(&self) -> anyhow::Result<KeySet> {
+    async fn fetch(&self, on_demand: bool) -> anyhow::Result<KeySet> {
         let url = match &self.location {
             KeyLocation::Jwks(url) => url.clone(),
             KeyLocation::Discovery { issuer } => self.discover(issuer).await?,
             KeyLocation::Own(own) => {
-                // Another replica may sign with a key this one has not loaded yet: look at the source again.
-                own.reload().await?;
+                // A token names a key this replica has not loaded: another replica may already sign with it, so
+                // look at the source again. The source re-reads itself on its own schedule otherwise.
+                if on_demand {
+                    own.reload().await?;
+                }
                 return Ok(own_key_set(own.as_ref()));
             }
         };
