@@ -181,6 +181,21 @@ async fn session_probe(client: &common::Client) -> (i64, Value) {
     )
 }
 
+/// `serve` with one profile of a single pooled connection, so consecutive calls share a backend unless a call's
+/// connection is closed; `extra` adds lines to the profile.
+async fn serve_on_one_connection(extra: &str) -> common::Client {
+    let config = write_config(&format!(
+        "[profiles.one]\nurl = \"{}\"\npool_max = 1\n{extra}",
+        common::superuser_url()
+    ));
+    spawn(
+        &["serve", "--config", config.path().to_str().unwrap()],
+        &[],
+        Era::Stateless,
+    )
+    .await
+}
+
 /// Waits (bounded) until `backend` holds no advisory lock: a closed connection's backend exits soon after.
 async fn advisory_locks_of(observer: &tokio_postgres::Client, backend: i64) -> i64 {
     let mut locks = -1;
@@ -273,16 +288,8 @@ async fn a_read_that_left_a_lock_behind_does_not_return_to_the_pool() {
         )
         .await
         .unwrap();
-    let config = write_config(&format!(
-        "[profiles.trusting]\nurl = \"{}\"\npool_max = 1\nallow_volatile_functions = [\"public.quietly_lock\"]\n",
-        common::superuser_url()
-    ));
-    let client = spawn(
-        &["serve", "--config", config.path().to_str().unwrap()],
-        &[],
-        Era::Stateless,
-    )
-    .await;
+    let client =
+        serve_on_one_connection("allow_volatile_functions = [\"public.quietly_lock\"]\n").await;
     // The first call checks the statement in a transaction of its own; the second, already checked, runs in one
     // flight with the session check sent behind its ROLLBACK. Both must be caught.
     for _ in 0..2 {
@@ -304,16 +311,7 @@ async fn a_read_that_left_a_lock_behind_does_not_return_to_the_pool() {
 /// the connection by the first check sent in a call's flight, is not mistaken for something a call left.
 #[tokio::test]
 async fn clean_reads_keep_their_connection() {
-    let config = write_config(&format!(
-        "[profiles.one]\nurl = \"{}\"\npool_max = 1\n",
-        common::superuser_url()
-    ));
-    let client = spawn(
-        &["serve", "--config", config.path().to_str().unwrap()],
-        &[],
-        Era::Stateless,
-    )
-    .await;
+    let client = serve_on_one_connection("").await;
     let (backend, _) = session_probe(&client).await;
     for aid in 1..=4 {
         let answer = call_ok(
@@ -344,16 +342,9 @@ async fn a_connection_whose_check_statement_went_missing_is_checked_the_long_way
         )
         .await
         .unwrap();
-    let config = write_config(&format!(
-        "[profiles.trusting]\nurl = \"{}\"\npool_max = 1\nallow_volatile_functions = [\"public.forget_session_check\"]\n",
-        common::superuser_url()
-    ));
-    let client = spawn(
-        &["serve", "--config", config.path().to_str().unwrap()],
-        &[],
-        Era::Stateless,
-    )
-    .await;
+    let client =
+        serve_on_one_connection("allow_volatile_functions = [\"public.forget_session_check\"]\n")
+            .await;
     // The probe's first call checks it; the second runs in one flight and prepares the check; the third uses it.
     let (backend, _) = session_probe(&client).await;
     for _ in 0..2 {

@@ -191,17 +191,7 @@ impl McpHttp {
             mcp.open_event_stream().await?;
             mcp.request("initialize", None, initialize_params(era))
                 .await?;
-            let response = mcp
-                .post(
-                    None,
-                    &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-                )
-                .await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "notifications/initialized: HTTP {}",
-                response.status()
-            );
+            mcp.initialized().await?;
         } else if era == Era::Stateless {
             mcp.request("server/discover", None, json!({})).await?;
         } else {
@@ -220,13 +210,10 @@ impl McpHttp {
                 "initialize: HTTP {status}: {body:.300}"
             );
             match (era, session) {
-                (Era::LegacySessions, Some(id)) => {
+                (Era::LegacySessions | Era::AsServed, Some(id)) => {
                     mcp.headers.insert("mcp-session-id", id);
                 }
                 (Era::LegacySessions, None) => bail!("--legacy-sessions gave no Mcp-Session-Id"),
-                (Era::AsServed, Some(id)) => {
-                    mcp.headers.insert("mcp-session-id", id);
-                }
                 (_, Some(_)) => bail!("a stateless server handed out a session id"),
                 _ => {}
             }
@@ -234,19 +221,25 @@ impl McpHttp {
                 "mcp-protocol-version",
                 HeaderValue::from_static(era.version()),
             );
-            let response = mcp
-                .post(
-                    None,
-                    &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-                )
-                .await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "notifications/initialized: HTTP {}",
-                response.status()
-            );
+            mcp.initialized().await?;
         }
         Ok(mcp)
+    }
+
+    /// The `notifications/initialized` that ends a session's handshake.
+    async fn initialized(&mut self) -> anyhow::Result<()> {
+        let response = self
+            .post(
+                None,
+                &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            )
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "notifications/initialized: HTTP {}",
+            response.status()
+        );
+        Ok(())
     }
 
     /// Opens the HTTP+SSE transport's event stream at `self.url` and moves `self.url` to the endpoint the server
