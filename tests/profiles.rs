@@ -196,6 +196,17 @@ async fn serve_on_one_connection(extra: &str) -> common::Client {
     .await
 }
 
+/// `serve_on_one_connection` with a plpgsql function `name` (no arguments, returning int) the profile trusts to
+/// run in reads; `body` is its statements.
+async fn serve_trusting(name: &str, volatility: &str, body: &str) -> common::Client {
+    let observer = common::observer().await;
+    let definition = format!(
+        "CREATE OR REPLACE FUNCTION {name}() RETURNS int LANGUAGE plpgsql {volatility} AS $$ BEGIN {body} END $$"
+    );
+    observer.batch_execute(&definition).await.unwrap();
+    serve_on_one_connection(&format!("allow_volatile_functions = [\"public.{name}\"]\n")).await
+}
+
 /// Waits (bounded) until `backend` holds no advisory lock: a closed connection's backend exits soon after.
 async fn advisory_locks_of(observer: &tokio_postgres::Client, backend: i64) -> i64 {
     let mut locks = -1;
@@ -273,35 +284,107 @@ async fn a_write_that_changed_its_session_leaves_nothing_for_the_next_call() {
 
 /// The session check does not trust the guard: a STABLE function the profile trusts may still take a session
 /// advisory lock inside a read-only call (a trusted function's body is taken as declared, and a lock is not a
-/// write). The check finds it after the call and the connection is closed, so the lock does not outlive the call
-/// on a pooled connection.
+/// write). The lock must not outlive the call on a pooled connection. The first call of a statement is checked
+/// on its own: the check counts the lock and the connection is closed. Later ones run in one flight whose check
+/// releases the session's advisory locks, so the lock is gone when the answer is.
 #[tokio::test]
-async fn a_read_that_left_a_lock_behind_does_not_return_to_the_pool() {
+async fn a_lock_a_read_took_does_not_outlive_the_call() {
     let observer = common::observer().await;
+    let client = serve_trusting(
+        "quietly_lock",
+        "STABLE",
+        "PERFORM pg_advisory_lock(4343);
+         RETURN 1;",
+    )
+    .await;
+    let lock_call = json!({"sql": "SELECT quietly_lock()"});
+    let (first, _) = session_probe(&client).await;
+    let answer = call_ok(&client, "execute_query", lock_call.clone()).await;
+    assert_eq!(rows(&answer)[0], json!([1]));
+    assert_eq!(advisory_locks_of(&observer, first).await, 0);
+    let (backend, _) = session_probe(&client).await;
+    assert_ne!(
+        backend, first,
+        "the connection that held the lock was closed"
+    );
+    for _ in 0..3 {
+        let answer = call_ok(&client, "execute_query", lock_call.clone()).await;
+        assert_eq!(rows(&answer)[0], json!([1]));
+        // The next call is served once the check has answered: by then the lock is gone and the connection kept.
+        assert_eq!(session_probe(&client).await.0, backend);
+        assert_eq!(locks_held_now(&observer, backend).await, 0);
+    }
+    client.cancel().await.ok();
+}
+
+/// Advisory locks `backend` holds at this moment, without waiting.
+async fn locks_held_now(observer: &tokio_postgres::Client, backend: i64) -> i64 {
     observer
-        .batch_execute(
-            "CREATE OR REPLACE FUNCTION quietly_lock() RETURNS int LANGUAGE plpgsql STABLE AS $$
-             BEGIN
-               PERFORM pg_advisory_lock(4343);
-               RETURN 1;
-             END $$;",
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1",
+            &[&(backend as i32)],
         )
         .await
-        .unwrap();
-    let client =
-        serve_on_one_connection("allow_volatile_functions = [\"public.quietly_lock\"]\n").await;
-    // The first call checks the statement in a transaction of its own; the second, already checked, runs in one
-    // flight with the session check sent behind its ROLLBACK. Both must be caught.
+        .unwrap()
+        .get(0)
+}
+
+/// The check sent in a read's own flight looks only for what outlives a rollback. This holds PostgreSQL to the
+/// rest: a function the profile trusts declares a holdable cursor, listens on a channel and changes a setting for
+/// the session inside a read, and once the read is rolled back the same backend (kept, since nothing is left)
+/// shows none of them.
+#[tokio::test]
+async fn what_a_read_declared_ends_with_its_rollback() {
+    let client = serve_trusting(
+        "declare_for_later",
+        "VOLATILE",
+        "EXECUTE 'DECLARE kept_for_later CURSOR WITH HOLD FOR SELECT 1';
+               EXECUTE 'LISTEN kept_for_later';
+               PERFORM set_config('search_path', 'kept_for_later', false);
+               RETURN (SELECT count(*) FROM pg_cursors WHERE is_holdable)::int;",
+    )
+    .await;
+    let (backend, search_path) = session_probe(&client).await;
+    // The call's own portal is a cursor too; the function's is the one by its name.
+    let left = json!({"sql": "SELECT (SELECT count(*) FROM pg_cursors WHERE name = 'kept_for_later')::int, \
+                               (SELECT count(*) FROM pg_listening_channels())::int"});
+    // The first call checks the statement in a transaction of its own; the second runs in one flight.
+    for _ in 0..2 {
+        let answer = call_ok(
+            &client,
+            "execute_query",
+            json!({"sql": "SELECT declare_for_later()"}),
+        )
+        .await;
+        assert_eq!(rows(&answer)[0], json!([1]), "the cursor was declared");
+        assert_eq!(session_probe(&client).await, (backend, search_path.clone()));
+        let answer = call_ok(&client, "execute_query", left.clone()).await;
+        assert_eq!(rows(&answer)[0], json!([0, 0]));
+    }
+    client.cancel().await.ok();
+}
+
+/// A SQL-level prepared statement outlives a rollback: the check in a read's flight finds one a trusted function
+/// left, and the connection is closed rather than given to the next call.
+#[tokio::test]
+async fn a_read_that_left_a_prepared_statement_does_not_return_to_the_pool() {
+    let client = serve_trusting(
+        "prepare_for_later",
+        "VOLATILE",
+        "EXECUTE 'PREPARE left_for_later AS SELECT 1';
+               RETURN 1;",
+    )
+    .await;
     for _ in 0..2 {
         let (backend, _) = session_probe(&client).await;
         let answer = call_ok(
             &client,
             "execute_query",
-            json!({"sql": "SELECT quietly_lock()"}),
+            json!({"sql": "SELECT prepare_for_later()"}),
         )
         .await;
         assert_eq!(rows(&answer)[0], json!([1]));
-        assert_eq!(advisory_locks_of(&observer, backend).await, 0);
+        // A statement of that name on the next call's backend would make its PREPARE fail.
         assert_ne!(session_probe(&client).await.0, backend);
     }
     client.cancel().await.ok();
@@ -331,20 +414,13 @@ async fn clean_reads_keep_their_connection() {
 /// falls back to the check of its own instead of being closed for it.
 #[tokio::test]
 async fn a_connection_whose_check_statement_went_missing_is_checked_the_long_way() {
-    let observer = common::observer().await;
-    observer
-        .batch_execute(
-            "CREATE OR REPLACE FUNCTION forget_session_check() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-             BEGIN
-               EXECUTE 'DEALLOCATE pgmcp_session_check';
-               RETURN 1;
-             END $$;",
-        )
-        .await
-        .unwrap();
-    let client =
-        serve_on_one_connection("allow_volatile_functions = [\"public.forget_session_check\"]\n")
-            .await;
+    let client = serve_trusting(
+        "forget_session_check",
+        "VOLATILE",
+        "EXECUTE 'DEALLOCATE pgmcp_session_check';
+               RETURN 1;",
+    )
+    .await;
     // The probe's first call checks it; the second runs in one flight and prepares the check; the third uses it.
     let (backend, _) = session_probe(&client).await;
     for _ in 0..2 {

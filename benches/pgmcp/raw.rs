@@ -1,7 +1,7 @@
 //! The raw floor: the same SQL through plain tokio-postgres with prepared statements and a pool, the least any
 //! server in front of PostgreSQL could cost.
 
-use pgmcp::db::session::{LEFTOVERS_SQL, ROLLBACK_AND_CHECK, SESSION_CHECK_STATEMENT};
+use pgmcp::db::session::{LEFTOVERS_SQL, PREPARE_SESSION_CHECK, ROLLBACK_AND_CHECK};
 use std::str::FromStr;
 
 use std::time::{Duration, Instant};
@@ -68,7 +68,7 @@ pub async fn point_queries(
 pub enum Sequence {
     /// Today's: the statement restated with its row limit (`SELECT * FROM (…) LIMIT 1001`), prepared once per
     /// connection; `START TRANSACTION READ ONLY`, its Bind/Execute/Sync, and `ROLLBACK; EXECUTE` of the session
-    /// check (pgmcp's `LEFTOVERS_SQL`, `PREPARE`d once per connection) as one simple query, all sent in one
+    /// check (pgmcp's `AFTER_ROLLBACK_SQL`, `PREPARE`d once per connection) as one simple query, all sent in one
     /// flight; the check's answer is read off the caller's path, and the connection goes back to the pool when
     /// it has answered.
     Current,
@@ -97,8 +97,7 @@ impl Sequence {
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method });
         let prepare = Hook::async_fn(|client: &mut ClientWrapper, _| {
             Box::pin(async move {
-                let sql = format!("PREPARE {SESSION_CHECK_STATEMENT}(bool) AS {LEFTOVERS_SQL}");
-                client.batch_execute(&sql).await.map_err(HookError::Backend)
+                (client.batch_execute(&PREPARE_SESSION_CHECK).await).map_err(HookError::Backend)
             })
         });
         Ok(Pool::builder(manager)

@@ -60,8 +60,9 @@ impl ToolAnswer {
 /// A checked-out connection that goes back to the pool only once it is known to hold nothing of the call.
 /// The check does not trust the guard's prediction of what a call can leave: it asks the server, after every
 /// call, off the answer's path. A connection that holds anything, or cannot be checked, is closed rather than
-/// reset, so nothing a reset might miss (a dblink connection, a role) survives either. Running from `Drop`
-/// covers abandoned calls too.
+/// reset, so nothing a reset might miss (a dblink connection, a role) survives either. The one thing released
+/// instead of found is a read's session advisory locks, by the check in its own flight
+/// (`db::session::AFTER_ROLLBACK_SQL` says why). Running from `Drop` covers abandoned calls too.
 struct CheckedSession {
     conn: Option<Object>,
     /// The call may have committed, so session-level settings may have changed.

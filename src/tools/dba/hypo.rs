@@ -6,6 +6,8 @@
 //! a session-level advisory lock on (HYPO_MARK, its pid), and releases it only after `hypopg_reset()` succeeded.
 //! A call that fails before the reset, or is abandoned mid-way, leaves the lock, and the session check then
 //! closes the connection, taking the hypothetical indexes with it.
+//! While the marker is held, the session's reads leave it alone (`Session::keep_advisory_locks`): the check a
+//! read sends in its own flight releases the session's advisory locks.
 //!
 //! hypopg's functions are VOLATILE, so execute_query's volatility gate refuses them, and `hypopg*` is on the
 //! default deny-list for read-write profiles: only pgmcp's own code calls them, on the call's session.
@@ -185,6 +187,8 @@ impl Hypo {
         // Indexes another call left would distort the costs (none should exist: see the module comment).
         txn.batch_execute(&format!("SELECT {schema}.hypopg_reset()"))
             .await?;
+        drop(txn);
+        session.keep_advisory_locks(true);
         Ok(Some(Hypo { schema }))
     }
 
@@ -246,6 +250,8 @@ impl Hypo {
             &[&HYPO_MARK],
         )
         .await?;
+        drop(txn);
+        session.keep_advisory_locks(false);
         Ok(())
     }
 }
