@@ -224,14 +224,16 @@ impl ServerHandler for PgMcpServer {
                     request_id = %context.id,
                     traceparent = traceparent.unwrap_or(""),
                 );
-                let result = tools::dispatch::call_tool(
+                // Boxed: the call's future is large, and rmcp moves each request's future whole as it spawns and
+                // runs it; behind a pointer, those moves copy a few words instead of the call's every state.
+                let result = Box::pin(tools::dispatch::call_tool(
                     permit.databases(),
                     name,
                     arguments.clone(),
                     &context.ct,
                     crate::http::request_user(&context.extensions),
                     &permit.caller,
-                )
+                ))
                 .instrument(span)
                 .await;
                 let outcome = CallOutcome::from_result(&result);
