@@ -140,11 +140,20 @@ pub async fn check_json_body(
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    if let Some(response) = reject_malformed(&bytes) {
-        return response;
+    // Broken JSON stops here. Whether it is a JSON-RPC message rmcp decides as it parses it, once: its refusal (a
+    // 415 naming the body) is answered in JSON-RPC's terms, so a good request is parsed once, not twice.
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+        return jsonrpc_error(StatusCode::BAD_REQUEST, Value::Null, -32700, "Parse error");
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE
+        && let Some(refusal) = reject_malformed(&bytes)
+    {
+        return refusal;
+    }
+    response
 }
 
 #[cfg(test)]
