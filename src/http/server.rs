@@ -243,11 +243,17 @@ pub(crate) async fn serve_http_on(
         .enforce_origin_validation()
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_cancellation_token(stop_sessions.clone());
-    let mcp_service = StreamableHttpService::new(
+    let mcp_service = Arc::new(StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
-    );
+    ));
+    // Called through a shared reference: as a tower service, rmcp's is cloned twice per request (by the router,
+    // then by its own `call`), and each clone copies its config's host and origin lists.
+    let serve_mcp = move |request: axum::extract::Request| {
+        let mcp_service = mcp_service.clone();
+        async move { mcp_service.handle(request).await.map(axum::body::Body::new) }
+    };
     let gate = McpGate {
         max_body_bytes: settings.max_body_bytes,
         allowed_hosts: Arc::new(hosts),
@@ -255,7 +261,7 @@ pub(crate) async fn serve_http_on(
     // Layers run outside-in: Host check, then authentication, then the per-caller limit, then the timeout and the body
     // check, then (on-behalf-of only) the caller's database login, then the Accept negotiation, then rmcp.
     let mut mcp = Router::new()
-        .route_service(MCP_PATH, mcp_service)
+        .route(MCP_PATH, axum::routing::any(serve_mcp))
         .layer(axum::middleware::from_fn(accept::negotiate));
     if let Some(auth) = &authenticator
         && databases.all().iter().any(|db| db.per_caller())
