@@ -487,3 +487,38 @@ async fn rotation_and_provider_outage_through_the_server() {
         "keys stay loaded while the provider is down"
     );
 }
+
+/// A refused request whose body the server did not read ends its connection, and says so: a client that reused
+/// it for its next request (an OAuth client retrying with a fresh token) would otherwise see that request dropped
+/// unanswered. Here the body is still unsent when the answer comes.
+#[tokio::test]
+async fn a_refused_request_with_an_unread_body_closes_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_, server) = setup();
+    let address = server.mcp_url();
+    let address = address
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: 64\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read_all = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_all)
+        .await
+        .expect("the server closed the connection after refusing the request");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 401"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+}

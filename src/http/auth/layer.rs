@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Request, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Authenticator;
@@ -149,10 +149,28 @@ where
                     request.extensions_mut().insert(IncomingToken(token));
                     inner.call(request).await
                 }
-                Err(rejection) => Ok(rejection.into_response()),
+                Err(rejection) => {
+                    let mut response = rejection.into_response();
+                    if carries_body(request.headers()) {
+                        // The body is refused unread, and hyper closes a connection whose body it cannot drain once
+                        // the answer is out. A client that sent its next request on it meanwhile (an OAuth client
+                        // retrying with the token the challenge sent it for) would see it drop unanswered; told
+                        // up front, it opens another.
+                        (response.headers_mut())
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok(response)
+                }
             }
         })
     }
+}
+
+fn carries_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || (headers.get(header::CONTENT_LENGTH))
+            .and_then(|length| length.to_str().ok()?.trim().parse::<u64>().ok())
+            .is_some_and(|length| length > 0)
 }
 
 #[cfg(test)]
