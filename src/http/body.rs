@@ -5,7 +5,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -45,6 +45,13 @@ fn is_json(request: &Request) -> bool {
         .and_then(|value| value.to_str().ok())
         .map(|value| value.split(';').next().unwrap_or("").trim())
         .is_some_and(|essence| essence.eq_ignore_ascii_case("application/json"))
+}
+
+/// The body length a request's `Content-Length` declares, when it declares one that reads as a number.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    (headers.get(header::CONTENT_LENGTH))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
 }
 
 fn jsonrpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Response {
@@ -126,11 +133,7 @@ pub async fn check_json_body(
     if request.method() != axum::http::Method::POST || !is_json(&request) {
         return next.run(request).await;
     }
-    if let Some(length) = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    if let Some(length) = declared_length(request.headers())
         && length > limit as u64
     {
         return too_large(limit);

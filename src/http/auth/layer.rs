@@ -168,9 +168,7 @@ where
 
 fn carries_body(headers: &HeaderMap) -> bool {
     headers.contains_key(header::TRANSFER_ENCODING)
-        || (headers.get(header::CONTENT_LENGTH))
-            .and_then(|length| length.to_str().ok()?.trim().parse::<u64>().ok())
-            .is_some_and(|length| length > 0)
+        || crate::http::body::declared_length(headers).is_some_and(|length| length > 0)
 }
 
 #[cfg(test)]
