@@ -97,7 +97,7 @@ impl Sequence {
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method });
         let prepare = Hook::async_fn(|client: &mut ClientWrapper, _| {
             Box::pin(async move {
-                (client.batch_execute(&PREPARE_SESSION_CHECK).await).map_err(HookError::Backend)
+                (client.batch_execute(PREPARE_SESSION_CHECK).await).map_err(HookError::Backend)
             })
         });
         Ok(Pool::builder(manager)

@@ -140,7 +140,7 @@ impl Session {
         match self.in_flight_check {
             InFlightCheck::Unprepared => {
                 self.in_flight_check = InFlightCheck::Prepared;
-                Some(&ROLLBACK_PREPARE_AND_CHECK)
+                Some(ROLLBACK_PREPARE_AND_CHECK)
             }
             InFlightCheck::Prepared => Some(ROLLBACK_AND_CHECK),
             InFlightCheck::Off => None,
@@ -257,6 +257,25 @@ impl managed::Manager for SessionManager {
     }
 }
 
+/// The session check's SQL-level statement name, for the texts `concat!` builds with it.
+macro_rules! session_check_name {
+    () => {
+        "pgmcp_session_check"
+    };
+}
+
+/// Counts the session's SQL-level prepared statements, pgmcp's own check statement aside.
+macro_rules! prepared_statements_left {
+    () => {
+        concat!(
+            "(SELECT count(*) FROM pg_catalog.pg_prepared_statements \
+              WHERE from_sql AND name <> '",
+            session_check_name!(),
+            "')::int4"
+        )
+    };
+}
+
 /// What a connection still holds after a call, beyond the call's own (rolled back or committed) transaction.
 /// Read-only calls are rolled back, which undoes settings, temporary objects, LISTEN and the holdable cursors
 /// the transaction declared; advisory locks and SQL-level prepared statements outlive a rollback, and a committed
@@ -265,18 +284,18 @@ impl managed::Manager for SessionManager {
 ///
 /// pgmcp's own SQL-level check statement is not a leftover. Replacing it with a fake one would take a `DEALLOCATE`
 /// and a `PREPARE` run in the session, which would equally replace the protocol-level statement of the other form.
-pub const LEFTOVERS_SQL: &str = "\
-SELECT (SELECT count(*) FROM pg_catalog.pg_locks \
-         WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int4, \
-       (SELECT count(*) FROM pg_catalog.pg_prepared_statements \
-         WHERE from_sql AND name <> 'pgmcp_session_check')::int4, \
-       (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)::int4, \
+pub const LEFTOVERS_SQL: &str = concat!(
+    "SELECT (SELECT count(*) FROM pg_catalog.pg_locks \
+              WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int4, ",
+    prepared_statements_left!(),
+    ", (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)::int4, \
        (SELECT count(*) FROM pg_catalog.pg_listening_channels())::int4, \
        CASE WHEN pg_catalog.pg_my_temp_schema() = 0 THEN 0 \
             ELSE (SELECT count(*) FROM pg_catalog.pg_class \
                   WHERE relnamespace = pg_catalog.pg_my_temp_schema())::int4 END, \
        CASE WHEN $1 THEN (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session')::int4 \
-            ELSE 0 END";
+            ELSE 0 END"
+);
 const LEFTOVER_KINDS: [&str; 6] = [
     "advisory locks",
     "prepared statements",
@@ -285,6 +304,16 @@ const LEFTOVER_KINDS: [&str; 6] = [
     "temporary relations",
     "changed settings",
 ];
+
+macro_rules! after_rollback_sql {
+    () => {
+        concat!(
+            "SELECT ",
+            prepared_statements_left!(),
+            " FROM pg_catalog.pg_advisory_unlock_all() AS released"
+        )
+    };
+}
 
 /// The session check sent in a read's own flight, right behind the ROLLBACK of a transaction that began on a
 /// session holding nothing (every call before it was checked): it deals only with what a rollback leaves standing.
@@ -300,26 +329,28 @@ const LEFTOVER_KINDS: [&str; 6] = [
 ///   writes) still counts locks, and closes a connection that holds any.
 /// - SQL-level prepared statements are counted: `DEALLOCATE ALL` would also drop the protocol-level statements
 ///   pgmcp keeps on the connection.
-pub const AFTER_ROLLBACK_SQL: &str = "\
-SELECT (SELECT count(*) FROM pg_catalog.pg_prepared_statements \
-         WHERE from_sql AND name <> 'pgmcp_session_check')::int4 \
-  FROM pg_catalog.pg_advisory_unlock_all() AS released";
+pub const AFTER_ROLLBACK_SQL: &str = after_rollback_sql!();
 /// What [`AFTER_ROLLBACK_SQL`]'s columns count.
 const AFTER_ROLLBACK_KINDS: [&str; 1] = ["prepared statements"];
 /// The session check's SQL-level statement, as the first check on a connection prepares it.
-pub const SESSION_CHECK_STATEMENT: &str = "pgmcp_session_check";
-pub const ROLLBACK_AND_CHECK: &str = "ROLLBACK; EXECUTE pgmcp_session_check";
+pub const SESSION_CHECK_STATEMENT: &str = session_check_name!();
+pub const ROLLBACK_AND_CHECK: &str = concat!("ROLLBACK; EXECUTE ", session_check_name!());
 /// What prepares [`AFTER_ROLLBACK_SQL`] as [`SESSION_CHECK_STATEMENT`] on a connection.
-pub static PREPARE_SESSION_CHECK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("PREPARE {SESSION_CHECK_STATEMENT} AS {AFTER_ROLLBACK_SQL}")
-});
+pub const PREPARE_SESSION_CHECK: &str = concat!(
+    "PREPARE ",
+    session_check_name!(),
+    " AS ",
+    after_rollback_sql!()
+);
 /// The first check on a connection prepares the statement the later ones execute.
-static ROLLBACK_PREPARE_AND_CHECK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "ROLLBACK; {}; EXECUTE {SESSION_CHECK_STATEMENT}",
-        *PREPARE_SESSION_CHECK
-    )
-});
+const ROLLBACK_PREPARE_AND_CHECK: &str = concat!(
+    "ROLLBACK; PREPARE ",
+    session_check_name!(),
+    " AS ",
+    after_rollback_sql!(),
+    "; EXECUTE ",
+    session_check_name!()
+);
 
 /// What the session check found, in words for the log; `None` when the connection holds nothing. A check already
 /// sent in the call's flight is read; otherwise one is sent now.
