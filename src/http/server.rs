@@ -232,6 +232,9 @@ pub(crate) async fn serve_http_on(
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(settings.legacy_sessions)
         .with_json_response(true)
+        // pgmcp's handlers never message the client mid-call, so a stateless request's handler runs on the HTTP
+        // request's own task: no per-request service loop, spawned tasks or channels (vendor/README.md).
+        .with_inline_stateless_requests(true)
         .with_allowed_hosts(hosts.clone())
         .with_allowed_origins(
             settings

@@ -1319,6 +1319,103 @@ where
     )
 }
 
+/// Serves one request on the caller's task, without a service loop: no
+/// transport, no spawned task, no channels. The peer's outbound channel is
+/// closed, so a notification or request the handler sends fails with
+/// [`ServiceError::TransportClosed`] instead of waiting for a stream that will
+/// never exist. Dropped before it answers, the handler's cancellation token is
+/// cancelled and the handler runs to its end on a task of its own, as a
+/// handler the service loop spawned would.
+pub(crate) async fn serve_request_inline<R, S>(
+    service: S,
+    request: JsonRpcRequest<R::PeerReq>,
+    peer_info: Option<R::PeerInfo>,
+) -> TxJsonRpcMessage<R>
+where
+    R: ServiceRole,
+    S: Service<R>,
+{
+    let (peer, peer_rx) = Peer::new(Arc::new(AtomicU32RequestIdProvider::default()), peer_info);
+    drop(peer_rx);
+    R::configure_direct_peer(&peer, &service.get_info());
+    let JsonRpcRequest {
+        id, mut request, ..
+    } = request;
+    let nothing_pending = HashMap::<RequestId, ()>::new();
+    if let Err(error) = R::enforce_peer_request_association(
+        &request,
+        peer.peer_info().as_deref(),
+        peer_request_association(&request, &nothing_pending),
+    ) {
+        return JsonRpcMessage::error(error, Some(id));
+    }
+    let mut extensions = Extensions::new();
+    let mut meta = RequestMetaObject::new();
+    std::mem::swap(&mut meta, request.get_meta_mut());
+    std::mem::swap(&mut extensions, request.extensions_mut());
+    let ct = CancellationToken::new();
+    let context = RequestContext {
+        ct: ct.clone(),
+        id: id.clone(),
+        peer,
+        meta,
+        extensions,
+    };
+    let handler_version = context.meta.protocol_version();
+    let handler_id = id.clone();
+    let handled = FinishOnDrop {
+        handler: Some(Box::pin(async move {
+            ORIGINATING_REQUEST
+                .scope(
+                    handler_id,
+                    ORIGINATING_PROTOCOL_VERSION
+                        .scope(handler_version, service.handle_request(request, context)),
+                )
+                .await
+        })),
+        ct,
+    };
+    match handled.await {
+        Ok(result) => JsonRpcMessage::response(result, id),
+        Err(error) => JsonRpcMessage::error(error, Some(id)),
+    }
+}
+
+/// A handler future run in place, which, dropped unfinished, cancels its
+/// token and finishes on a task of its own.
+struct FinishOnDrop<F: Future + Send + 'static> {
+    handler: Option<std::pin::Pin<Box<F>>>,
+    ct: CancellationToken,
+}
+
+impl<F: Future + Send + 'static> Future for FinishOnDrop<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let handler = self.handler.as_mut().expect("polled after completion");
+        let output = std::task::ready!(handler.as_mut().poll(cx));
+        self.handler = None;
+        std::task::Poll::Ready(output)
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for FinishOnDrop<F> {
+    fn drop(&mut self) {
+        let Some(handler) = self.handler.take() else {
+            return;
+        };
+        self.ct.cancel();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            spawn_service_task(async move {
+                let _ = handler.await;
+            });
+        }
+    }
+}
+
 /// Spawn a task that may hold `!Send` state when the `local` feature is active.
 ///
 /// Without the `local` feature this is `tokio::spawn` (requires `Future: Send + 'static`).

@@ -32,7 +32,7 @@ use crate::{
     },
     service::{
         NotificationContext, RequestContext, Service, negotiate_protocol_version,
-        serve_directly_with_ct, serve_server_with_ct, uses_legacy_lifecycle,
+        serve_directly_with_ct, serve_request_inline, serve_server_with_ct, uses_legacy_lifecycle,
     },
     transport::{
         OneshotTransport, TransportAdapterIdentity,
@@ -325,6 +325,20 @@ pub struct StreamableHttpServerConfig {
     /// Default is `false`, preserving today's legacy behavior where an absent
     /// header is treated as protocol version `2025-03-26`.
     pub stateless_protocol_metadata_required: bool,
+    /// Serve stateless requests that answer with plain JSON (`json_response`)
+    /// on the HTTP request's own task: the handler is called directly, without
+    /// a per-request service loop, transport, spawned tasks or channels.
+    ///
+    /// Only for handlers that never message the client while a request runs:
+    /// with this set, a notification or request a handler sends to its peer
+    /// fails with [`ServiceError::TransportClosed`](crate::service::ServiceError::TransportClosed)
+    /// instead of turning the answer into an event stream. A request whose
+    /// HTTP exchange is dropped (the client went away, a timeout layer gave
+    /// up) has its cancellation token cancelled and its handler finishes on a
+    /// task of its own, as a spawned handler would.
+    ///
+    /// Default is `false`.
+    pub inline_stateless_requests: bool,
 }
 
 impl std::fmt::Debug for dyn SessionStore {
@@ -347,6 +361,7 @@ impl Default for StreamableHttpServerConfig {
             session_store: None,
             max_request_body_bytes: DEFAULT_MAX_REQUEST_BODY_BYTES,
             stateless_protocol_metadata_required: false,
+            inline_stateless_requests: false,
         }
     }
 }
@@ -410,6 +425,13 @@ impl StreamableHttpServerConfig {
     /// Set the maximum POST request body size in bytes.
     pub fn with_max_request_body_bytes(mut self, bytes: usize) -> Self {
         self.max_request_body_bytes = bytes;
+        self
+    }
+
+    /// Serve stateless JSON-answered requests on the request's own task. See
+    /// [`StreamableHttpServerConfig::inline_stateless_requests`].
+    pub fn with_inline_stateless_requests(mut self, inline: bool) -> Self {
+        self.inline_stateless_requests = inline;
         self
     }
 
@@ -1663,6 +1685,36 @@ where
         }
     }
 
+    fn serves_inline(&self) -> bool {
+        self.config.json_response && self.config.inline_stateless_requests
+    }
+
+    /// A stateless request answered with plain JSON is answered by exactly one
+    /// message, so its handler can run on this task (see
+    /// [`StreamableHttpServerConfig::inline_stateless_requests`]).
+    async fn serve_inline(
+        &self,
+        service: S,
+        request: crate::model::JsonRpcRequest<ClientRequest>,
+        peer_info: Option<InitializeRequestParams>,
+    ) -> HttpResult<ServerJsonRpcMessage> {
+        let stopping = self.config.cancellation_token.child_token();
+        tokio::select! {
+            message = serve_request_inline(
+                NegotiatingStatelessHttpService(service),
+                request,
+                peer_info,
+            ) => Ok(message),
+            _ = stopping.cancelled() => Err(internal_error_response("empty response")(
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server stopped before the handler answered",
+                ),
+            )
+            .into()),
+        }
+    }
+
     // The HTTP status must be known before opening an SSE stream.
     async fn serve_negotiated_request_directly(
         &self,
@@ -1677,6 +1729,11 @@ where
             .is_empty();
         let peer_info = Self::peer_info_for_stateless_request(&request, &parts.headers);
         request.request.extensions_mut().insert(parts);
+        if self.serves_inline() {
+            let message = self.serve_inline(service, request, peer_info).await?;
+            let status = jsonrpc_http_status(&message, request_meta_malformed);
+            return jsonrpc_message_response(message, status);
+        }
         let (transport, mut receiver) =
             OneshotTransport::<RoleServer>::new(ClientJsonRpcMessage::Request(request));
         // Give this stateless request its own cancellation token so a client
@@ -2424,6 +2481,10 @@ where
                     //   (already validated above; absent header defaults to 2025-03-26)
                     let peer_info = Self::peer_info_for_stateless_request(&request, &part.headers);
                     request.request.extensions_mut().insert(part);
+                    if self.serves_inline() {
+                        let message = self.serve_inline(service, request, peer_info).await?;
+                        return jsonrpc_message_response(message, http::StatusCode::OK);
+                    }
                     let (transport, mut receiver) =
                         OneshotTransport::<RoleServer>::new(ClientJsonRpcMessage::Request(request));
                     // Give this stateless request its own cancellation token so an
