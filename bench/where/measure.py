@@ -66,12 +66,17 @@ def package_version(directory):
         return None
 
 
-def server_specs(pgmcp, cluster, peers_dir):
+def server_specs(pgmcp, cluster, peers_dir, floor):
     url = cluster.url()
     specs = [{
         "name": "pgmcp", "short": "pgmcp", "command": [pgmcp, "serve", "--database-url", url],
         "env": {"PGMCP_LOG": "warn"}, "tool": "execute_query", "params": True,
     }]
+    if floor is not None:
+        specs.append({
+            "name": "stdio floor (floor.c: libpq, no MCP)", "short": "floor", "command": [floor, url],
+            "env": {}, "tool": "execute_query", "params": True,
+        })
     if peers_dir is None:
         return specs, []
     modules = peers_dir / "node_modules"
@@ -361,6 +366,7 @@ def main():
     parser.add_argument("--no-perf", action="store_true")
     parser.add_argument("--servers", help="comma-separated short names to measure (default: all installed)")
     parser.add_argument("--shim", type=pathlib.Path, required=True)
+    parser.add_argument("--floor", type=pathlib.Path, help="the built floor.c, measured beside the servers")
     args = parser.parse_args()
 
     loads = [load_average()]
@@ -369,7 +375,8 @@ def main():
     cluster = Cluster()
     results, names = {}, []
     try:
-        specs, missing = server_specs(pathlib.Path(args.pgmcp).resolve(), cluster, args.peers)
+        specs, missing = server_specs(pathlib.Path(args.pgmcp).resolve(), cluster, args.peers,
+                                      args.floor.resolve() if args.floor else None)
         if args.servers:
             specs = [s for s in specs if s["short"] in args.servers.split(",")]
         for spec in specs:
@@ -418,7 +425,8 @@ def main():
         f"- {args.calls:,} sequential point-query calls per window after {args.warmup} warm-up calls, raw JSON-RPC "
         f"client over stdio; PostgreSQL {cluster.version} (scale {SCALE}) on loopback TCP; {os.cpu_count()} cores; "
         f"load average (1 min) {min(loads):.1f}–{max(loads):.1f} during the run",
-        "- servers: " + "; ".join(versions if s["short"] == "pgmcp" else s["name"] for s in specs) + (f"; not installed: {', '.join(missing)}" if missing else ""),
+        "- servers: " + "; ".join(versions if s["short"] == "pgmcp" else s["name"]
+                                        for s in specs) + (f"; not installed: {', '.join(missing)}" if missing else ""),
     ]
     errors = [f"- {n}: not measured: {results[n]['error']}" for n in names if "error" in results[n]]
     text = "\n".join(header + errors) + "\n\n" + table(results, names) + "\n\n" + statements_summary(
