@@ -1698,14 +1698,15 @@ where
         request: crate::model::JsonRpcRequest<ClientRequest>,
         peer_info: Option<InitializeRequestParams>,
     ) -> HttpResult<ServerJsonRpcMessage> {
-        let stopping = self.config.cancellation_token.child_token();
         tokio::select! {
             message = serve_request_inline(
                 NegotiatingStatelessHttpService(service),
                 request,
                 peer_info,
             ) => Ok(message),
-            _ = stopping.cancelled() => Err(internal_error_response("empty response")(
+            // Waits on the server's token itself: a child token per request would take the token tree's lock
+            // twice for nothing.
+            _ = self.config.cancellation_token.cancelled() => Err(internal_error_response("empty response")(
                 std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the server stopped before the handler answered",
