@@ -335,19 +335,22 @@ const AFTER_ROLLBACK_KINDS: [&str; 1] = ["prepared statements"];
 /// The session check's SQL-level statement, as the first check on a connection prepares it.
 pub const SESSION_CHECK_STATEMENT: &str = session_check_name!();
 pub const ROLLBACK_AND_CHECK: &str = concat!("ROLLBACK; EXECUTE ", session_check_name!());
+macro_rules! prepare_session_check {
+    () => {
+        concat!(
+            "PREPARE ",
+            session_check_name!(),
+            " AS ",
+            after_rollback_sql!()
+        )
+    };
+}
 /// What prepares [`AFTER_ROLLBACK_SQL`] as [`SESSION_CHECK_STATEMENT`] on a connection.
-pub const PREPARE_SESSION_CHECK: &str = concat!(
-    "PREPARE ",
-    session_check_name!(),
-    " AS ",
-    after_rollback_sql!()
-);
+pub const PREPARE_SESSION_CHECK: &str = prepare_session_check!();
 /// The first check on a connection prepares the statement the later ones execute.
 const ROLLBACK_PREPARE_AND_CHECK: &str = concat!(
-    "ROLLBACK; PREPARE ",
-    session_check_name!(),
-    " AS ",
-    after_rollback_sql!(),
+    "ROLLBACK; ",
+    prepare_session_check!(),
     "; EXECUTE ",
     session_check_name!()
 );
