@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Rebuilds vendor/rmcp from rmcp's crates.io release plus vendor/rmcp-inline-stateless.patch (vendor/README.md says
-# why). Run it after changing the patch or moving to another rmcp version; `git diff vendor/rmcp` then shows exactly
-# what changed.
-#   scripts/vendor-rmcp.sh [VERSION]               rebuild (default: the version vendored now)
-#   scripts/vendor-rmcp.sh --write-patch [VERSION] after editing vendor/rmcp/src: write the patch from the edits
+# Rebuilds vendor/rmcp from rmcp's crates.io release plus the patches in vendor/rmcp-patches, applied in name order
+# (vendor/README.md says what each does and why). Run it after changing a patch or moving to another rmcp version;
+# `git diff vendor/rmcp` then shows exactly what changed. Each patch stands on its own, to be proposed upstream alone.
+#   scripts/vendor-rmcp.sh [VERSION]                  rebuild (default: the version vendored now)
+#   scripts/vendor-rmcp.sh --write-patch NAME [VERSION]
+#       after editing vendor/rmcp/src: write vendor/rmcp-patches/NAME as the difference between the release with
+#       every other patch applied and the edited sources (a new NAME adds a patch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-write_patch=0
+write_patch=
 if [ "${1:-}" = --write-patch ]; then
-  write_patch=1
-  shift
+  write_patch=${2:?"--write-patch needs the patch's file name, for example 4-something.patch"}
+  shift 2
 fi
 version=${1:-$(sed -n 's/^version = "\(.*\)"$/\1/p' vendor/rmcp/Cargo.toml | head -n1)}
 work=$(mktemp -d)
@@ -17,14 +19,23 @@ trap 'rm -rf "$work"' EXIT
 curl -fsSL "https://static.crates.io/crates/rmcp/rmcp-$version.crate" | tar -xz -C "$work"
 release="$work/rmcp-$version"
 
-if [ "$write_patch" = 1 ]; then
-  # Paths as a/src/... and b/src/..., no timestamps: the patch changes only when the edits do.
+apply_patches() { # DIR [SKIP]: applies every patch but SKIP to DIR, in name order
+  local patch
+  for patch in vendor/rmcp-patches/*.patch; do
+    [ "$(basename "$patch")" = "${2:-}" ] && continue
+    patch --quiet --no-backup-if-mismatch --directory "$1" -p1 <"$patch"
+  done
+}
+
+if [ -n "$write_patch" ]; then
+  # Paths as a/src/... and b/src/..., no timestamps: a patch changes only when its edits do.
   mkdir -p "$work/a" "$work/b"
   cp -r "$release/src" "$work/a/"
+  apply_patches "$work/a" "$write_patch"
   cp -r vendor/rmcp/src "$work/b/"
-  (cd "$work" && git diff --no-index --no-color --src-prefix= --dst-prefix= a b) >vendor/rmcp-inline-stateless.patch \
+  (cd "$work" && git diff --no-index --no-color --src-prefix= --dst-prefix= a b) >"vendor/rmcp-patches/$write_patch" \
     || [ $? -eq 1 ]
-  echo "wrote vendor/rmcp-inline-stateless.patch"
+  echo "wrote vendor/rmcp-patches/$write_patch"
   exit 0
 fi
 
@@ -37,5 +48,5 @@ awk '
     /^\[/ { skip = ($0 ~ /^\[\[(test|example|bench)\]\]/ || $0 ~ /^\[dev-dependencies/) }
     !skip && !/^build = /
 ' "$release/Cargo.toml" >vendor/rmcp/Cargo.toml
-patch --quiet --directory vendor/rmcp -p1 <vendor/rmcp-inline-stateless.patch
-echo "vendor/rmcp: rmcp $version with vendor/rmcp-inline-stateless.patch"
+apply_patches vendor/rmcp
+echo "vendor/rmcp: rmcp $version with $(ls vendor/rmcp-patches | tr '\n' ' ')"
