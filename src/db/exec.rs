@@ -356,7 +356,9 @@ async fn run_checked(
     // A margin over statement_timeout: the server normally cancels first and reports 57014 itself; this bound
     // only catches a server or network that stopped answering.
     let deadline = limits.timeout + Duration::from_secs(2);
-    let work = async {
+    // Boxed: the statement's state (preparing, the flight, the rows) is kilobytes, and the timeout and the select
+    // below would each move it whole.
+    let work = Box::pin(async {
         let statements = Statements::new(client.statement_cache.clone(), ctx.statement_cache);
         match execute(client, ctx, &statements, checked, sql, params, intent).await {
             // A schema change since the statement was prepared: PostgreSQL refuses the cached statement before
@@ -369,7 +371,7 @@ async fn run_checked(
             }
             other => other.map_err(Failure::into_tool_error),
         }
-    };
+    });
     let mut stalled = false;
     let outcome = tokio::select! {
         result = tokio::time::timeout(deadline, work) => match result {

@@ -3,6 +3,8 @@
 //! `server/discover`) are handled by rmcp itself.
 
 pub mod gate;
+#[cfg(test)]
+mod parse_tests;
 mod resources;
 
 use std::sync::Arc;
@@ -268,7 +270,8 @@ impl ServerHandler for PgMcpServer {
         let user = crate::http::request_user(&context.extensions);
         (self.gate)
             .pass(Action::ListResources, &context, |permit| async move {
-                resources::list(&permit, user).await
+                // Boxed, as a tool's call: its state would otherwise make every request's future kilobytes.
+                Box::pin(resources::list(&permit, user)).await
             })
             .await
     }
@@ -284,7 +287,7 @@ impl ServerHandler for PgMcpServer {
             .pass(
                 Action::ReadResource { uri },
                 &context,
-                |permit| async move { resources::read(&permit, uri, user).await },
+                |permit| async move { Box::pin(resources::read(&permit, uri, user)).await },
             )
             .await
     }

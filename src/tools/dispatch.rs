@@ -116,7 +116,8 @@ impl Drop for CheckedSession {
             self.statement_cache,
             std::mem::take(&mut self.tool),
         );
-        runtime.spawn(async move {
+        // Boxed: spawning and running a task moves its future whole several times, and this one is kilobytes.
+        runtime.spawn(Box::pin(async move {
             let check = crate::db::session::leftovers(&mut conn, committed, cached);
             match tokio::time::timeout(SESSION_CHECK_BOUND, check).await {
                 Ok(Ok(None)) => {}
@@ -133,7 +134,7 @@ impl Drop for CheckedSession {
                     drop(Object::take(conn));
                 }
             }
-        });
+        }));
     }
 }
 
@@ -161,7 +162,9 @@ pub async fn call_tool(
             ends_with_its_statement: true,
         };
         let bound = call_deadline(db.profile.statement_timeout);
-        let work = curated::run(db, session.conn(), tool, &values, cancel);
+        // Boxed: a call's state is kilobytes, and wrapping it in the timeout and awaiting that would move it whole
+        // twice per call; behind a pointer those moves copy a word.
+        let work = Box::pin(curated::run(db, session.conn(), tool, &values, cancel));
         let outcome = tokio::time::timeout(bound, work).await;
         let output = session.bounded(bound, outcome)?;
         return Ok(ToolAnswer::of_query(output));
@@ -175,7 +178,15 @@ pub async fn call_tool(
         ends_with_its_statement: matches!(name, "execute_query" | "read_table"),
     };
     let bound = call_deadline(db.profile.statement_timeout);
-    let work = run_tool(db, session.conn(), name, arguments, cancel, caller);
+    // Boxed, as a curated tool's call above.
+    let work = Box::pin(run_tool(
+        db,
+        session.conn(),
+        name,
+        arguments,
+        cancel,
+        caller,
+    ));
     let outcome = tokio::time::timeout(bound, work).await;
     session.bounded(bound, outcome)
 }

@@ -4982,6 +4982,73 @@ impl ClientResult {
 
 pub type ClientJsonRpcMessage = JsonRpcMessage<ClientRequest, ClientResult, ClientNotification>;
 
+impl ClientJsonRpcMessage {
+    /// Parses a client message exactly as its `Deserialize` does, but a
+    /// request whose `method` names a known request type is parsed as that
+    /// type directly.
+    ///
+    /// The derived path buffers the message, checks its shape, then tries
+    /// every [`ClientRequest`] variant in order until one accepts it: a
+    /// `tools/call` fails thirteen times first, each failure building an
+    /// error. Here the envelope is read first (`jsonrpc`, `id`, `method`, and
+    /// whether `result` or `error` are present); a request is then parsed as
+    /// the one variant whose method constant matches. Every variant before it
+    /// in [`ClientRequest`]'s order has a different constant and so could not
+    /// have accepted the message, so the outcome is the same. Anything the
+    /// direct parse does not accept (another shape, an unlisted method, a
+    /// duplicate key, invalid params) takes the derived path, errors included.
+    pub fn from_json_slice(bytes: &[u8]) -> serde_json::Result<Self> {
+        match Self::request_by_method(bytes) {
+            Some(message) => Ok(message),
+            None => serde_json::from_slice(bytes),
+        }
+    }
+
+    fn request_by_method(bytes: &[u8]) -> Option<Self> {
+        /// Whether a key is there, whatever its value (`null` included), as the
+        /// shape check counts it.
+        #[derive(Default)]
+        struct Present(bool);
+        impl<'de> Deserialize<'de> for Present {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                serde::de::IgnoredAny::deserialize(deserializer).map(|_| Present(true))
+            }
+        }
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            jsonrpc: JsonRpcVersion2_0,
+            id: RequestId,
+            #[serde(borrow)]
+            method: Cow<'a, str>,
+            #[serde(default)]
+            result: Present,
+            #[serde(default)]
+            error: Present,
+        }
+
+        let envelope: Envelope<'_> = serde_json::from_slice(bytes).ok()?;
+        if envelope.result.0 || envelope.error.0 {
+            return None;
+        }
+        fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+            serde_json::from_slice(bytes).ok()
+        }
+        let request = match envelope.method.as_ref() {
+            CallToolRequestMethod::VALUE => ClientRequest::CallToolRequest(parse(bytes)?),
+            ListToolsRequestMethod::VALUE => ClientRequest::ListToolsRequest(parse(bytes)?),
+            PingRequestMethod::VALUE => ClientRequest::PingRequest(parse(bytes)?),
+            ReadResourceRequestMethod::VALUE => ClientRequest::ReadResourceRequest(parse(bytes)?),
+            ListResourcesRequestMethod::VALUE => ClientRequest::ListResourcesRequest(parse(bytes)?),
+            _ => return None,
+        };
+        Some(JsonRpcMessage::Request(JsonRpcRequest {
+            jsonrpc: envelope.jsonrpc,
+            id: envelope.id,
+            request,
+        }))
+    }
+}
+
 ts_union!(
     export type ServerRequest =
     | PingRequest

@@ -132,6 +132,12 @@ pub trait ServiceRole: std::fmt::Debug + Send + Sync + 'static + Copy + Clone {
     type PeerInfo: TransferObject;
     #[doc(hidden)]
     fn configure_direct_peer(_peer: &Peer<Self>, _info: &Self::Info) {}
+    /// Parses one message from the peer, as `serde_json::from_slice` does; a
+    /// role may read the envelope first to skip work the generic path repeats.
+    #[doc(hidden)]
+    fn parse_peer_message(bytes: &[u8]) -> serde_json::Result<RxJsonRpcMessage<Self>> {
+        serde_json::from_slice(bytes)
+    }
     #[doc(hidden)]
     fn peer_cancelled_params(_notification: &Self::PeerNot) -> Option<&CancelledNotificationParam> {
         None
@@ -1607,14 +1613,23 @@ where
                             continue;
                         };
                         ct.cancel();
-                        let send = transport.send(m);
-                        let current_span = tracing::Span::current();
-                        response_send_tasks.spawn(async move {
-                            let send_result = send.await;
-                            if let Err(error) = send_result {
-                                tracing::error!(%error, "fail to response message");
+                        // A response usually goes out in one poll (the writer is free and the
+                        // stream has room), so it is sent in place; only a send that has to wait
+                        // gets a task of its own, rather than a task for every response.
+                        let mut send = Box::pin(transport.send(m));
+                        match send.as_mut().now_or_never() {
+                            Some(Err(error)) => tracing::error!(%error, "fail to response message"),
+                            Some(Ok(())) => {}
+                            None => {
+                                let current_span = tracing::Span::current();
+                                response_send_tasks.spawn(async move {
+                                    let send_result = send.await;
+                                    if let Err(error) = send_result {
+                                        tracing::error!(%error, "fail to response message");
+                                    }
+                                }.instrument(current_span));
                             }
-                        }.instrument(current_span));
+                        }
                     }
                 }
                 Event::ProxyMessage(PeerSinkMessage::Request {
@@ -1703,7 +1718,10 @@ where
                         let current_span = tracing::Span::current();
                         let handler_id = id.clone();
                         let handler_version = context.meta.protocol_version();
-                        spawn_service_task(async move {
+                        // Boxed: the task's future (the request, its context and the answer)
+                        // is kilobytes, and spawning and running a task moves it whole
+                        // several times.
+                        spawn_service_task(Box::pin(async move {
                             let result = ORIGINATING_REQUEST
                                 .scope(
                                     handler_id,
@@ -1724,7 +1742,7 @@ where
                                 }
                             };
                             let _send_result = sink.send(response).await;
-                        }.instrument(current_span));
+                        }.instrument(current_span)));
                     }
                 }
                 Event::PeerMessage(JsonRpcMessage::Notification(JsonRpcNotification {

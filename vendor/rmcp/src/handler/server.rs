@@ -77,257 +77,265 @@ fn invalid_handler_result(error: impl std::fmt::Display) -> McpError {
 }
 
 impl<H: ServerHandler> Service<RoleServer> for H {
-    async fn handle_request(
+    fn handle_request(
         &self,
         request: <RoleServer as ServiceRole>::PeerReq,
         context: RequestContext<RoleServer>,
-    ) -> Result<<RoleServer as ServiceRole>::Resp, McpError> {
-        // `context` is moved into the dispatch below, so read the negotiated version first.
-        let protocol_version = context.protocol_version();
-        // ISO `YYYY-MM-DD` versions compare lexically the same as chronologically.
-        let is_2026_07_28_or_later = protocol_version
-            .as_ref()
-            .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
-        let requested_version = context.meta.protocol_version();
-        let uses_inline_negotiation = !matches!(&request, ClientRequest::InitializeRequest(_));
-        if uses_inline_negotiation && let Some(requested_version) = requested_version.as_ref() {
-            let supported_versions = self.supported_protocol_versions();
-            if !supported_versions.contains(requested_version) {
-                return Err(McpError::unsupported_protocol_version(
-                    requested_version.clone(),
-                    &supported_versions,
-                ));
-            }
-        }
-        // Self-contained metadata is required only when the request itself uses
-        // the inline lifecycle: a discover opener, a session that started without
-        // `initialize`, or a request that declares 2026-07-28+ in its own _meta.
-        // Sessions that negotiated via `initialize` (or `serve_directly`) keep the
-        // session model and may omit per-request metadata.
-        let requires_request_metadata = uses_inline_negotiation
-            && (matches!(&request, ClientRequest::DiscoverRequest(_))
-                || context.peer.request_metadata_required()
-                || requested_version.as_ref().is_some_and(|version| {
-                    version.as_str() >= ProtocolVersion::V_2026_07_28.as_str()
-                }));
-        if requires_request_metadata {
-            // Inline lifecycle requests are defined by the 2026-07-28 protocol.
-            // Validate that lifecycle contract even when a request selects an
-            // older application protocol version.
-            let missing = context
-                .meta
-                .missing_required_keys(&ProtocolVersion::V_2026_07_28);
-            if !missing.is_empty() {
-                return Err(McpError::invalid_params(
-                    format!(
-                        "request _meta is missing or has malformed required fields: {}",
-                        missing.join(", ")
-                    ),
-                    None,
-                ));
-            }
-        }
-        let legacy_request =
-            uses_legacy_lifecycle(protocol_version.as_ref(), requires_request_metadata);
-        let result = match request {
-            ClientRequest::InitializeRequest(request) => self
-                .initialize(request.params, context)
-                .await
-                .map(ServerResult::InitializeResult),
-            ClientRequest::DiscoverRequest(_request) => self
-                .discover(context)
-                .await
-                .map(ServerResult::DiscoverResult),
-            ClientRequest::PingRequest(_request) => {
-                if !legacy_request {
-                    Err(McpError::method_not_found::<PingRequestMethod>())
-                } else {
-                    self.ping(context).await.map(ServerResult::empty)
-                }
-            }
-            ClientRequest::CompleteRequest(request) => self
-                .complete(request.params, context)
-                .await
-                .map(ServerResult::CompleteResult),
-            ClientRequest::SetLevelRequest(request) => self
-                .set_level(request.params, context)
-                .await
-                .map(ServerResult::empty),
-            ClientRequest::GetPromptRequest(request) => self
-                .get_prompt(request.params, context)
-                .await
-                .map(ServerResult::from),
-            ClientRequest::ListPromptsRequest(request) => self
-                .list_prompts(request.params, context)
-                .await
-                .map(ServerResult::ListPromptsResult),
-            ClientRequest::ListResourcesRequest(request) => self
-                .list_resources(request.params, context)
-                .await
-                .map(ServerResult::ListResourcesResult),
-            ClientRequest::ListResourceTemplatesRequest(request) => self
-                .list_resource_templates(request.params, context)
-                .await
-                .map(ServerResult::ListResourceTemplatesResult),
-            ClientRequest::ReadResourceRequest(request) => self
-                .read_resource(request.params, context)
-                .await
-                .map(ServerResult::from),
-            ClientRequest::SubscriptionsListenRequest(request) => {
-                if legacy_request {
-                    Err(McpError::method_not_found::<SubscriptionsListenRequestMethod>())
-                } else {
-                    let requested = request.params.notifications;
-                    let Some(candidate) = self.accepted_subscription_filter(&requested) else {
-                        return Err(
-                            McpError::method_not_found::<SubscriptionsListenRequestMethod>(),
-                        );
-                    };
-                    let server_info = self.get_info();
-                    let advertised = requested.supported_by(&server_info.capabilities);
-                    let handler_accepted = requested.intersection(&candidate);
-                    let accepted = handler_accepted.intersection(&advertised);
-                    if accepted != handler_accepted {
-                        tracing::debug!(
-                            requested_resource_count = requested
-                                .resource_subscriptions
-                                .as_ref()
-                                .map_or(0, Vec::len),
-                            accepted_resource_count =
-                                accepted.resource_subscriptions.as_ref().map_or(0, Vec::len),
-                            "subscription filter reduced to advertised server capabilities"
-                        );
-                    }
-                    let server_implementation = server_info.server_info;
-                    let subscription_id = context.id.clone();
-                    let subscription =
-                        SubscriptionContext::establish(context, requested, accepted).await?;
-                    // The 2026-07-28 schema defines a final result for graceful
-                    // server teardown; explicit stdio cancellation remains a notification.
-                    self.listen(subscription).await.map(|()| {
-                        let mut result = SubscriptionsListenResult::complete(subscription_id);
-                        result.meta.set_server_info(server_implementation);
-                        ServerResult::SubscriptionsListenResult(result)
-                    })
-                }
-            }
-            ClientRequest::SubscribeRequest(request) => {
-                if !legacy_request {
-                    Err(McpError::method_not_found::<SubscribeRequestMethod>())
-                } else {
-                    self.subscribe(request.params, context)
-                        .await
-                        .map(ServerResult::empty)
-                }
-            }
-            ClientRequest::UnsubscribeRequest(request) => {
-                if !legacy_request {
-                    Err(McpError::method_not_found::<UnsubscribeRequestMethod>())
-                } else {
-                    self.unsubscribe(request.params, context)
-                        .await
-                        .map(ServerResult::empty)
-                }
-            }
-            ClientRequest::CallToolRequest(request) => {
-                let client_declared_tasks = context
-                    .client_capabilities()
-                    .is_some_and(|caps| caps.supports_tasks());
-                let response = self.call_tool(request.params, context).await?;
-                // SEP-2663: the server MUST NOT return CreateTaskResult unless
-                // the request declared the tasks extension capability. Guard
-                // against handlers that fail to check before materializing a
-                // task; such clients cannot parse a task handle.
-                if matches!(response, CallToolResponse::Task(_)) && !client_declared_tasks {
-                    return Err(McpError::missing_required_client_capability(
-                        ClientCapabilities::builder().enable_tasks().build(),
+    ) -> impl Future<Output = Result<<RoleServer as ServiceRole>::Resp, McpError>> + MaybeSendFuture + '_
+    {
+        // Boxed: this future holds the largest of every handler method's
+        // futures (12 KB with some servers), and the serve loop moves each
+        // request's future whole several times as it spawns and runs it.
+        Box::pin(async move {
+            // `context` is moved into the dispatch below, so read the negotiated version first.
+            let protocol_version = context.protocol_version();
+            // ISO `YYYY-MM-DD` versions compare lexically the same as chronologically.
+            let is_2026_07_28_or_later = protocol_version
+                .as_ref()
+                .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
+            let requested_version = context.meta.protocol_version();
+            let uses_inline_negotiation = !matches!(&request, ClientRequest::InitializeRequest(_));
+            if uses_inline_negotiation && let Some(requested_version) = requested_version.as_ref() {
+                let supported_versions = self.supported_protocol_versions();
+                if !supported_versions.contains(requested_version) {
+                    return Err(McpError::unsupported_protocol_version(
+                        requested_version.clone(),
+                        &supported_versions,
                     ));
                 }
-                Ok(ServerResult::from(response))
             }
-            ClientRequest::ListToolsRequest(request) => self
-                .list_tools(request.params, context)
-                .await
-                .map(ServerResult::ListToolsResult),
-            ClientRequest::CustomRequest(request) => self
-                .on_custom_request(request, context)
-                .await
-                .map(ServerResult::CustomResult),
-            ClientRequest::GetTaskRequest(request) => {
-                validate_tasks_capability::<GetTaskMethod, _>(self, &context)?;
-                self.get_task(request.params, context)
-                    .await
-                    .map(ServerResult::GetTaskResult)
-            }
-            ClientRequest::UpdateTaskRequest(request) => {
-                validate_tasks_capability::<UpdateTaskMethod, _>(self, &context)?;
-                self.update_task(request.params, context)
-                    .await
-                    .map(ServerResult::task_ack)
-            }
-            ClientRequest::CancelTaskRequest(request) => {
-                validate_tasks_capability::<CancelTaskMethod, _>(self, &context)?;
-                self.cancel_task(request.params, context)
-                    .await
-                    .map(ServerResult::task_ack)
-            }
-            ClientRequest::ListSkillsRequest(request) => {
-                validate_skills_capability::<ListSkillsRequestMethod, _>(self, false)?;
-                let result = self.list_skills(request.params, context).await?;
-                validate_skills(&result.skills).map_err(invalid_handler_result)?;
-                Ok(ServerResult::ListSkillsResult(result))
-            }
-            ClientRequest::GetSkillRequest(request) => {
-                validate_skills_capability::<GetSkillRequestMethod, _>(self, false)?;
-                if skill_name_from_uri(&request.params.uri).is_none() {
+            // Self-contained metadata is required only when the request itself uses
+            // the inline lifecycle: a discover opener, a session that started without
+            // `initialize`, or a request that declares 2026-07-28+ in its own _meta.
+            // Sessions that negotiated via `initialize` (or `serve_directly`) keep the
+            // session model and may omit per-request metadata.
+            let requires_request_metadata = uses_inline_negotiation
+                && (matches!(&request, ClientRequest::DiscoverRequest(_))
+                    || context.peer.request_metadata_required()
+                    || requested_version.as_ref().is_some_and(|version| {
+                        version.as_str() >= ProtocolVersion::V_2026_07_28.as_str()
+                    }));
+            if requires_request_metadata {
+                // Inline lifecycle requests are defined by the 2026-07-28 protocol.
+                // Validate that lifecycle contract even when a request selects an
+                // older application protocol version.
+                let missing = context
+                    .meta
+                    .missing_required_keys(&ProtocolVersion::V_2026_07_28);
+                if !missing.is_empty() {
                     return Err(McpError::invalid_params(
-                        format!("{} is not the uri of a SKILL.md", request.params.uri),
+                        format!(
+                            "request _meta is missing or has malformed required fields: {}",
+                            missing.join(", ")
+                        ),
                         None,
                     ));
                 }
-                let uri = request.params.uri.clone();
-                let result = self.get_skill(request.params, context).await?;
-                if result.skill.uri != uri {
-                    return Err(invalid_handler_result(format_args!(
-                        "skill uri {} does not match the request {uri}",
-                        result.skill.uri
-                    )));
-                }
-                result.skill.validate().map_err(invalid_handler_result)?;
-                Ok(ServerResult::GetSkillResult(result))
             }
-            ClientRequest::ReadResourceDirectoryRequest(request) => {
-                validate_skills_capability::<ReadResourceDirectoryRequestMethod, _>(self, true)?;
-                self.read_resource_directory(request.params, context)
+            let legacy_request =
+                uses_legacy_lifecycle(protocol_version.as_ref(), requires_request_metadata);
+            let result = match request {
+                ClientRequest::InitializeRequest(request) => self
+                    .initialize(request.params, context)
                     .await
-                    .map(ServerResult::ListResourcesResult)
-            }
-        };
-        let result = result.and_then(|mut result| {
-            if matches!(result, ServerResult::InputRequiredResult(_)) && !is_2026_07_28_or_later {
-                Err(McpError::invalid_request(
-                    "InputRequiredResult requires negotiated protocol version 2026-07-28 or newer",
-                    None,
-                ))
-            } else {
-                // 2026-07-28 requires caching hints on cacheable results; older
-                // peers keep the legacy shape without `resultType: "complete"`.
-                if is_2026_07_28_or_later {
-                    result.fill_missing_cache_hints();
-                } else {
-                    result.strip_result_type_for_legacy_peer();
+                    .map(ServerResult::InitializeResult),
+                ClientRequest::DiscoverRequest(_request) => self
+                    .discover(context)
+                    .await
+                    .map(ServerResult::DiscoverResult),
+                ClientRequest::PingRequest(_request) => {
+                    if !legacy_request {
+                        Err(McpError::method_not_found::<PingRequestMethod>())
+                    } else {
+                        self.ping(context).await.map(ServerResult::empty)
+                    }
                 }
-                Ok(result)
-            }
-        });
+                ClientRequest::CompleteRequest(request) => self
+                    .complete(request.params, context)
+                    .await
+                    .map(ServerResult::CompleteResult),
+                ClientRequest::SetLevelRequest(request) => self
+                    .set_level(request.params, context)
+                    .await
+                    .map(ServerResult::empty),
+                ClientRequest::GetPromptRequest(request) => self
+                    .get_prompt(request.params, context)
+                    .await
+                    .map(ServerResult::from),
+                ClientRequest::ListPromptsRequest(request) => self
+                    .list_prompts(request.params, context)
+                    .await
+                    .map(ServerResult::ListPromptsResult),
+                ClientRequest::ListResourcesRequest(request) => self
+                    .list_resources(request.params, context)
+                    .await
+                    .map(ServerResult::ListResourcesResult),
+                ClientRequest::ListResourceTemplatesRequest(request) => self
+                    .list_resource_templates(request.params, context)
+                    .await
+                    .map(ServerResult::ListResourceTemplatesResult),
+                ClientRequest::ReadResourceRequest(request) => self
+                    .read_resource(request.params, context)
+                    .await
+                    .map(ServerResult::from),
+                ClientRequest::SubscriptionsListenRequest(request) => {
+                    if legacy_request {
+                        Err(McpError::method_not_found::<SubscriptionsListenRequestMethod>())
+                    } else {
+                        let requested = request.params.notifications;
+                        let Some(candidate) = self.accepted_subscription_filter(&requested) else {
+                            return Err(McpError::method_not_found::<
+                                SubscriptionsListenRequestMethod,
+                            >());
+                        };
+                        let server_info = self.get_info();
+                        let advertised = requested.supported_by(&server_info.capabilities);
+                        let handler_accepted = requested.intersection(&candidate);
+                        let accepted = handler_accepted.intersection(&advertised);
+                        if accepted != handler_accepted {
+                            tracing::debug!(
+                                requested_resource_count = requested
+                                    .resource_subscriptions
+                                    .as_ref()
+                                    .map_or(0, Vec::len),
+                                accepted_resource_count =
+                                    accepted.resource_subscriptions.as_ref().map_or(0, Vec::len),
+                                "subscription filter reduced to advertised server capabilities"
+                            );
+                        }
+                        let server_implementation = server_info.server_info;
+                        let subscription_id = context.id.clone();
+                        let subscription =
+                            SubscriptionContext::establish(context, requested, accepted).await?;
+                        // The 2026-07-28 schema defines a final result for graceful
+                        // server teardown; explicit stdio cancellation remains a notification.
+                        self.listen(subscription).await.map(|()| {
+                            let mut result = SubscriptionsListenResult::complete(subscription_id);
+                            result.meta.set_server_info(server_implementation);
+                            ServerResult::SubscriptionsListenResult(result)
+                        })
+                    }
+                }
+                ClientRequest::SubscribeRequest(request) => {
+                    if !legacy_request {
+                        Err(McpError::method_not_found::<SubscribeRequestMethod>())
+                    } else {
+                        self.subscribe(request.params, context)
+                            .await
+                            .map(ServerResult::empty)
+                    }
+                }
+                ClientRequest::UnsubscribeRequest(request) => {
+                    if !legacy_request {
+                        Err(McpError::method_not_found::<UnsubscribeRequestMethod>())
+                    } else {
+                        self.unsubscribe(request.params, context)
+                            .await
+                            .map(ServerResult::empty)
+                    }
+                }
+                ClientRequest::CallToolRequest(request) => {
+                    let client_declared_tasks = context
+                        .client_capabilities()
+                        .is_some_and(|caps| caps.supports_tasks());
+                    let response = self.call_tool(request.params, context).await?;
+                    // SEP-2663: the server MUST NOT return CreateTaskResult unless
+                    // the request declared the tasks extension capability. Guard
+                    // against handlers that fail to check before materializing a
+                    // task; such clients cannot parse a task handle.
+                    if matches!(response, CallToolResponse::Task(_)) && !client_declared_tasks {
+                        return Err(McpError::missing_required_client_capability(
+                            ClientCapabilities::builder().enable_tasks().build(),
+                        ));
+                    }
+                    Ok(ServerResult::from(response))
+                }
+                ClientRequest::ListToolsRequest(request) => self
+                    .list_tools(request.params, context)
+                    .await
+                    .map(ServerResult::ListToolsResult),
+                ClientRequest::CustomRequest(request) => self
+                    .on_custom_request(request, context)
+                    .await
+                    .map(ServerResult::CustomResult),
+                ClientRequest::GetTaskRequest(request) => {
+                    validate_tasks_capability::<GetTaskMethod, _>(self, &context)?;
+                    self.get_task(request.params, context)
+                        .await
+                        .map(ServerResult::GetTaskResult)
+                }
+                ClientRequest::UpdateTaskRequest(request) => {
+                    validate_tasks_capability::<UpdateTaskMethod, _>(self, &context)?;
+                    self.update_task(request.params, context)
+                        .await
+                        .map(ServerResult::task_ack)
+                }
+                ClientRequest::CancelTaskRequest(request) => {
+                    validate_tasks_capability::<CancelTaskMethod, _>(self, &context)?;
+                    self.cancel_task(request.params, context)
+                        .await
+                        .map(ServerResult::task_ack)
+                }
+                ClientRequest::ListSkillsRequest(request) => {
+                    validate_skills_capability::<ListSkillsRequestMethod, _>(self, false)?;
+                    let result = self.list_skills(request.params, context).await?;
+                    validate_skills(&result.skills).map_err(invalid_handler_result)?;
+                    Ok(ServerResult::ListSkillsResult(result))
+                }
+                ClientRequest::GetSkillRequest(request) => {
+                    validate_skills_capability::<GetSkillRequestMethod, _>(self, false)?;
+                    if skill_name_from_uri(&request.params.uri).is_none() {
+                        return Err(McpError::invalid_params(
+                            format!("{} is not the uri of a SKILL.md", request.params.uri),
+                            None,
+                        ));
+                    }
+                    let uri = request.params.uri.clone();
+                    let result = self.get_skill(request.params, context).await?;
+                    if result.skill.uri != uri {
+                        return Err(invalid_handler_result(format_args!(
+                            "skill uri {} does not match the request {uri}",
+                            result.skill.uri
+                        )));
+                    }
+                    result.skill.validate().map_err(invalid_handler_result)?;
+                    Ok(ServerResult::GetSkillResult(result))
+                }
+                ClientRequest::ReadResourceDirectoryRequest(request) => {
+                    validate_skills_capability::<ReadResourceDirectoryRequestMethod, _>(
+                        self, true,
+                    )?;
+                    self.read_resource_directory(request.params, context)
+                        .await
+                        .map(ServerResult::ListResourcesResult)
+                }
+            };
+            let result = result.and_then(|mut result| {
+                if matches!(result, ServerResult::InputRequiredResult(_)) && !is_2026_07_28_or_later {
+                    Err(McpError::invalid_request(
+                        "InputRequiredResult requires negotiated protocol version 2026-07-28 or newer",
+                        None,
+                    ))
+                } else {
+                    // 2026-07-28 requires caching hints on cacheable results; older
+                    // peers keep the legacy shape without `resultType: "complete"`.
+                    if is_2026_07_28_or_later {
+                        result.fill_missing_cache_hints();
+                    } else {
+                        result.strip_result_type_for_legacy_peer();
+                    }
+                    Ok(result)
+                }
+            });
 
-        // Peers on 2026-07-28+ get the standard INVALID_PARAMS code for
-        // resource-not-found; older peers keep RESOURCE_NOT_FOUND.
-        result.map_err(|mut error| {
-            if is_2026_07_28_or_later && error.code == ErrorCode::RESOURCE_NOT_FOUND {
-                error.code = ErrorCode::INVALID_PARAMS;
-            }
-            error
+            // Peers on 2026-07-28+ get the standard INVALID_PARAMS code for
+            // resource-not-found; older peers keep RESOURCE_NOT_FOUND.
+            result.map_err(|mut error| {
+                if is_2026_07_28_or_later && error.code == ErrorCode::RESOURCE_NOT_FOUND {
+                    error.code = ErrorCode::INVALID_PARAMS;
+                }
+                error
+            })
         })
     }
 

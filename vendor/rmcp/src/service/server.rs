@@ -44,6 +44,10 @@ impl ServiceRole for RoleServer {
     type InitializeError = ServerInitializeError;
     const IS_CLIENT: bool = false;
 
+    fn parse_peer_message(bytes: &[u8]) -> serde_json::Result<RxJsonRpcMessage<Self>> {
+        ClientJsonRpcMessage::from_json_slice(bytes)
+    }
+
     fn peer_cancelled_params(notification: &Self::PeerNot) -> Option<&CancelledNotificationParam> {
         match notification {
             ClientNotification::CancelledNotification(notification) => Some(&notification.params),

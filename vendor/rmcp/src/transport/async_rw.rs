@@ -306,7 +306,7 @@ where
                     self.line_buf.clear();
                     continue;
                 }
-                try_parse_with_compatibility::<RxJsonRpcMessage<Role>>(line, "receive")
+                try_parse_with_compatibility(line, "receive", Role::parse_peer_message)
             };
             self.line_buf.clear();
             match parsed {
@@ -460,35 +460,32 @@ fn should_ignore_notification(json_value: &serde_json::Value, method: &str) -> b
 fn try_parse_with_compatibility<T: serde::de::DeserializeOwned>(
     line: &[u8],
     context: &str,
+    parse: fn(&[u8]) -> serde_json::Result<T>,
 ) -> Result<Option<T>, JsonRpcMessageCodecError> {
     let line = line.strip_prefix(UTF8_BOM.as_slice()).unwrap_or(line);
+    let e = match parse(line) {
+        Ok(item) => return Ok(Some(item)),
+        Err(e) => e,
+    };
+    // Only a line that failed to parse is read as text: checking every line's
+    // UTF-8 up front would cost a pass over each message the parser makes anyway.
     if let Ok(line_str) = std::str::from_utf8(line) {
-        match serde_json::from_slice(line) {
-            Ok(item) => Ok(Some(item)),
-            Err(e) => {
-                // Check if this is a notification that should be ignored for compatibility
-                if let Ok(json_value) = serde_json::from_str::<serde_json::Value>(line_str)
-                    && let Some(method) =
-                        json_value.get("method").and_then(serde_json::Value::as_str)
-                    && should_ignore_notification(&json_value, method)
-                {
-                    return Ok(None);
-                }
-
-                tracing::debug!(
-                    "Failed to parse message {}: {} | Error: {}",
-                    context,
-                    line_str,
-                    e
-                );
-                Err(JsonRpcMessageCodecError::Serde(e))
-            }
+        // Check if this is a notification that should be ignored for compatibility
+        if let Ok(json_value) = serde_json::from_str::<serde_json::Value>(line_str)
+            && let Some(method) = json_value.get("method").and_then(serde_json::Value::as_str)
+            && should_ignore_notification(&json_value, method)
+        {
+            return Ok(None);
         }
-    } else {
-        serde_json::from_slice(line)
-            .map(Some)
-            .map_err(JsonRpcMessageCodecError::Serde)
+
+        tracing::debug!(
+            "Failed to parse message {}: {} | Error: {}",
+            context,
+            line_str,
+            e
+        );
     }
+    Err(JsonRpcMessageCodecError::Serde(e))
 }
 
 #[derive(Debug, Error)]
@@ -560,7 +557,9 @@ impl<T: DeserializeOwned> Decoder for JsonRpcMessageCodec<T> {
                     let line = without_carriage_return(line);
 
                     // Use compatibility handling function
-                    let item = match try_parse_with_compatibility(line, "decode")? {
+                    let item = match try_parse_with_compatibility(line, "decode", |line| {
+                        serde_json::from_slice(line)
+                    })? {
                         Some(item) => item,
                         None => return Ok(None), // Skip non-standard message
                     };
@@ -596,7 +595,9 @@ impl<T: DeserializeOwned> Decoder for JsonRpcMessageCodec<T> {
                     let line = without_carriage_return(&line);
 
                     // Use compatibility handling function
-                    let item = match try_parse_with_compatibility(line, "decode_eof")? {
+                    let item = match try_parse_with_compatibility(line, "decode_eof", |line| {
+                        serde_json::from_slice(line)
+                    })? {
                         Some(item) => item,
                         None => return Ok(None), // Skip non-standard message
                     };
@@ -784,14 +785,26 @@ mod test {
         let progress_message = r#"{"method":"notifications/progress","params":{"progressToken":"token","progress":50}}"#;
 
         // Test with valid JSON - all should parse successfully
-        let result1 =
-            try_parse_with_compatibility::<serde_json::Value>(stderr_message.as_bytes(), "test");
-        let result2 =
-            try_parse_with_compatibility::<serde_json::Value>(custom_message.as_bytes(), "test");
-        let result3 =
-            try_parse_with_compatibility::<serde_json::Value>(standard_message.as_bytes(), "test");
-        let result4 =
-            try_parse_with_compatibility::<serde_json::Value>(progress_message.as_bytes(), "test");
+        let result1 = try_parse_with_compatibility::<serde_json::Value>(
+            stderr_message.as_bytes(),
+            "test",
+            |line| serde_json::from_slice(line),
+        );
+        let result2 = try_parse_with_compatibility::<serde_json::Value>(
+            custom_message.as_bytes(),
+            "test",
+            |line| serde_json::from_slice(line),
+        );
+        let result3 = try_parse_with_compatibility::<serde_json::Value>(
+            standard_message.as_bytes(),
+            "test",
+            |line| serde_json::from_slice(line),
+        );
+        let result4 = try_parse_with_compatibility::<serde_json::Value>(
+            progress_message.as_bytes(),
+            "test",
+            |line| serde_json::from_slice(line),
+        );
 
         // All should parse successfully since they're valid JSON
         assert!(result1.is_ok());
