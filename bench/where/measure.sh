@@ -7,6 +7,8 @@
 #   bench/where/measure.sh --peers              also MCP Toolbox, DBHub and server-postgres (installed on demand)
 #   bench/where/measure.sh --calls 2000 --warmup 300 --output FILE --servers pgmcp,Toolbox --no-perf
 #   bench/where/measure.sh --floor              also the stdio floor (floor.c: the least a server can do per call)
+#   FLOOR_SYNCS=1|3 bench/where/measure.sh --floor   the floor runs a read as pgmcp does, BEGIN/query/ROLLBACK under
+#                                                  one Sync or three (floor.c says why)
 #
 # Needs strace, perf (linux-perf), a C compiler (and libpq's headers for --floor), PostgreSQL's server binaries with
 # pgbench and pg_stat_statements; as root the cluster runs as the `postgres` OS user.
