@@ -113,9 +113,6 @@ async fn slow_statement_is_cancelled_on_the_server_and_the_session_recovers() {
 
 #[tokio::test]
 async fn a_cancelled_request_stops_its_statement_on_the_server() {
-    use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest};
-    use rmcp::service::PeerRequestOptions;
-
     let url = reader_url();
     let client = spawn(
         &[
@@ -129,19 +126,12 @@ async fn a_cancelled_request_stops_its_statement_on_the_server() {
         Era::Legacy,
     )
     .await;
-    let mut params = CallToolRequestParams::new("execute_query");
-    params.arguments =
-        json!({"sql": "SELECT count(*) FROM generate_series(1, 2000000000) AS cancel_me"})
-            .as_object()
-            .cloned();
-    let handle = client
-        .peer()
-        .send_cancellable_request(
-            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
-            PeerRequestOptions::no_options(),
-        )
-        .await
-        .expect("request sent");
+    let handle = common::send_cancellable_call(
+        &client,
+        "execute_query",
+        json!({"sql": "SELECT count(*) FROM generate_series(1, 2000000000) AS cancel_me"}),
+    )
+    .await;
     let observer = observer().await;
     let started = Instant::now();
     while active_statements(&observer, "cancel_me").await == 0 {

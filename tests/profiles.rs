@@ -409,6 +409,126 @@ async fn clean_reads_keep_their_connection() {
     client.cancel().await.ok();
 }
 
+/// A read that fails while it runs in its flight (after the BEGIN, so the server skips the rest of the flight
+/// and leaves the transaction failed) gets the server's error, and the connection is rolled back and kept: the
+/// next call on it runs normally, on the same backend.
+#[tokio::test]
+async fn a_read_that_fails_in_its_flight_leaves_a_usable_connection() {
+    let client = serve_on_one_connection("").await;
+    let (backend, _) = session_probe(&client).await;
+    let divide = |by: i64| json!({"sql": "SELECT 10 / ($1::int - 1)", "params": [by]});
+    // The first call checks the statement in a transaction of its own; the later ones run in one flight.
+    for _ in 0..2 {
+        assert_eq!(
+            rows(&call_ok(&client, "execute_query", divide(3)).await)[0],
+            json!([5])
+        );
+    }
+    for _ in 0..2 {
+        let refused = call_err(&client, "execute_query", divide(1)).await;
+        assert_eq!(refused["sqlstate"], json!("22012"), "{refused}");
+        assert_eq!(
+            rows(&call_ok(&client, "execute_query", divide(6)).await)[0],
+            json!([2])
+        );
+        assert_eq!(session_probe(&client).await.0, backend);
+    }
+    client.cancel().await.ok();
+}
+
+/// A read the client cancels while it runs in its flight is stopped on the server, which leaves the flight's
+/// transaction failed and skips its ROLLBACK: pgmcp ends that transaction itself, so the connection passes its
+/// check and serves the next call on the same backend.
+#[tokio::test]
+async fn a_read_cancelled_in_its_flight_leaves_a_usable_connection() {
+    let observer = common::observer().await;
+    let url = common::superuser_url();
+    let client = spawn(
+        &["serve", "--database-url", &url, "--pool-max", "1"],
+        &[],
+        Era::Legacy,
+    )
+    .await;
+    let (backend, _) = session_probe(&client).await;
+    let sql = "SELECT count(*) FROM generate_series(1, $1::int8) AS cancel_in_flight";
+    let count = |upto: i64| json!({"sql": sql, "params": [upto]});
+    for _ in 0..2 {
+        assert_eq!(
+            rows(&call_ok(&client, "execute_query", count(10)).await)[0],
+            json!([10])
+        );
+    }
+    let handle =
+        common::send_cancellable_call(&client, "execute_query", count(2_000_000_000)).await;
+    let started = std::time::Instant::now();
+    while common::active_statements(&observer, "cancel_in_flight").await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the statement never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // PostgreSQL shows the statement active from its Bind on, and discards a cancel that arrives before it reads
+    // the Execute (between two messages it counts as idle): the cancel is sent once the statement has run a while,
+    // as a user's would be.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    handle
+        .cancel(Some("the user gave up".into()))
+        .await
+        .expect("cancel sent");
+    let cancelled_at = std::time::Instant::now();
+    while common::active_statements(&observer, "cancel_in_flight").await > 0 {
+        assert!(
+            cancelled_at.elapsed() < std::time::Duration::from_secs(5),
+            "the statement kept running after the cancel"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(session_probe(&client).await.0, backend);
+    assert_eq!(
+        rows(&call_ok(&client, "execute_query", count(7)).await)[0],
+        json!([7])
+    );
+    client.cancel().await.ok();
+}
+
+/// A flight's answer holds the session check behind the rows; a result cut by a ceiling still has its remaining
+/// rows read past, so the check's answer is found. Each read here takes a session advisory lock through a function
+/// the profile trusts: only the check in the flight releases it, so the connection is kept only if that check's
+/// answer was read (without it, the call's own check counts the lock and closes the connection).
+#[tokio::test]
+async fn a_truncated_read_in_its_flight_still_reads_its_session_check() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION lock_per_row(int) RETURNS int LANGUAGE plpgsql STABLE AS \
+             $$ BEGIN PERFORM pg_advisory_lock(4345); RETURN $1; END $$",
+        )
+        .await
+        .unwrap();
+    let client = serve_on_one_connection(
+        "allow_volatile_functions = [\"public.lock_per_row\"]\nmax_rows = 5\nmax_result_bytes = 1024\n",
+    )
+    .await;
+    let many = json!({"sql": "SELECT lock_per_row(g) FROM generate_series(1, 50) AS g"});
+    let wide =
+        json!({"sql": "SELECT repeat('x', 300 + lock_per_row(g)) FROM generate_series(1, 5) AS g"});
+    for (call, ceiling) in [(many, "max_rows"), (wide, "max_result_bytes")] {
+        // The first run is checked on its own, which finds the lock and closes that connection.
+        let first = call_ok(&client, "execute_query", call.clone()).await;
+        assert_eq!(first["truncated_by"], json!(ceiling), "{first}");
+        let (backend, _) = session_probe(&client).await;
+        for _ in 0..2 {
+            let answer = call_ok(&client, "execute_query", call.clone()).await;
+            assert_eq!(answer["truncated_by"], json!(ceiling), "{answer}");
+            assert!(!rows(&answer).is_empty() && rows(&answer).len() <= 5);
+            assert_eq!(session_probe(&client).await.0, backend);
+            assert_eq!(locks_held_now(&observer, backend).await, 0);
+        }
+    }
+    client.cancel().await.ok();
+}
+
 /// Behind a transaction-pooling proxy the check's SQL-level statement may live on another server than the one a
 /// call reaches; a function the profile trusts may also remove it. The short form then fails, and the connection
 /// falls back to the check of its own instead of being closed for it.

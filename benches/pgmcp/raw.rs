@@ -1,7 +1,9 @@
 //! The raw floor: the same SQL through plain tokio-postgres with prepared statements and a pool, the least any
 //! server in front of PostgreSQL could cost.
 
-use pgmcp::db::session::{LEFTOVERS_SQL, PREPARE_SESSION_CHECK, ROLLBACK_AND_CHECK};
+use pgmcp::db::exec::encode_flight;
+use pgmcp::db::params::TextParam;
+use pgmcp::db::session::{EXECUTE_SESSION_CHECK, LEFTOVERS_SQL, PREPARE_SESSION_CHECK};
 use std::str::FromStr;
 
 use std::time::{Duration, Instant};
@@ -12,7 +14,7 @@ use deadpool_postgres::{
 };
 use futures_util::{StreamExt, pin_mut};
 use tokio_postgres::NoTls;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::measure::{XorShift, gather};
 
@@ -67,13 +69,11 @@ pub async fn point_queries(
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Sequence {
     /// Today's: the statement restated with its row limit (`SELECT * FROM (…) LIMIT 1001`), prepared once per
-    /// connection; `START TRANSACTION READ ONLY`, its Bind/Execute/Sync, and `ROLLBACK; EXECUTE` of the session
-    /// check (pgmcp's `AFTER_ROLLBACK_SQL`, `PREPARE`d once per connection) as one simple query, all sent in one
-    /// flight; the check's answer is read off the caller's path, and the connection goes back to the pool when
-    /// it has answered.
+    /// connection; `START TRANSACTION READ ONLY`, its Bind/Execute, `ROLLBACK` and `EXECUTE` of the session check
+    /// (pgmcp's `AFTER_ROLLBACK_SQL`, `PREPARE`d once per connection) under one Sync, encoded by pgmcp's own
+    /// `encode_flight`; the call ends when the whole answer, the check's included, has been read.
     Current,
-    /// The same without the session check (the ROLLBACK alone, not awaited). Kept so scenario 1 shows what the
-    /// check costs.
+    /// The same without the session check (the ROLLBACK alone). Kept so scenario 1 shows what the check costs.
     WithoutSessionCheck,
     /// The sequence before: `START TRANSACTION READ ONLY` awaited, then a portal with a row limit (Bind, then
     /// Execute: two more round trips), the ROLLBACK queued, then the session check. Kept so scenario 1 shows what
@@ -138,46 +138,20 @@ pub async fn pgmcp_sequence(
                 let aid = ids.next_in(accounts) as i32;
                 match sequence {
                     Sequence::Current | Sequence::WithoutSessionCheck => {
-                        let check = {
-                            let statement = client.prepare_cached(&bounded).await?;
-                            let begin = client
-                                .simple_query_raw("START TRANSACTION READ ONLY")
-                                .await?;
-                            let query = client.query_raw(&statement, [aid]);
-                            pin_mut!(query);
-                            let first = futures_util::poll!(query.as_mut());
-                            let end = if sequence == Sequence::Current {
-                                ROLLBACK_AND_CHECK
-                            } else {
-                                "ROLLBACK"
-                            };
-                            let check = client.simple_query_raw(end).await?;
-                            pin_mut!(begin);
-                            while let Some(message) = begin.next().await {
-                                message?;
-                            }
-                            let stream = match first {
-                                std::task::Poll::Ready(stream) => stream?,
-                                std::task::Poll::Pending => query.await?,
-                            };
-                            pin_mut!(stream);
-                            while let Some(row) = stream.next().await {
-                                row?;
-                            }
-                            check
+                        let statement = client.prepare_cached(&bounded).await?;
+                        let check: &[&str] = if sequence == Sequence::Current {
+                            &[EXECUTE_SESSION_CHECK]
+                        } else {
+                            &[]
                         };
-                        latencies.push(call.elapsed());
-                        if sequence == Sequence::Current {
-                            tokio::spawn(async move {
-                                let _client = client;
-                                pin_mut!(check);
-                                while let Some(message) = check.next().await {
-                                    message?;
-                                }
-                                anyhow::Ok(())
-                            });
+                        let params = [TextParam::from_json(&aid.into(), &Type::INT4)];
+                        let request = encode_flight(&statement, &params, check)
+                            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                        let answer = client.send_pipeline(request)?;
+                        pin_mut!(answer);
+                        while let Some(message) = answer.next().await {
+                            message?;
                         }
-                        continue;
                     }
                     Sequence::PreviousPortal => {
                         let txn = client.build_transaction().read_only(true).start().await?;

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{StatementCache, Transaction};
-use futures_util::{StreamExt, pin_mut};
+use futures_util::{FutureExt, StreamExt, pin_mut};
+use postgres_protocol::IsNull;
+use postgres_protocol::message::backend::{DataRowBody, Message};
+use postgres_protocol::message::frontend;
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{SimpleQueryStream, Statement};
+use tokio_postgres::{PipelineResponses, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AccessMode;
@@ -493,8 +496,8 @@ async fn execute(
     params: &[Value],
     intent: Intent,
 ) -> Result<QueryOutput, Failure> {
-    // Anything sent from here on would come after a check sent earlier, which then says nothing about it.
-    client.discard_pending_check();
+    // Anything sent from here on would come after a check made earlier, which then says nothing about it.
+    client.discard_flight_check();
     if checked.one_flight
         && ctx.shared_resolution
         && statements.capacity > 0
@@ -503,10 +506,7 @@ async fn execute(
         let done =
             execute_in_one_flight(client, ctx, statements, checked.mode, sql, params, &masks)
                 .await?;
-        if let Some((output, check)) = done {
-            if let Some(check) = check {
-                client.set_pending_check(check);
-            }
+        if let Some(output) = done {
             return Ok(output);
         }
     }
@@ -624,10 +624,11 @@ async fn execute(
 const BEGIN_READ_ONLY: &str = "START TRANSACTION READ ONLY";
 
 /// A bounded read whose restated text PostgreSQL resolved and pgmcp checked within the confirmation time, run in
-/// one round trip: `START TRANSACTION READ ONLY`, the statement's Bind/Execute/Sync and `ROLLBACK` leave in one
-/// write and come back in one flight, the same transaction [`execute`] opens, without waiting for each step. A
-/// statement this connection has not prepared yet costs one Parse first. `None` when a column needs the cast to
-/// text that has not been checked yet: the caller then takes the general path, which checks it.
+/// one round trip: `START TRANSACTION READ ONLY`, the statement's Bind/Execute, `ROLLBACK` and the session check
+/// (`Session::check_after_rollback`) leave in one write under one Sync, and come back in one flush. It is the same
+/// transaction [`execute`] opens; one Sync instead of one per statement spares the server two flushes and pgmcp two
+/// wake-ups. A statement this connection has not prepared yet costs one Parse first. `None` when a column needs
+/// the cast to text that has not been checked yet: the caller then takes the general path, which checks it.
 async fn execute_in_one_flight(
     client: &mut Session,
     ctx: &CallContext<'_>,
@@ -636,7 +637,7 @@ async fn execute_in_one_flight(
     sql: &str,
     params: &[Value],
     output_masks: &OutputMasks,
-) -> Result<Option<(QueryOutput, Option<SimpleQueryStream>)>, Failure> {
+) -> Result<Option<QueryOutput>, Failure> {
     // Parsed outside a transaction block: the session's default_transaction_read_only makes that implicit
     // transaction read-only, and the text is the one PostgreSQL resolved for the checks.
     let described = statements.prepare_in_session(client, sql).await?;
@@ -662,37 +663,161 @@ async fn execute_in_one_flight(
         .zip(statement.params())
         .map(|(value, ty)| TextParam::from_json(value, ty))
         .collect();
-
-    // Each request is written when first polled; the connection sends them in this order, in one write.
-    let begin = client.simple_query_raw(BEGIN_READ_ONLY).await?;
-    let rollback_and_check = client.rollback_and_check();
-    let client: &Session = client;
-    let query = client.query_raw(&statement, bind_params.iter());
-    pin_mut!(query);
-    let first_poll = futures_util::poll!(query.as_mut());
-    // Queued behind the statement: the ROLLBACK, then the session check the call would otherwise send on its
-    // own once the answer is out. Its answer is read when the call lets go of the connection.
-    let check = match rollback_and_check {
-        Some(text) => Some(client.simple_query_raw(text).await?),
-        None => {
-            // As a dropped transaction's ROLLBACK: its answer is discarded, and the connection runs it before
-            // anything sent later.
-            drop(client.simple_query_raw("ROLLBACK").await);
-            None
-        }
+    let check = client.check_after_rollback();
+    let request = encode_flight(&statement, &bind_params, check)?;
+    let answer = client.send_pipeline(request)?;
+    let mut ended = EndOfFlight {
+        client,
+        needs_rollback: true,
     };
-    // The BEGIN's answer is read first: each request's answers wait for their reader in order.
-    pin_mut!(begin);
-    while let Some(message) = begin.next().await {
-        message?;
+    let read = read_flight(answer, &statement, RowsText::new(ctx.limits, output_masks)).await;
+    ended.needs_rollback = read.status != Some(IDLE);
+    drop(ended);
+    if let Some(error) = read.failure {
+        client.flight_checked(None);
+        return Err(error);
     }
-    let stream = match first_poll {
-        std::task::Poll::Ready(stream) => stream?,
-        std::task::Poll::Pending => query.await?,
+    client.flight_checked(if check.is_empty() { None } else { read.check });
+    Ok(Some(read.rows.finish(columns, None)))
+}
+
+/// Ends a flight's transaction when its answer did not: the statement failed inside the transaction block (the
+/// server then skips to the Sync and leaves the block open and failed), or the call stopped reading it (cancelled
+/// by the client). The `ROLLBACK` is queued as a dropped transaction's is: its answer is discarded, and the
+/// connection runs it before anything sent later. Behind a flight that did end its transaction it would only draw
+/// a warning, which is why a flight read to its idle end sends none.
+struct EndOfFlight<'a> {
+    client: &'a Session,
+    needs_rollback: bool,
+}
+
+impl Drop for EndOfFlight<'_> {
+    fn drop(&mut self) {
+        if self.needs_rollback {
+            // The request is sent on the first poll, which completes: nothing in it waits.
+            drop(self.client.simple_query_raw("ROLLBACK").now_or_never());
+        }
+    }
+}
+
+/// `ReadyForQuery`'s status outside any transaction block.
+const IDLE: u8 = b'I';
+/// Results in binary, for every column: [`render`] decodes that form.
+const BINARY: i16 = 1;
+
+/// The messages of one read's flight: `START TRANSACTION READ ONLY`, `statement` bound to `params` with binary
+/// results, `ROLLBACK`, the `check` statements, each on the unnamed portal, and one Sync at the end. Public for the
+/// benchmark that replays pgmcp's statements without pgmcp.
+pub fn encode_flight(
+    statement: &Statement,
+    params: &[TextParam],
+    check: &[&str],
+) -> Result<bytes::Bytes, ToolError> {
+    let too_large = |_| ToolError::invalid("the statement's parameters are too large to send");
+    let mut buf = bytes::BytesMut::with_capacity(256);
+    encode_simple(BEGIN_READ_ONLY, &mut buf).map_err(too_large)?;
+    frontend::bind(
+        "",
+        statement.name(),
+        // No format codes: every parameter is in text format.
+        std::iter::empty(),
+        params,
+        |param, buf| {
+            Ok(match param.as_text() {
+                Some(text) => {
+                    buf.extend_from_slice(text);
+                    IsNull::No
+                }
+                None => IsNull::Yes,
+            })
+        },
+        [BINARY],
+        &mut buf,
+    )
+    .map_err(|_| too_large(()))?;
+    frontend::execute("", 0, &mut buf).map_err(|_| too_large(()))?;
+    encode_simple("ROLLBACK", &mut buf).map_err(too_large)?;
+    for text in check {
+        encode_simple(text, &mut buf).map_err(too_large)?;
+    }
+    frontend::sync(&mut buf);
+    Ok(buf.freeze())
+}
+
+/// One of pgmcp's own statements, without parameters, its results in text.
+fn encode_simple(sql: &str, buf: &mut bytes::BytesMut) -> Result<(), ()> {
+    frontend::parse("", sql, std::iter::empty(), buf).map_err(drop)?;
+    frontend::bind(
+        "",
+        "",
+        std::iter::empty(),
+        std::iter::empty::<()>(),
+        |(), _| Ok(IsNull::No),
+        std::iter::empty(),
+        buf,
+    )
+    .map_err(drop)?;
+    frontend::execute("", 0, buf).map_err(drop)
+}
+
+/// What came back from a read's flight.
+struct FlightRead<'a> {
+    rows: RowsText<'a>,
+    /// Why the read failed: the server's error, or a row that could not be rendered.
+    failure: Option<Failure>,
+    /// The session check's row, or the error that stopped it; `None` when it did not run.
+    check: Option<Result<DataRowBody, tokio_postgres::Error>>,
+    /// The final `ReadyForQuery`'s status; `None` when the connection closed before it.
+    status: Option<u8>,
+}
+
+/// Reads a flight's whole answer, down to its `ReadyForQuery`: past a ceiling or an error the rows are still read,
+/// unrendered, as the session check's answer comes after them.
+async fn read_flight<'a>(
+    mut answer: PipelineResponses,
+    statement: &Statement,
+    rows: RowsText<'a>,
+) -> FlightRead<'a> {
+    let mut read = FlightRead {
+        rows,
+        failure: None,
+        check: None,
+        status: None,
     };
-    let mut rows = RowsText::new(ctx.limits, output_masks);
-    rows.take(stream).await?;
-    Ok(Some((rows.finish(columns, None), check)))
+    // Statements completed so far: the BEGIN, then the read, then the ROLLBACK and the check's.
+    let mut completed = 0usize;
+    while let Some(message) = answer.next().await {
+        match message {
+            Ok(Message::DataRow(row)) if completed == 1 => {
+                if read.failure.is_none() && read.rows.truncated_by.is_none() {
+                    let taken = read
+                        .rows
+                        .take_row(|| render::data_row_to_json(statement.columns(), &row));
+                    if let Err(failure) = taken {
+                        read.failure = Some(failure);
+                    }
+                }
+            }
+            Ok(Message::DataRow(row)) => read.check = Some(Ok(row)),
+            Ok(Message::CommandComplete(_)) => completed += 1,
+            Ok(Message::ReadyForQuery(body)) => read.status = Some(body.status()),
+            // Parse, Bind and the like say only that a step went through.
+            Ok(_) => {}
+            Err(error) if completed < 2 || error.is_closed() => {
+                read.failure.get_or_insert(error.into());
+            }
+            Err(error) => read.check = Some(Err(error)),
+        }
+    }
+    if read.status.is_none() && read.failure.is_none() {
+        read.failure = Some(
+            ToolError::Unavailable {
+                message: "the database connection closed during the call".into(),
+            }
+            .into(),
+        );
+    }
+    read
 }
 
 fn column_infos(statement: &Statement) -> Vec<ColumnInfo> {
@@ -743,34 +868,45 @@ impl<'a> RowsText<'a> {
         while let Some(row) = stream.next().await {
             let row = row?;
             received += 1;
-            self.received += 1;
-            if self.row_count == self.limits.max_rows {
-                self.truncated_by = Some("max_rows");
+            if !self.take_row(|| render::row_to_json(&row))? {
                 break;
             }
-            let mut values = render::row_to_json(&row)
-                .map_err(|e| ToolError::invalid(format!("could not render a value: {e}")))?;
-            if !self.masks.is_empty() {
-                mask::mask_row(&mut values, self.masks);
-            }
-            let encoded = serde_json::to_string(&values)
-                .map_err(|e| ToolError::invalid(format!("could not encode a row: {e}")))?;
-            // The separator counts too: the ceiling is on what the client receives.
-            if self.text.len() + encoded.len() + 1 > self.limits.max_bytes {
-                self.truncated_by = Some("max_result_bytes");
-                break;
-            }
-            if self.row_count > 0 {
-                self.text.push(',');
-            }
-            self.text.push_str(&encoded);
-            self.row_count += 1;
         }
         Ok(Fetched {
             received,
             full: self.truncated_by.is_some(),
             rows_affected: stream.rows_affected(),
         })
+    }
+
+    /// Takes one row the server sent; `false` once a ceiling is reached, when no more rows are wanted.
+    fn take_row(
+        &mut self,
+        render: impl FnOnce() -> Result<Vec<Value>, render::RenderError>,
+    ) -> Result<bool, Failure> {
+        self.received += 1;
+        if self.row_count == self.limits.max_rows {
+            self.truncated_by = Some("max_rows");
+            return Ok(false);
+        }
+        let mut values =
+            render().map_err(|e| ToolError::invalid(format!("could not render a value: {e}")))?;
+        if !self.masks.is_empty() {
+            mask::mask_row(&mut values, self.masks);
+        }
+        let encoded = serde_json::to_string(&values)
+            .map_err(|e| ToolError::invalid(format!("could not encode a row: {e}")))?;
+        // The separator counts too: the ceiling is on what the client receives.
+        if self.text.len() + encoded.len() + 1 > self.limits.max_bytes {
+            self.truncated_by = Some("max_result_bytes");
+            return Ok(false);
+        }
+        if self.row_count > 0 {
+            self.text.push(',');
+        }
+        self.text.push_str(&encoded);
+        self.row_count += 1;
+        Ok(true)
     }
 
     fn finish(mut self, columns: Vec<ColumnInfo>, rows_affected: Option<u64>) -> QueryOutput {

@@ -23,6 +23,13 @@ impl TextParam {
     }
 }
 
+impl TextParam {
+    /// The value in PostgreSQL's text format; `None` for SQL NULL.
+    pub fn as_text(&self) -> Option<&[u8]> {
+        self.0.as_deref().map(str::as_bytes)
+    }
+}
+
 fn array_literal(items: &[Value]) -> String {
     let mut out = String::from("{");
     for (i, item) in items.iter().enumerate() {

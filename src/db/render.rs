@@ -45,9 +45,11 @@ mod wire;
 use std::borrow::Cow;
 use std::error::Error;
 
+use postgres_protocol::message::backend::DataRowBody;
 use serde_json::Value;
-use tokio_postgres::Row;
+use tokio_postgres::fallible_iterator::FallibleIterator;
 use tokio_postgres::types::{FromSql, Kind, Type};
+use tokio_postgres::{Column, Row};
 
 /// A cell's raw bytes, for any type: use as `row.try_get::<_, RawCell>(idx)` (accepts every type; NULL → None).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +285,29 @@ pub fn row_to_json(row: &Row) -> Result<Vec<Value>, RenderError> {
         let RawCell(raw) = row
             .try_get::<_, RawCell>(index)
             .map_err(|err| RenderError::new(ty, err.to_string()).in_column(column.name()))?;
+        values.push(value_to_json(ty, raw).map_err(|err| err.in_column(column.name()))?);
+    }
+    Ok(values)
+}
+
+/// Renders a row as it came off the wire (binary format), in the order of `columns`, the statement's.
+pub fn data_row_to_json(columns: &[Column], row: &DataRowBody) -> Result<Vec<Value>, RenderError> {
+    let buffer = row.buffer();
+    let mut ranges = row.ranges();
+    let mut values = Vec::with_capacity(columns.len());
+    for column in columns {
+        let ty = column.type_();
+        let range = match ranges.next() {
+            Ok(Some(range)) => range,
+            Ok(None) => {
+                return Err(
+                    RenderError::new(ty, "the row has fewer values than columns")
+                        .in_column(column.name()),
+                );
+            }
+            Err(err) => return Err(RenderError::new(ty, err.to_string()).in_column(column.name())),
+        };
+        let raw = range.map(|range| &buffer[range]);
         values.push(value_to_json(ty, raw).map_err(|err| err.in_column(column.name()))?);
     }
     Ok(values)

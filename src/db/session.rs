@@ -5,11 +5,12 @@ use std::sync::{Arc, Mutex};
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use deadpool_postgres::ClientWrapper;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use postgres_protocol::message::backend::DataRowBody;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::DbError;
-use tokio_postgres::{Client, Config, SimpleQueryMessage, SimpleQueryStream};
+use tokio_postgres::fallible_iterator::FallibleIterator;
+use tokio_postgres::{Client, Config};
 
 pub type Pool = managed::Pool<SessionManager>;
 pub type Object = managed::Object<SessionManager>;
@@ -99,14 +100,25 @@ pub struct Session {
     /// Set when a call gave up waiting for the server: the connection's protocol state is unknown (an answer may
     /// still arrive), so it is closed instead of being checked or reused.
     broken: bool,
-    /// The session check already sent behind a call's ROLLBACK, in the call's own flight (see
-    /// [`Session::rollback_and_check`]); its answer is read when the call lets go of the connection.
-    pending_check: Option<PendingCheck>,
-    /// Whether [`Session::rollback_and_check`] prepares the SQL-level check, runs it, or no longer sends it.
+    /// What the session check sent behind a read's ROLLBACK, in the read's own flight (see
+    /// [`Session::check_after_rollback`]), found; the call's connection is kept or closed on it when the call lets go.
+    flight_check: Option<FlightCheck>,
+    /// Whether [`Session::check_after_rollback`] prepares the SQL-level check, runs it, or no longer sends it.
     in_flight_check: InFlightCheck,
     /// The call holds a session advisory lock on purpose (hypopg's marker), which the check in a read's flight
     /// would release.
     keeps_advisory_locks: bool,
+}
+
+/// What the session check in a read's own flight found.
+#[derive(Debug)]
+pub enum FlightCheck {
+    /// Nothing outlived the read's rollback.
+    Clean,
+    /// Something did, in words for the log.
+    Left(String),
+    /// The check itself failed, so nothing is known.
+    Failed(tokio_postgres::Error),
 }
 
 /// The SQL-level form of [`LEFTOVERS_SQL`] on one connection.
@@ -129,22 +141,49 @@ impl Session {
         self.broken
     }
 
-    /// The text that ends a read-only call's transaction and checks the session, as one simple query (one
-    /// message, one answer): `ROLLBACK`, then the session check as a statement `PREPARE`d on this connection,
-    /// prepared by the first such text. Parsing and planning the check's catalog views afresh would cost the
-    /// server several times what running the prepared plan does.
-    pub fn rollback_and_check(&mut self) -> Option<&'static str> {
+    /// The statements that check the session right behind a read's `ROLLBACK`, in the read's own flight: the
+    /// session check as a statement `PREPARE`d on this connection, prepared by the first flight that sends it.
+    /// Parsing and planning the check's catalog views afresh would cost the server several times what running the
+    /// prepared plan does. Empty when the read must end with a plain `ROLLBACK` and a check of its own. The flight
+    /// reports its answer with [`Session::flight_checked`].
+    pub fn check_after_rollback(&self) -> &'static [&'static str] {
         if self.keeps_advisory_locks {
-            return None;
+            return &[];
         }
         match self.in_flight_check {
-            InFlightCheck::Unprepared => {
-                self.in_flight_check = InFlightCheck::Prepared;
-                Some(ROLLBACK_PREPARE_AND_CHECK)
-            }
-            InFlightCheck::Prepared => Some(ROLLBACK_AND_CHECK),
-            InFlightCheck::Off => None,
+            InFlightCheck::Unprepared => &[PREPARE_SESSION_CHECK, EXECUTE_SESSION_CHECK],
+            InFlightCheck::Prepared => &[EXECUTE_SESSION_CHECK],
+            InFlightCheck::Off => &[],
         }
+    }
+
+    /// Takes the answer of the statements [`Session::check_after_rollback`] gave: the check's row, or the error
+    /// that stopped them. `None` when the flight ended before they ran (an error earlier in it), so no check was
+    /// made.
+    pub fn flight_checked(&mut self, answer: Option<Result<DataRowBody, tokio_postgres::Error>>) {
+        self.flight_check = match answer {
+            None => None,
+            Some(Ok(row)) => {
+                // The row came, so the statement exists now, whichever form was sent.
+                self.in_flight_check = InFlightCheck::Prepared;
+                Some(match after_rollback_leftovers(&row) {
+                    None => FlightCheck::Clean,
+                    Some(left) => FlightCheck::Left(left),
+                })
+            }
+            // Behind a transaction-pooling proxy, or removed by a function the profile trusts: the call's own
+            // check, sent when it lets go of the connection, stands in for it, and later reads stop sending it.
+            Some(Err(error)) if statement_missing_or_taken(&error) => {
+                self.in_flight_check = InFlightCheck::Off;
+                None
+            }
+            Some(Err(error)) => Some(FlightCheck::Failed(error)),
+        };
+    }
+
+    /// What the check in the call's last flight found, if it was made; taking it leaves none.
+    pub fn take_flight_check(&mut self) -> Option<FlightCheck> {
+        self.flight_check.take()
     }
 
     /// While set, reads on this session leave its advisory locks alone (see [`AFTER_ROLLBACK_SQL`]).
@@ -152,14 +191,9 @@ impl Session {
         self.keeps_advisory_locks = keep;
     }
 
-    /// Keeps the answer of a check sent by [`Session::rollback_and_check`]'s text, for when the call lets go.
-    pub fn set_pending_check(&mut self, check: SimpleQueryStream) {
-        self.pending_check = Some(PendingCheck(Box::pin(check)));
-    }
-
-    /// Forgets a check sent earlier: work sent after it makes its answer stale. Its answer is discarded unread.
-    pub fn discard_pending_check(&mut self) {
-        self.pending_check = None;
+    /// Forgets what a flight's check found: work sent after it makes that stale.
+    pub fn discard_flight_check(&mut self) {
+        self.flight_check = None;
     }
 }
 
@@ -174,15 +208,6 @@ impl std::ops::Deref for Session {
 impl std::ops::DerefMut for Session {
     fn deref_mut(&mut self) -> &mut ClientWrapper {
         &mut self.client
-    }
-}
-
-/// The answer of a session check already sent.
-struct PendingCheck(std::pin::Pin<Box<SimpleQueryStream>>);
-
-impl std::fmt::Debug for PendingCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PendingCheck")
     }
 }
 
@@ -234,7 +259,7 @@ impl managed::Manager for SessionManager {
             client: ClientWrapper::new(connected.client, connected.task),
             notices: connected.notices,
             broken: false,
-            pending_check: None,
+            flight_check: None,
             keeps_advisory_locks: false,
             in_flight_check: InFlightCheck::Unprepared,
         })
@@ -334,7 +359,8 @@ pub const AFTER_ROLLBACK_SQL: &str = after_rollback_sql!();
 const AFTER_ROLLBACK_KINDS: [&str; 1] = ["prepared statements"];
 /// The session check's SQL-level statement, as the first check on a connection prepares it.
 pub const SESSION_CHECK_STATEMENT: &str = session_check_name!();
-pub const ROLLBACK_AND_CHECK: &str = concat!("ROLLBACK; EXECUTE ", session_check_name!());
+/// Runs [`SESSION_CHECK_STATEMENT`].
+pub const EXECUTE_SESSION_CHECK: &str = concat!("EXECUTE ", session_check_name!());
 macro_rules! prepare_session_check {
     () => {
         concat!(
@@ -347,30 +373,13 @@ macro_rules! prepare_session_check {
 }
 /// What prepares [`AFTER_ROLLBACK_SQL`] as [`SESSION_CHECK_STATEMENT`] on a connection.
 pub const PREPARE_SESSION_CHECK: &str = prepare_session_check!();
-/// The first check on a connection prepares the statement the later ones execute.
-const ROLLBACK_PREPARE_AND_CHECK: &str = concat!(
-    "ROLLBACK; ",
-    prepare_session_check!(),
-    "; EXECUTE ",
-    session_check_name!()
-);
 
-/// What the session check found, in words for the log; `None` when the connection holds nothing. A check already
-/// sent in the call's flight is read; otherwise one is sent now.
+/// What the session check found, in words for the log; `None` when the connection holds nothing.
 pub async fn leftovers(
     session: &mut Session,
     committed: bool,
     cached: bool,
 ) -> Result<Option<String>, tokio_postgres::Error> {
-    if let Some(pending) = session.pending_check.take() {
-        match pending_leftovers(pending.0).await {
-            // The ROLLBACK ran first, so the session's own check below sees it as the short form would have.
-            Err(error) if statement_missing_or_taken(&error) => {
-                session.in_flight_check = InFlightCheck::Off;
-            }
-            outcome => return outcome,
-        }
-    }
     let rows = if cached {
         let statement = session.prepare_cached(LEFTOVERS_SQL).await?;
         session.query(&statement, &[&committed]).await?
@@ -393,28 +402,21 @@ pub async fn leftovers(
     Ok(describe(&LEFTOVER_KINDS, &counts))
 }
 
-/// The answer of [`ROLLBACK_AND_CHECK`]: the ROLLBACK's completion, then the check's one row, in text.
-async fn pending_leftovers(
-    mut answer: std::pin::Pin<Box<SimpleQueryStream>>,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let mut counts = None;
-    while let Some(message) = answer.next().await {
-        if let SimpleQueryMessage::Row(row) = message? {
-            let mut found = [0i32; AFTER_ROLLBACK_KINDS.len()];
-            for (index, count) in found.iter_mut().enumerate() {
-                // Every column is a count: a missing or unreadable one is itself a reason not to reuse.
-                *count = row
-                    .try_get(index)?
-                    .and_then(|text| text.parse().ok())
-                    .unwrap_or(i32::MAX);
-            }
-            counts = Some(found);
+/// What [`AFTER_ROLLBACK_SQL`]'s row, in text, counts; `None` when nothing is left.
+fn after_rollback_leftovers(row: &DataRowBody) -> Option<String> {
+    let mut found = [i32::MAX; AFTER_ROLLBACK_KINDS.len()];
+    let buffer = row.buffer();
+    let mut ranges = row.ranges();
+    for count in found.iter_mut() {
+        // Every column is a count: a missing or unreadable one is itself a reason not to reuse.
+        if let Ok(Some(Some(range))) = ranges.next() {
+            *count = std::str::from_utf8(&buffer[range])
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .unwrap_or(i32::MAX);
         }
     }
-    Ok(match counts {
-        Some(counts) => describe(&AFTER_ROLLBACK_KINDS, &counts),
-        None => Some("the session check returned no row".into()),
-    })
+    describe(&AFTER_ROLLBACK_KINDS, &found)
 }
 
 /// `EXECUTE` of a statement the connection does not have (a transaction-pooling proxy's other server, or a

@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::deadline::{SESSION_CHECK_BOUND, call_deadline, no_answer};
 use crate::db::exec::QueryOutput;
-use crate::db::session::{Object, Session};
+use crate::db::session::{FlightCheck, Object, Session};
 use crate::db::{Database, UserLogin};
 use crate::mcp::{Databases, parse_args, to_json};
 use crate::telemetry::audit::CallerIdentity;
@@ -59,7 +59,8 @@ impl ToolAnswer {
 
 /// A checked-out connection that goes back to the pool only once it is known to hold nothing of the call.
 /// The check does not trust the guard's prediction of what a call can leave: it asks the server, after every
-/// call, off the answer's path. A connection that holds anything, or cannot be checked, is closed rather than
+/// call. A read run in one flight carries its check in that flight, answered in the same round trip; other calls'
+/// checks run off the answer's path. A connection that holds anything, or cannot be checked, is closed rather than
 /// reset, so nothing a reset might miss (a dblink connection, a role) survives either. The one thing released
 /// instead of found is a read's session advisory locks, by the check in its own flight
 /// (`db::session::AFTER_ROLLBACK_SQL` says why). Running from `Drop` covers abandoned calls too.
@@ -70,7 +71,7 @@ struct CheckedSession {
     statement_cache: bool,
     tool: String,
     /// The tool's last work on the session is its one statement, so a check sent behind that statement's
-    /// ROLLBACK (`Session::rollback_and_check`) saw everything the call did. Other tools get a check of their own.
+    /// ROLLBACK (`Session::check_after_rollback`) saw everything the call did. Other tools get a check of their own.
     ends_with_its_statement: bool,
 }
 
@@ -108,14 +109,26 @@ impl Drop for CheckedSession {
             return;
         }
         let mut conn = conn;
-        if !self.ends_with_its_statement || self.may_commit {
-            conn.discard_pending_check();
+        let flight_check = conn.take_flight_check();
+        let tool = std::mem::take(&mut self.tool);
+        if self.ends_with_its_statement && !self.may_commit {
+            // The read's own flight checked the session already: no task, no timer, no round trip.
+            match flight_check {
+                Some(FlightCheck::Clean) => return,
+                Some(FlightCheck::Left(left)) => {
+                    tracing::warn!(%tool, %left, "a call left state on its database session; closing the connection");
+                    drop(Object::take(conn));
+                    return;
+                }
+                Some(FlightCheck::Failed(error)) => {
+                    tracing::warn!(%tool, %error, "could not check a database session after a call; closing the connection");
+                    drop(Object::take(conn));
+                    return;
+                }
+                None => {}
+            }
         }
-        let (committed, cached, tool) = (
-            self.may_commit,
-            self.statement_cache,
-            std::mem::take(&mut self.tool),
-        );
+        let (committed, cached) = (self.may_commit, self.statement_cache);
         // Boxed: spawning and running a task moves its future whole several times, and this one is kilobytes.
         runtime.spawn(Box::pin(async move {
             let check = crate::db::session::leftovers(&mut conn, committed, cached);

@@ -192,6 +192,26 @@ pub async fn call_err(client: &Client, tool: &str, arguments: Value) -> Value {
     result.structured_content.expect("structured error")
 }
 
+/// Sends a tool call the test can cancel later (`notifications/cancelled`) instead of waiting for its answer.
+#[allow(dead_code)]
+pub async fn send_cancellable_call(
+    client: &Client,
+    tool: &'static str,
+    arguments: Value,
+) -> rmcp::service::RequestHandle<rmcp::RoleClient> {
+    use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest};
+    let mut params = CallToolRequestParams::new(tool);
+    params.arguments = arguments.as_object().cloned();
+    client
+        .peer()
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await
+        .expect("request sent")
+}
+
 /// Rows of an execute_query result.
 pub fn rows(result: &Value) -> &Vec<Value> {
     result["rows"].as_array().expect("rows array")
