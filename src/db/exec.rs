@@ -673,12 +673,13 @@ async fn execute_in_one_flight(
     let read = read_flight(answer, &statement, RowsText::new(ctx.limits, output_masks)).await;
     ended.needs_rollback = read.status != Some(IDLE);
     drop(ended);
-    if let Some(error) = read.failure {
-        client.flight_checked(None);
-        return Err(error);
-    }
+    // The check ran only if the server got past the statement; what it found holds even when a row it sent could
+    // not be rendered.
     client.flight_checked(if check.is_empty() { None } else { read.check });
-    Ok(Some(read.rows.finish(columns, None)))
+    match read.failure {
+        Some(error) => Err(error),
+        None => Ok(Some(read.rows.finish(columns, None))),
+    }
 }
 
 /// Ends a flight's transaction when its answer did not: the statement failed inside the transaction block (the
