@@ -278,36 +278,33 @@ fn simple_to_json(type_oid: u32, raw: &[u8]) -> Result<Value, Malformed> {
 
 /// Renders a whole row as a JSON array in column order.
 pub fn row_to_json(row: &Row) -> Result<Vec<Value>, RenderError> {
-    let columns = row.columns();
-    let mut values = Vec::with_capacity(columns.len());
-    for (index, column) in columns.iter().enumerate() {
-        let ty = column.type_();
-        let RawCell(raw) = row
-            .try_get::<_, RawCell>(index)
-            .map_err(|err| RenderError::new(ty, err.to_string()).in_column(column.name()))?;
-        values.push(value_to_json(ty, raw).map_err(|err| err.in_column(column.name()))?);
-    }
-    Ok(values)
+    render_cells(row.columns(), |index| {
+        row.try_get::<_, RawCell>(index)
+            .map(|RawCell(raw)| raw)
+            .map_err(|err| err.to_string())
+    })
 }
 
 /// Renders a row as it came off the wire (binary format), in the order of `columns`, the statement's.
 pub fn data_row_to_json(columns: &[Column], row: &DataRowBody) -> Result<Vec<Value>, RenderError> {
     let buffer = row.buffer();
     let mut ranges = row.ranges();
+    render_cells(columns, |_| match ranges.next() {
+        Ok(Some(range)) => Ok(range.map(|range| &buffer[range])),
+        Ok(None) => Err("the row has fewer values than columns".into()),
+        Err(err) => Err(err.to_string()),
+    })
+}
+
+/// Renders each column's raw cell, `cell(index)` giving its bytes (None for NULL); an error names the column.
+fn render_cells<'a>(
+    columns: &[Column],
+    mut cell: impl FnMut(usize) -> Result<Option<&'a [u8]>, String>,
+) -> Result<Vec<Value>, RenderError> {
     let mut values = Vec::with_capacity(columns.len());
-    for column in columns {
+    for (index, column) in columns.iter().enumerate() {
         let ty = column.type_();
-        let range = match ranges.next() {
-            Ok(Some(range)) => range,
-            Ok(None) => {
-                return Err(
-                    RenderError::new(ty, "the row has fewer values than columns")
-                        .in_column(column.name()),
-                );
-            }
-            Err(err) => return Err(RenderError::new(ty, err.to_string()).in_column(column.name())),
-        };
-        let raw = range.map(|range| &buffer[range]);
+        let raw = cell(index).map_err(|err| RenderError::new(ty, err).in_column(column.name()))?;
         values.push(value_to_json(ty, raw).map_err(|err| err.in_column(column.name()))?);
     }
     Ok(values)
