@@ -2,6 +2,11 @@ use clap::Parser;
 
 use pgmcp::cli::{Cli, Command};
 
+/// A call allocates and frees a few hundred blocks, some larger than glibc's per-thread cache takes: with glibc's
+/// malloc, allocation was a quarter of a served call's instructions (BENCHMARKS.md, seventh step).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     pgmcp::telemetry::init(&cli.log, cli.log_format);

@@ -29,27 +29,23 @@ struct Accepts {
 }
 
 impl Accepts {
+    /// Read on every request, so it allocates nothing: media types compare case-insensitively in place.
     fn of(headers: &HeaderMap) -> Accepts {
-        let values: Vec<&str> = headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .collect();
-        if values.iter().all(|value| value.trim().is_empty()) {
-            return Accepts {
-                json: true,
-                event_stream: true,
-                names_event_stream: false,
-            };
-        }
         let mut accepts = Accepts {
             json: false,
             event_stream: false,
             names_event_stream: false,
         };
-        for range in values.iter().flat_map(|value| value.split(',')) {
+        let mut stated = false;
+        let values = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .filter(|value| !value.trim().is_empty());
+        for range in values.flat_map(|value| value.split(',')) {
+            stated = true;
             let mut parts = range.split(';');
-            let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = parts.next().unwrap_or("").trim();
             let refused = parts.any(|parameter| {
                 parameter.split_once('=').is_some_and(|(name, value)| {
                     name.trim().eq_ignore_ascii_case("q") && is_zero_weight(value.trim())
@@ -58,19 +54,25 @@ impl Accepts {
             if refused {
                 continue;
             }
-            match essence.as_str() {
-                "*/*" => {
-                    accepts.json = true;
-                    accepts.event_stream = true;
-                }
-                "application/*" | JSON => accepts.json = true,
-                "text/*" => accepts.event_stream = true,
-                EVENT_STREAM => {
-                    accepts.event_stream = true;
-                    accepts.names_event_stream = true;
-                }
-                _ => {}
+            let is = |media_type: &str| essence.eq_ignore_ascii_case(media_type);
+            if is("*/*") {
+                accepts.json = true;
+                accepts.event_stream = true;
+            } else if is("application/*") || is(JSON) {
+                accepts.json = true;
+            } else if is("text/*") {
+                accepts.event_stream = true;
+            } else if is(EVENT_STREAM) {
+                accepts.event_stream = true;
+                accepts.names_event_stream = true;
             }
+        }
+        if !stated {
+            return Accepts {
+                json: true,
+                event_stream: true,
+                names_event_stream: false,
+            };
         }
         accepts
     }

@@ -1,7 +1,8 @@
 //! Reads a JSON POST body in front of the MCP service: bodies over the limit get 413 without being buffered whole,
 //! and a body that is not JSON-RPC gets the JSON-RPC error object with 400 (rmcp itself answers 415 with text,
-//! which clients cannot tell apart from a wrong Content-Type). The Host header is checked first, with the same
-//! list rmcp checks again, so a DNS-rebinding request is refused as such whatever its body.
+//! which clients cannot tell apart from a wrong Content-Type). The Host header is checked first, here only (rmcp's
+//! own list is left empty: it parsed every allowed name again on every request), so a DNS-rebinding request is
+//! refused as such whatever its body; rmcp still refuses a request with no readable Host.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -25,13 +26,16 @@ fn host_allowed(request: &Request, allowed: &[String]) -> bool {
     if allowed.is_empty() {
         return true;
     }
-    let Some(host) = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<axum::http::uri::Authority>().ok())
-    else {
-        // No Host header (HTTP/2 puts it in the URI): rmcp decides from the URI authority.
+    let host = match request.headers().get(header::HOST) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<axum::http::uri::Authority>().ok()),
+        // HTTP/2 carries the host in the URI's authority.
+        None => request.uri().authority().cloned(),
+    };
+    let Some(host) = host else {
+        // An unreadable Host header, or none at all: rmcp refuses the request with 400.
         return true;
     };
     let name = host.host().trim_start_matches('[').trim_end_matches(']');
@@ -143,11 +147,9 @@ pub async fn check_json_body(
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    // Broken JSON stops here. Whether it is a JSON-RPC message rmcp decides as it parses it, once: its refusal (a
-    // 415 naming the body) is answered in JSON-RPC's terms, so a good request is parsed once, not twice.
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-        return jsonrpc_error(StatusCode::BAD_REQUEST, Value::Null, -32700, "Parse error");
-    }
+    // Whether the body is JSON, and a JSON-RPC message, rmcp decides as it parses it, once: its refusal (a 415
+    // naming the body) is answered here in JSON-RPC's terms (a parse error, or an invalid request), so a good
+    // request is parsed once, not twice.
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes.clone())))
         .await;
@@ -171,6 +173,26 @@ mod tests {
             reject_malformed(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_host_is_read_from_the_header_or_else_from_the_uri() {
+        let allowed = ["localhost".to_string(), "::1".to_string()];
+        let with_host = |host: &str| {
+            Request::builder()
+                .uri("/mcp")
+                .header(header::HOST, host)
+                .body(Body::empty())
+                .unwrap()
+        };
+        assert!(host_allowed(&with_host("localhost:8080"), &allowed));
+        assert!(host_allowed(&with_host("LOCALHOST"), &allowed));
+        assert!(host_allowed(&with_host("[::1]:8080"), &allowed));
+        assert!(!host_allowed(&with_host("evil.example:8080"), &allowed));
+        // HTTP/2 sends no Host header: the authority in the URI is checked instead (rmcp no longer checks it).
+        let by_uri = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+        assert!(host_allowed(&by_uri("http://localhost:8080/mcp"), &allowed));
+        assert!(!host_allowed(&by_uri("http://evil.example/mcp"), &allowed));
     }
 
     #[test]

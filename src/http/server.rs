@@ -235,7 +235,9 @@ pub(crate) async fn serve_http_on(
         // pgmcp's handlers never message the client mid-call, so a stateless request's handler runs on the HTTP
         // request's own task: no per-request service loop, spawned tasks or channels (vendor/README.md).
         .with_inline_stateless_requests(true)
-        .with_allowed_hosts(hosts.clone())
+        // The Host header is checked by `check_host`, outermost on /mcp, against the same names; rmcp's own check
+        // parsed each allowed name again on every request.
+        .disable_allowed_hosts()
         .with_allowed_origins(
             settings
                 .allowed_origins

@@ -18,8 +18,9 @@ use crate::http::auth::AuthStats;
 
 type Labels = Vec<(String, String)>;
 
-/// Labels of the families counted per request: only pgmcp's own names, so their number is fixed.
-type StaticLabels = Vec<(&'static str, &'static str)>;
+/// Labels of the families counted per request: only pgmcp's own names, so their number is fixed. Arrays, so
+/// counting a call allocates nothing.
+type StaticLabels<const N: usize> = [(&'static str, &'static str); N];
 
 /// The `tool` label of a call to a tool this server does not offer, whatever name was asked for.
 pub const UNKNOWN_TOOL: &str = "unknown";
@@ -32,9 +33,9 @@ fn latency_histogram() -> Histogram {
 }
 
 pub struct Metrics {
-    requests: Family<StaticLabels, Counter>,
-    calls: Family<StaticLabels, Counter>,
-    latency: Family<StaticLabels, Histogram, fn() -> Histogram>,
+    requests: Family<StaticLabels<2>, Counter>,
+    calls: Family<StaticLabels<2>, Counter>,
+    latency: Family<StaticLabels<1>, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -83,17 +84,17 @@ impl Metrics {
     /// One MCP request that passed the authorization gate, by method and outcome.
     pub fn record_request(&self, method: &'static str, outcome: &'static str) {
         self.requests
-            .get_or_create(&vec![("method", method), ("outcome", outcome)])
+            .get_or_create(&[("method", method), ("outcome", outcome)])
             .inc();
     }
 
     /// `tool` is an offered tool's name or [`UNKNOWN_TOOL`].
     pub fn record_call(&self, tool: &'static str, outcome: &'static str, duration: Duration) {
         self.calls
-            .get_or_create(&vec![("tool", tool), ("outcome", outcome)])
+            .get_or_create(&[("tool", tool), ("outcome", outcome)])
             .inc();
         self.latency
-            .get_or_create(&vec![("tool", tool)])
+            .get_or_create(&[("tool", tool)])
             .observe(duration.as_secs_f64());
     }
 
