@@ -4,7 +4,9 @@
 //! among the tokens verified before, the RS256 signature and claims verified on a miss); the JSON-RPC body parsed;
 //! the statement run from a per-connection prepared statement of a pool like the raw floor's; an answer of pgmcp's
 //! shape. No MCP session handling, SQL guard, policy, transaction or row limit: what is left is HTTP, JSON and the
-//! token, which every server in pgmcp's place pays.
+//! token, which every server in pgmcp's place pays. `FloorWork::PgmcpSequence` runs pgmcp's statement sequence
+//! instead of the bare statement, so the floor does the database work pgmcp's safety layers ask for, and the gap
+//! to pgmcp is its MCP layer alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,12 +28,40 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 
+use futures_util::{StreamExt, pin_mut};
+use pgmcp::db::exec::encode_flight;
+use pgmcp::db::params::TextParam;
+use pgmcp::db::render::data_row_to_json;
+use pgmcp::db::session::EXECUTE_SESSION_CHECK;
+use postgres_protocol::message::backend::Message;
+
 use crate::issuer::{self, Issuer};
 use crate::measure::threads_cpu_time;
 use crate::raw;
 
 /// The name of the floor runtime's threads, which tells their CPU apart from the bench's clients'.
 const THREAD_NAME: &str = "pgmcp-floor";
+
+/// What the floor asks of PostgreSQL per call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FloorWork {
+    /// The bare statement, prepared once per connection: the least any server could ask.
+    Statement,
+    /// pgmcp's read as `raw::Sequence::Current` sends it: the statement restated with its row limit, inside
+    /// `START TRANSACTION READ ONLY` … `ROLLBACK`, with the session check, under one Sync.
+    PgmcpSequence,
+}
+
+impl FloorWork {
+    pub fn label(self) -> &'static str {
+        match self {
+            FloorWork::Statement => "HTTP floor: axum + JWT check + raw pool, no MCP",
+            FloorWork::PgmcpSequence => {
+                "HTTP floor with pgmcp's statement sequence: the same, no MCP"
+            }
+        }
+    }
+}
 
 /// The floor server, on loopback in the bench process; stopped on drop.
 pub struct HttpFloor {
@@ -45,6 +75,7 @@ impl HttpFloor {
         issuer: &Issuer,
         database_url: &str,
         connections: usize,
+        work: FloorWork,
     ) -> anyhow::Result<HttpFloor> {
         // Two worker threads: on this 2-core host the floor reaches more calls/s with two than with one.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -55,8 +86,14 @@ impl HttpFloor {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&[issuer::CLIENT_ID]);
         validation.set_issuer(&[issuer.issuer()]);
+        let pool = match work {
+            FloorWork::Statement => raw::pool(database_url, connections)?,
+            FloorWork::PgmcpSequence => raw::Sequence::Current.pool(database_url, connections)?,
+        };
         let floor = Arc::new(Floor {
-            pool: raw::pool(database_url, connections)?,
+            pool,
+            work,
+            bounded_sql: raw::bounded_point_sql(),
             key: issuer.decoding_key()?,
             validation,
             verified: Mutex::new(HashMap::new()),
@@ -93,6 +130,9 @@ impl Drop for HttpFloor {
 
 struct Floor {
     pool: Pool,
+    work: FloorWork,
+    /// The point query as pgmcp restates a bounded read (`FloorWork::PgmcpSequence`).
+    bounded_sql: String,
     key: DecodingKey,
     validation: Validation,
     /// SHA-256 of every token verified so far, with its `exp`.
@@ -147,6 +187,9 @@ impl Floor {
         let aid = request["params"]["arguments"]["params"][0]
             .as_i64()
             .context("params.arguments.params[0] is not an integer")?;
+        if self.work == FloorWork::PgmcpSequence {
+            return self.point_query_in_sequence(aid).await;
+        }
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(raw::POINT_SQL).await?;
         let rows = client.query(&statement, &[&i32::try_from(aid)?]).await?;
@@ -163,6 +206,42 @@ impl Floor {
             "columns": columns,
             "rows": rendered,
             "row_count": rows.len(),
+            "truncated": false,
+        }))?)
+    }
+}
+
+impl Floor {
+    /// The point query inside pgmcp's flight; the rows are the statement's (between the BEGIN's and the
+    /// statement's CommandComplete), rendered by pgmcp's own renderer from the binary answer.
+    async fn point_query_in_sequence(&self, aid: i64) -> anyhow::Result<String> {
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(&self.bounded_sql).await?;
+        let params = [TextParam::from_json(&aid.into(), &Type::INT4)];
+        let request = encode_flight(&statement, &params, &[EXECUTE_SESSION_CHECK])
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let answer = client.send_pipeline(request)?;
+        pin_mut!(answer);
+        let mut completed = 0;
+        let mut rendered = Vec::new();
+        while let Some(message) = answer.next().await {
+            match message? {
+                Message::DataRow(row) if completed == 1 => {
+                    rendered.push(Value::Array(data_row_to_json(statement.columns(), &row)?));
+                }
+                Message::CommandComplete(_) => completed += 1,
+                _ => {}
+            }
+        }
+        let columns: Vec<Value> = statement
+            .columns()
+            .iter()
+            .map(|c| json!({"name": c.name(), "type": c.type_().name()}))
+            .collect();
+        Ok(serde_json::to_string(&json!({
+            "columns": columns,
+            "row_count": rendered.len(),
+            "rows": rendered,
             "truncated": false,
         }))?)
     }

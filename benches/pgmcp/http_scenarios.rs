@@ -13,7 +13,7 @@ use pgmcp::http::auth::{AuthMode, AuthSettings, Authenticator, ResourceInfo};
 use crate::Plan;
 use crate::dataset::Dataset;
 use crate::http::{Era, HttpServer, McpHttp, http_client};
-use crate::http_floor::HttpFloor;
+use crate::http_floor::{FloorWork, HttpFloor};
 use crate::issuer::{self, Issuer};
 use crate::measure::{Latencies, XorShift, cpu_time, ms, status_kib};
 use crate::peers::PointCall;
@@ -23,8 +23,6 @@ use crate::stdio_scenarios::Pgmcp;
 
 /// pgmcp's default pool size: the raw floor gets as many connections, so both sides use the same database.
 const PGMCP_POOL_MAX: usize = 10;
-
-const FLOOR_LABEL: &str = "HTTP floor: axum + JWT check + raw pool, no MCP";
 
 /// The figures of one (server, era, concurrency) cell over the repetitions.
 #[derive(Default)]
@@ -347,28 +345,32 @@ pub fn transport(
         transport.row(cell.row(sequence.label(), "—", concurrency, &vs_raw, "1.00"));
     }
 
-    // The HTTP floor at each concurrency, driven by the same clients as pgmcp (2025-11-25 era, the one with the
-    // least per-call protocol), one floor server per concurrency so its pool has the raw pool's size.
-    for (i, &concurrency) in plan.http_concurrency.iter().enumerate() {
-        let floor = HttpFloor::start(issuer, &data.url(), concurrency.min(PGMCP_POOL_MAX))?;
-        let cell = measure_cell(
-            plan,
-            rt,
-            Target::Floor(&floor),
-            Era::Legacy,
-            &tokens,
-            concurrency,
-            accounts,
-        )
-        .with_context(|| format!("the HTTP floor at {concurrency} clients"))?;
-        drop(floor);
-        transport.row(cell.row(
-            FLOOR_LABEL,
-            "Entra JWT (RS256)",
-            concurrency,
-            &format!("{:.2}", median(&cell.rate) / raw_rate[i]),
-            &format!("{:.2}", median(&cell.rate) / sequence_rate[i]),
-        ));
+    // The HTTP floors at each concurrency, driven by the same clients as pgmcp (2025-11-25 era, the one with the
+    // least per-call protocol), one floor server per concurrency so its pool has the raw pool's size: the bare
+    // statement, then pgmcp's statement sequence.
+    for work in [FloorWork::Statement, FloorWork::PgmcpSequence] {
+        for (i, &concurrency) in plan.http_concurrency.iter().enumerate() {
+            let floor =
+                HttpFloor::start(issuer, &data.url(), concurrency.min(PGMCP_POOL_MAX), work)?;
+            let cell = measure_cell(
+                plan,
+                rt,
+                Target::Floor(&floor),
+                Era::Legacy,
+                &tokens,
+                concurrency,
+                accounts,
+            )
+            .with_context(|| format!("{} at {concurrency} clients", work.label()))?;
+            drop(floor);
+            transport.row(cell.row(
+                work.label(),
+                "Entra JWT (RS256)",
+                concurrency,
+                &format!("{:.2}", median(&cell.rate) / raw_rate[i]),
+                &format!("{:.2}", median(&cell.rate) / sequence_rate[i]),
+            ));
+        }
     }
 
     let heaviest = plan.http_concurrency.iter().copied().max().unwrap_or(1);
@@ -444,7 +446,7 @@ pub fn transport(
          {pool}) connections, pgmcp's default pool size; \"{sequence}\" is what pgmcp asks of PostgreSQL per \
          read-only call, without pgmcp (the statement restated with its row limit and prepared once per pool \
          connection; BEGIN READ ONLY, the statement, and the ROLLBACK with the session check in one flight; no reset on checkout; the \
-         session check after). \"{FLOOR_LABEL}\" is the most any \
+         session check after). \"{floor}\" is the most any \
          HTTP server with a token check could reach on this machine with this client: a minimal axum server in the \
          bench process on its own runtime of 2 worker threads (faster here than one) that checks the bearer \
          token as a verdict cache does (its SHA-256 looked up among the tokens verified before; RS256 signature, \
@@ -453,7 +455,10 @@ pub fn transport(
          pgmcp's shape (one compact JSON text block) — no MCP layer, SQL guard, transaction or row limit. It is \
          driven by the same 2025-11-25 clients as pgmcp, which share the 2 cores with it and PostgreSQL, so the gap \
          between the raw pool and the floor is what HTTP, JSON and the token check cost here before any MCP server \
-         does its own work; its server CPU is that of the floor runtime's threads (/proc/self/task). Clients \
+         does its own work; its server CPU is that of the floor runtime's threads (/proc/self/task). \"{floor_sequence}\" \
+         is the same server running pgmcp's statement sequence instead of the bare statement (rows rendered by \
+         pgmcp's renderer from the binary answer): the database work pgmcp's safety layers ask for, so the gap \
+         between it and pgmcp is pgmcp's MCP layer, guard and policy alone. Clients \
          connect once per row and stay connected across its repetitions (legacy sessions end with `DELETE` after \
          the last one). Legacy clients `initialize` once (not measured); 2026-07-28 clients send `server/discover` \
          once and the protocol version in `_meta` and headers on every call.",
@@ -462,6 +467,8 @@ pub fn transport(
         plan.reps,
         pool = PGMCP_POOL_MAX,
         sequence = raw::Sequence::Current.label(),
+        floor = FloorWork::Statement.label(),
+        floor_sequence = FloorWork::PgmcpSequence.label(),
     ));
     memory.note(format!(
         "Idle RSS is VmRSS 300 ms after start (the pool's first connection is open by then); under load it is the \
