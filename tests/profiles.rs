@@ -441,15 +441,7 @@ async fn a_read_that_fails_in_its_flight_leaves_a_usable_connection() {
 /// check and serves the next call on the same backend.
 #[tokio::test]
 async fn a_read_cancelled_in_its_flight_leaves_a_usable_connection() {
-    let observer = common::observer().await;
-    let url = common::superuser_url();
-    let client = spawn(
-        &["serve", "--database-url", &url, "--pool-max", "1"],
-        &[],
-        Era::Legacy,
-    )
-    .await;
-    let (backend, _) = session_probe(&client).await;
+    let (observer, client, backend) = one_connection_server().await;
     let sql = "SELECT count(*) FROM generate_series(1, $1::int8) AS cancel_in_flight";
     let count = |upto: i64| json!({"sql": sql, "params": [upto]});
     for _ in 0..2 {
@@ -460,29 +452,78 @@ async fn a_read_cancelled_in_its_flight_leaves_a_usable_connection() {
     }
     let handle =
         common::send_cancellable_call(&client, "execute_query", count(2_000_000_000)).await;
-    let started = std::time::Instant::now();
-    while common::active_statements(&observer, "cancel_in_flight").await == 0 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the statement never started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    // PostgreSQL shows the statement active from its Bind on, and discards a cancel that arrives before it reads
-    // the Execute (between two messages it counts as idle): the cancel is sent once the statement has run a while,
-    // as a user's would be.
+    until_active(&observer, "cancel_in_flight").await;
+    // Sent once the statement has run a while, as a user's would be; a cancel sent the moment the statement shows
+    // is the next test's case.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     handle
         .cancel(Some("the user gave up".into()))
         .await
         .expect("cancel sent");
+    until_gone(&observer, "cancel_in_flight").await;
+    assert_eq!(session_probe(&client).await.0, backend);
+    assert_eq!(
+        rows(&call_ok(&client, "execute_query", count(7)).await)[0],
+        json!([7])
+    );
+    client.cancel().await.ok();
+}
+
+/// pgmcp on a pool of one connection, an observer connection, and the pool connection's backend pid.
+async fn one_connection_server() -> (tokio_postgres::Client, common::Client, i64) {
+    let observer = common::observer().await;
+    let url = common::superuser_url();
+    let client = spawn(
+        &["serve", "--database-url", &url, "--pool-max", "1"],
+        &[],
+        Era::Legacy,
+    )
+    .await;
+    let (backend, _) = session_probe(&client).await;
+    (observer, client, backend)
+}
+
+/// Waits (at most 10 s) until a statement marked `marker` shows as active, polling without pause so that a
+/// cancel can follow the moment it does.
+async fn until_active(observer: &tokio_postgres::Client, marker: &str) {
+    let started = std::time::Instant::now();
+    while common::active_statements(observer, marker).await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the statement never started"
+        );
+    }
+}
+
+/// Waits (at most 5 s, far below the statement's own run time) until no statement marked `marker` is active.
+async fn until_gone(observer: &tokio_postgres::Client, marker: &str) {
     let cancelled_at = std::time::Instant::now();
-    while common::active_statements(&observer, "cancel_in_flight").await > 0 {
+    while common::active_statements(observer, marker).await > 0 {
         assert!(
             cancelled_at.elapsed() < std::time::Duration::from_secs(5),
             "the statement kept running after the cancel"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// PostgreSQL shows a statement active from its Bind on, but discards a cancel that reaches the backend before it
+/// has read the Execute (between two messages of a pipeline it counts as idle). A cancel sent the moment the
+/// statement shows must still stop it: pgmcp cancels again while the call has not ended.
+#[tokio::test]
+async fn a_cancel_sent_as_the_statement_starts_still_stops_it() {
+    let (observer, client, backend) = one_connection_server().await;
+    let sql = "SELECT count(*) FROM generate_series(1, $1::int8) AS cancel_at_start";
+    let count = |upto: i64| json!({"sql": sql, "params": [upto]});
+    for _ in 0..8 {
+        let handle =
+            common::send_cancellable_call(&client, "execute_query", count(2_000_000_000)).await;
+        until_active(&observer, "cancel_at_start").await;
+        handle
+            .cancel(Some("the user gave up".into()))
+            .await
+            .expect("cancel sent");
+        until_gone(&observer, "cancel_at_start").await;
     }
     assert_eq!(session_probe(&client).await.0, backend);
     assert_eq!(

@@ -2,6 +2,7 @@
 //! stopped answering (frozen, or behind a stalled network) cannot report even that; these bounds make sure a call
 //! still ends, its connection is closed rather than reused, and a cancel request cannot hang in turn.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio_postgres::CancelToken;
@@ -61,6 +62,34 @@ pub fn cancel_in_background(token: CancelToken, tls: MakeRustlsConnect) {
             Err(_) => tracing::debug!("the cancel request got no answer in time"),
         }
     });
+}
+
+/// How many cancel requests a call the client gave up on sends at most, and how long each waits for the call's work
+/// to end before the next is sent.
+const CANCEL_ATTEMPTS: usize = 4;
+const CANCEL_RETRY_AFTER: Duration = Duration::from_millis(250);
+
+/// Stops the statement of a call the client gave up on: cancels, then waits a little for `work` (the call's
+/// exchange with the server) to end, and cancels again while it has not, a bounded number of times. One cancel is
+/// not always enough: PostgreSQL discards a cancel that arrives while its backend sits between two messages of a
+/// pipeline (a flight's Bind and its Execute, say), and the statement would then run until `statement_timeout`.
+pub async fn cancel_until_stopped<F: Future>(
+    mut work: Pin<&mut F>,
+    token: &CancelToken,
+    tls: MakeRustlsConnect,
+) {
+    for _ in 0..CANCEL_ATTEMPTS {
+        cancel_bounded(token, tls.clone()).await;
+        if tokio::time::timeout(CANCEL_RETRY_AFTER, work.as_mut())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    tracing::debug!(
+        "the cancelled call's statement had not ended after {CANCEL_ATTEMPTS} cancel requests"
+    );
 }
 
 /// Sends a cancel request and waits for it to be delivered, at most [`CANCEL_REQUEST_BOUND`].

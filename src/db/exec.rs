@@ -376,18 +376,25 @@ async fn run_checked(
         }
     });
     let mut stalled = false;
-    let outcome = tokio::select! {
-        result = tokio::time::timeout(deadline, work) => match result {
-            Ok(outcome) => outcome.map_err(|e| classify_timeout(e, limits.timeout)),
-            Err(_) => {
+    let outcome = {
+        let mut work = std::pin::pin!(tokio::time::timeout(deadline, work));
+        let answered = tokio::select! {
+            result = &mut work => Some(result),
+            _ = ctx.cancel.cancelled() => None,
+        };
+        match answered {
+            Some(Ok(outcome)) => outcome.map_err(|e| classify_timeout(e, limits.timeout)),
+            Some(Err(_)) => {
                 stalled = true;
                 Err(deadline::no_answer(deadline))
             }
-        },
-        _ = ctx.cancel.cancelled() => {
-            // The client gave up on this call: stop the statement on the server rather than let it run on.
-            deadline::cancel_bounded(&cancel_token, ctx.tls.clone()).await;
-            Err(ToolError::Unavailable { message: "the request was cancelled by the client".into() })
+            None => {
+                // The client gave up on this call: stop the statement on the server rather than let it run on.
+                deadline::cancel_until_stopped(work, &cancel_token, ctx.tls.clone()).await;
+                Err(ToolError::Unavailable {
+                    message: "the request was cancelled by the client".into(),
+                })
+            }
         }
     };
     if stalled {
