@@ -450,17 +450,17 @@ async fn a_read_cancelled_in_its_flight_leaves_a_usable_connection() {
             json!([10])
         );
     }
-    let handle =
-        common::send_cancellable_call(&client, "execute_query", count(2_000_000_000)).await;
-    until_active(&observer, "cancel_in_flight").await;
     // Sent once the statement has run a while, as a user's would be; a cancel sent the moment the statement shows
     // is the next test's case.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    handle
-        .cancel(Some("the user gave up".into()))
-        .await
-        .expect("cancel sent");
-    until_gone(&observer, "cancel_in_flight").await;
+    let pause = std::time::Duration::from_millis(300);
+    cancel_once_running(
+        &observer,
+        &client,
+        count(2_000_000_000),
+        "cancel_in_flight",
+        pause,
+    )
+    .await;
     assert_eq!(session_probe(&client).await.0, backend);
     assert_eq!(
         rows(&call_ok(&client, "execute_query", count(7)).await)[0],
@@ -481,6 +481,27 @@ async fn one_connection_server() -> (tokio_postgres::Client, common::Client, i64
     .await;
     let (backend, _) = session_probe(&client).await;
     (observer, client, backend)
+}
+
+/// Sends an `execute_query` call whose statement is marked `marker`, cancels it `pause` after the statement shows
+/// as active, and waits until the statement has stopped on the server.
+async fn cancel_once_running(
+    observer: &tokio_postgres::Client,
+    client: &common::Client,
+    arguments: Value,
+    marker: &str,
+    pause: std::time::Duration,
+) {
+    let handle = common::send_cancellable_call(client, "execute_query", arguments).await;
+    until_active(observer, marker).await;
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+    handle
+        .cancel(Some("the user gave up".into()))
+        .await
+        .expect("cancel sent");
+    until_gone(observer, marker).await;
 }
 
 /// Waits (at most 10 s) until a statement marked `marker` shows as active, polling without pause so that a
@@ -516,14 +537,15 @@ async fn a_cancel_sent_as_the_statement_starts_still_stops_it() {
     let sql = "SELECT count(*) FROM generate_series(1, $1::int8) AS cancel_at_start";
     let count = |upto: i64| json!({"sql": sql, "params": [upto]});
     for _ in 0..8 {
-        let handle =
-            common::send_cancellable_call(&client, "execute_query", count(2_000_000_000)).await;
-        until_active(&observer, "cancel_at_start").await;
-        handle
-            .cancel(Some("the user gave up".into()))
-            .await
-            .expect("cancel sent");
-        until_gone(&observer, "cancel_at_start").await;
+        let at_once = std::time::Duration::ZERO;
+        cancel_once_running(
+            &observer,
+            &client,
+            count(2_000_000_000),
+            "cancel_at_start",
+            at_once,
+        )
+        .await;
     }
     assert_eq!(session_probe(&client).await.0, backend);
     assert_eq!(

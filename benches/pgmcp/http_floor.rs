@@ -21,19 +21,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::serve::ListenerExt;
 use deadpool_postgres::Pool;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio_postgres::Row;
-use tokio_postgres::types::Type;
-
 use futures_util::{StreamExt, pin_mut};
-use pgmcp::db::exec::encode_flight;
-use pgmcp::db::params::TextParam;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use pgmcp::db::render::data_row_to_json;
 use pgmcp::db::session::EXECUTE_SESSION_CHECK;
 use postgres_protocol::message::backend::Message;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Row, Statement};
 
 use crate::issuer::{self, Issuer};
 use crate::measure::threads_cpu_time;
@@ -193,34 +190,19 @@ impl Floor {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(raw::POINT_SQL).await?;
         let rows = client.query(&statement, &[&i32::try_from(aid)?]).await?;
-        let columns: Vec<Value> = statement
-            .columns()
-            .iter()
-            .map(|c| json!({"name": c.name(), "type": c.type_().name()}))
-            .collect();
         let rendered = rows
             .iter()
             .map(row_values)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(serde_json::to_string(&json!({
-            "columns": columns,
-            "rows": rendered,
-            "row_count": rows.len(),
-            "truncated": false,
-        }))?)
+        answer_text(&statement, rendered)
     }
-}
 
-impl Floor {
     /// The point query inside pgmcp's flight; the rows are the statement's (between the BEGIN's and the
     /// statement's CommandComplete), rendered by pgmcp's own renderer from the binary answer.
     async fn point_query_in_sequence(&self, aid: i64) -> anyhow::Result<String> {
         let client = self.pool.get().await?;
-        let statement = client.prepare_cached(&self.bounded_sql).await?;
-        let params = [TextParam::from_json(&aid.into(), &Type::INT4)];
-        let request = encode_flight(&statement, &params, &[EXECUTE_SESSION_CHECK])
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let answer = client.send_pipeline(request)?;
+        let (statement, answer) =
+            raw::send_flight(&client, &self.bounded_sql, aid, &[EXECUTE_SESSION_CHECK]).await?;
         pin_mut!(answer);
         let mut completed = 0;
         let mut rendered = Vec::new();
@@ -233,18 +215,24 @@ impl Floor {
                 _ => {}
             }
         }
-        let columns: Vec<Value> = statement
-            .columns()
-            .iter()
-            .map(|c| json!({"name": c.name(), "type": c.type_().name()}))
-            .collect();
-        Ok(serde_json::to_string(&json!({
-            "columns": columns,
-            "row_count": rendered.len(),
-            "rows": rendered,
-            "truncated": false,
-        }))?)
+        answer_text(&statement, rendered)
     }
+}
+
+/// The answer's text in pgmcp's shape: the statement's columns, then the rendered rows.
+fn answer_text(statement: &Statement, rows: Vec<Value>) -> anyhow::Result<String> {
+    let columns: Vec<Value> = statement
+        .columns()
+        .iter()
+        .map(|c| json!({"name": c.name(), "type": c.type_().name()}))
+        .collect();
+    let row_count = rows.len();
+    Ok(serde_json::to_string(&json!({
+        "columns": columns,
+        "rows": rows,
+        "row_count": row_count,
+        "truncated": false,
+    }))?)
 }
 
 /// One row as a JSON array; only the types of `pgbench_accounts` are needed.

@@ -13,8 +13,8 @@ use deadpool_postgres::{
     ClientWrapper, Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod,
 };
 use futures_util::{StreamExt, pin_mut};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, PipelineResponses, Statement};
 
 use crate::measure::{XorShift, gather};
 
@@ -112,6 +112,22 @@ pub fn bounded_point_sql() -> String {
     format!("SELECT * FROM (\n{POINT_SQL}\n) AS pgmcp_rows LIMIT 1001")
 }
 
+/// The point query for account `aid` in pgmcp's flight, as `encode_flight` builds it with `check` after the
+/// ROLLBACK; returns the prepared statement and the answer's stream.
+pub async fn send_flight(
+    client: &deadpool_postgres::Client,
+    bounded: &str,
+    aid: i64,
+    check: &[&str],
+) -> anyhow::Result<(Statement, PipelineResponses)> {
+    let statement = client.prepare_cached(bounded).await?;
+    let params = [TextParam::from_json(&aid.into(), &Type::INT4)];
+    let request =
+        encode_flight(&statement, &params, check).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let answer = client.send_pipeline(request)?;
+    Ok((statement, answer))
+}
+
 /// pgmcp's statement sequence without pgmcp, from `concurrency` tasks on a pool made by `sequence.pool`: the
 /// database floor of one pgmcp call.
 pub async fn pgmcp_sequence(
@@ -138,16 +154,12 @@ pub async fn pgmcp_sequence(
                 let aid = ids.next_in(accounts) as i32;
                 match sequence {
                     Sequence::Current | Sequence::WithoutSessionCheck => {
-                        let statement = client.prepare_cached(&bounded).await?;
                         let check: &[&str] = if sequence == Sequence::Current {
                             &[EXECUTE_SESSION_CHECK]
                         } else {
                             &[]
                         };
-                        let params = [TextParam::from_json(&aid.into(), &Type::INT4)];
-                        let request = encode_flight(&statement, &params, check)
-                            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                        let answer = client.send_pipeline(request)?;
+                        let (_, answer) = send_flight(&client, &bounded, aid.into(), check).await?;
                         pin_mut!(answer);
                         while let Some(message) = answer.next().await {
                             message?;
