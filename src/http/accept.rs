@@ -2,7 +2,7 @@
 //!
 //! rmcp answers 406 unless `Accept` names both `application/json` and `text/event-stream`. A plain HTTP client
 //! (curl sends `*/*`, many send nothing, a gateway health check says `application/json`) can read one JSON
-//! answer perfectly well, and seed 000's own smoke test is such a client. So this layer, right in front of rmcp,
+//! answer perfectly well, and seed 000's own smoke test is such a client. So this step, right in front of rmcp,
 //! states the full `Accept` rmcp wants and then answers in a form the client said it takes: an event stream
 //! becomes its one JSON-RPC response when the client did not ask for `text/event-stream`, and a JSON answer
 //! becomes a one-event stream for a client that takes only event streams. Only a client that refuses both media
@@ -11,7 +11,6 @@
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -101,21 +100,28 @@ enum Wanted {
     EventStream,
 }
 
-pub async fn negotiate(mut request: Request, next: Next) -> Response {
+/// `respond`'s answer to `request`, asked for in the form rmcp requires and given in the form the client takes.
+pub async fn negotiated<Answer>(
+    mut request: Request,
+    respond: impl FnOnce(Request) -> Answer,
+) -> Response
+where
+    Answer: Future<Output = Response>,
+{
     if request.method() != Method::POST {
-        return next.run(request).await;
+        return respond(request).await;
     }
     let accepts = Accepts::of(request.headers());
     if !accepts.json && !accepts.event_stream {
         // Refuses both: rmcp's 406 is the honest answer.
-        return next.run(request).await;
+        return respond(request).await;
     }
     let wanted = accepts.wanted();
     request.headers_mut().insert(
         header::ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
-    let response = next.run(request).await;
+    let response = respond(request).await;
     match (wanted, content_type(&response)) {
         (Some(Wanted::Json), Some(EVENT_STREAM)) => first_response_as_json(response).await,
         (Some(Wanted::EventStream), Some(JSON)) if response.status() == StatusCode::OK => {

@@ -1,8 +1,9 @@
-//! Reads a JSON POST body in front of the MCP service: bodies over the limit get 413 without being buffered whole,
-//! and a body that is not JSON-RPC gets the JSON-RPC error object with 400 (rmcp itself answers 415 with text,
-//! which clients cannot tell apart from a wrong Content-Type). The Host header is checked first, here only (rmcp's
-//! own list is left empty: it parsed every allowed name again on every request), so a DNS-rebinding request is
-//! refused as such whatever its body; rmcp still refuses a request with no readable Host.
+//! A JSON POST body in front of the MCP service: bodies over the limit get 413 without being buffered whole, and a
+//! body that is not JSON-RPC gets the JSON-RPC error object with 400 (rmcp itself answers 415 with text, which
+//! clients cannot tell apart from a wrong Content-Type). And the Host header, checked before anything else reads a
+//! request, and by pgmcp only (rmcp's own list is left empty: it parsed every allowed name again on every request),
+//! so a DNS-rebinding request is refused as such whatever its body; rmcp still refuses a request with no readable
+//! Host.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -15,14 +16,11 @@ use serde_json::{Value, json};
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Host names (no ports) a route accepts; empty accepts any.
 #[derive(Clone)]
-pub struct McpGate {
-    pub max_body_bytes: usize,
-    /// Host names (no ports) accepted on /mcp; empty accepts any.
-    pub allowed_hosts: std::sync::Arc<Vec<String>>,
-}
+pub struct AllowedHosts(pub std::sync::Arc<Vec<String>>);
 
-fn host_allowed(request: &Request, allowed: &[String]) -> bool {
+pub fn host_allowed(request: &Request, allowed: &[String]) -> bool {
     if allowed.is_empty() {
         return true;
     }
@@ -115,46 +113,56 @@ fn reject_malformed(bytes: &[u8]) -> Option<Response> {
     })
 }
 
-/// Outermost on /mcp: a request for another host name is refused before authentication or parsing.
-pub async fn check_host(State(gate): State<McpGate>, request: Request, next: Next) -> Response {
-    if !host_allowed(&request, &gate.allowed_hosts) {
-        tracing::warn!("rejected a request with a disallowed Host header (possible DNS rebinding)");
-        return (
-            StatusCode::FORBIDDEN,
-            "Forbidden: Host header is not allowed",
-        )
-            .into_response();
+pub fn host_refused() -> Response {
+    tracing::warn!("rejected a request with a disallowed Host header (possible DNS rebinding)");
+    (
+        StatusCode::FORBIDDEN,
+        "Forbidden: Host header is not allowed",
+    )
+        .into_response()
+}
+
+/// Outermost on a route (the chat's; /mcp checks in `McpRoute`): a request for another host name is refused before
+/// authentication or parsing.
+pub async fn check_host(
+    State(hosts): State<AllowedHosts>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !host_allowed(&request, &hosts.0) {
+        return host_refused();
     }
     next.run(request).await
 }
 
-pub async fn check_json_body(
-    State(gate): State<McpGate>,
+/// A JSON POST's body, read whole up to `limit` and put back into the request, or the response that refuses it;
+/// any other request passes unread (`None`).
+pub async fn read_json(
     request: Request,
-    next: Next,
-) -> Response {
-    let limit = gate.max_body_bytes;
+    limit: usize,
+) -> Result<(Request, Option<Bytes>), Response> {
     if request.method() != axum::http::Method::POST || !is_json(&request) {
-        return next.run(request).await;
+        return Ok((request, None));
     }
     if let Some(length) = declared_length(request.headers())
         && length > limit as u64
     {
-        return too_large(limit);
+        return Err(too_large(limit));
     }
     let (parts, body) = request.into_parts();
-    let bytes = match collect(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(response) => return response,
-    };
-    // Whether the body is JSON, and a JSON-RPC message, rmcp decides as it parses it, once: its refusal (a 415
-    // naming the body) is answered here in JSON-RPC's terms (a parse error, or an invalid request), so a good
-    // request is parsed once, not twice.
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes.clone())))
-        .await;
+    let bytes = collect(body, limit).await?;
+    Ok((
+        Request::from_parts(parts, Body::from(bytes.clone())),
+        Some(bytes),
+    ))
+}
+
+/// rmcp's answer to a JSON body, with its refusal of a body that is not a JSON-RPC message (a 415 naming the body)
+/// restated in JSON-RPC's terms: a parse error, or an invalid request. Whether the body is such a message rmcp
+/// decides as it parses it, so a good request is parsed once, not twice.
+pub fn in_jsonrpc_terms(response: Response, body: &[u8]) -> Response {
     if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE
-        && let Some(refusal) = reject_malformed(&bytes)
+        && let Some(refusal) = reject_malformed(body)
     {
         return refusal;
     }

@@ -6,6 +6,7 @@ pub mod body;
 pub mod caller;
 pub mod endpoints;
 pub mod listener;
+pub mod mcp_route;
 pub mod oauth;
 pub mod on_behalf;
 pub mod per_caller;

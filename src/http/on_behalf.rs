@@ -5,10 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
@@ -24,7 +21,6 @@ use crate::mcp::Databases;
 pub struct LoginGate {
     pub databases: Arc<Databases>,
     pub auth: Arc<Authenticator>,
-    pub max_body_bytes: usize,
 }
 
 /// The profile a JSON-RPC request reads from (`Some(None)`: the default one), or `None` when it needs no database.
@@ -53,50 +49,38 @@ fn database_profile(message: &Value) -> Option<Option<String>> {
     }
 }
 
-pub async fn check_caller_login(
-    State(gate): State<LoginGate>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if request.method() != Method::POST
-        || request.extensions().get::<Caller>().is_none()
-        || request.extensions().get::<IncomingToken>().is_none()
-    {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    // The JSON body check before this layer has already read and bounded the body; this only re-reads it.
-    let Ok(bytes) = axum::body::to_bytes(body, gate.max_body_bytes).await else {
-        return crate::http::body::too_large(gate.max_body_bytes);
-    };
-    let target = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .as_ref()
-        .and_then(database_profile);
-    if let Some(profile) = target
-        && let Ok(db) = gate.databases.select(profile.as_deref())
-        && db.per_caller()
-        && let (Some(caller), Some(token)) = (
-            parts.extensions.get::<Caller>(),
-            parts.extensions.get::<IncomingToken>(),
-        )
-        && let Err(error) = db
+impl LoginGate {
+    /// The 401 challenge for a JSON POST whose caller must sign in again before the database it reads lets them
+    /// in; `None` lets the request through. `extensions` are the request's, where authentication put the caller;
+    /// `body` is its JSON body, already read and bounded.
+    pub async fn challenge(&self, extensions: &Extensions, body: &[u8]) -> Option<Response> {
+        let caller = extensions.get::<Caller>()?;
+        let token = extensions.get::<IncomingToken>()?;
+        let profile = serde_json::from_slice::<Value>(body)
+            .ok()
+            .as_ref()
+            .and_then(database_profile)?;
+        let db = self.databases.select(profile.as_deref()).ok()?;
+        if !db.per_caller() {
+            return None;
+        }
+        let error = db
             .prepare_login(UserLogin {
                 caller,
                 token: &token.0,
             })
             .await
-        && let IdentityErrorKind::InteractionRequired { claims } = &error.kind
-    {
+            .err()?;
+        let IdentityErrorKind::InteractionRequired { claims } = &error.kind else {
+            return None;
+        };
         tracing::info!(
             oid = caller.oid.as_deref().unwrap_or(""),
             reason = %error.message,
             "on-behalf-of exchange needs the user: answering with a 401 challenge"
         );
-        return interaction_required(&gate.auth, claims.as_deref());
+        Some(interaction_required(&self.auth, claims.as_deref()))
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
 }
 
 /// 401 with the challenge of Entra's claims-challenge format when Entra sent claims (the client passes them to

@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -60,7 +59,7 @@ impl Drop for Member {
 }
 
 /// A running request's slot.
-struct Slot {
+pub struct Slot {
     _permit: OwnedSemaphorePermit,
     _member: Member,
 }
@@ -122,28 +121,39 @@ fn caller_key(caller: &Caller) -> Option<String> {
     ))
 }
 
-/// The layer: runs after authentication, which put the [`Caller`] into the request.
-pub async fn limit_per_caller(
-    State(limit): State<CallerLimit>,
-    request: Request,
-    next: Next,
-) -> Response {
-    // GET holds a legacy session's event stream open for as long as the client listens: it runs no call.
-    if limit.limit == 0 || request.method() != Method::POST {
-        return next.run(request).await;
+impl CallerLimit {
+    /// A slot for the request's caller, named by authentication, once one is free; `None` for a request this limit
+    /// does not count. The response that refuses it when none came free in time.
+    pub fn admit(&self, request: &Request) -> impl Future<Output = Result<Option<Slot>, Response>> {
+        // GET holds a legacy session's event stream open for as long as the client listens: it runs no call.
+        let key = (self.limit > 0 && request.method() == Method::POST)
+            .then(|| request.extensions().get::<Caller>().and_then(caller_key))
+            .flatten();
+        async move {
+            let Some(key) = key else {
+                return Ok(None);
+            };
+            match self.acquire(key, CALLER_WAIT).await {
+                Some(slot) => Ok(Some(slot)),
+                None => {
+                    tracing::info!(
+                        limit = self.limit,
+                        waited_s = CALLER_WAIT.as_secs(),
+                        "request refused: its caller kept as many requests running as allowed for the whole wait"
+                    );
+                    Err(too_many(self.limit))
+                }
+            }
+        }
     }
-    let Some(key) = request.extensions().get::<Caller>().and_then(caller_key) else {
-        return next.run(request).await;
+}
+
+/// The response, holding the request's slot for as long as its call runs: an event stream's call is still running
+/// when its headers go out, so its slot is held until the stream ends.
+pub fn held_until_answered(response: Response, slot: Option<Slot>) -> Response {
+    let Some(slot) = slot else {
+        return response;
     };
-    let Some(slot) = limit.acquire(key, CALLER_WAIT).await else {
-        tracing::info!(
-            limit = limit.limit,
-            waited_s = CALLER_WAIT.as_secs(),
-            "request refused: its caller kept as many requests running as allowed for the whole wait"
-        );
-        return too_many(limit.limit);
-    };
-    let response = next.run(request).await;
     let streams = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -152,7 +162,6 @@ pub async fn limit_per_caller(
     if !streams {
         return response;
     }
-    // An event stream's call is still running when its headers go out: the slot is held until the stream ends.
     response.map(|body| {
         Body::from_stream(body.into_data_stream().map(move |chunk| {
             let _held = &slot;

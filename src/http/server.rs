@@ -7,20 +7,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::StatusCode;
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
 
-use crate::http::accept;
 use crate::http::auth::{self, AuthMode, Authenticator, ResourceInfo};
-use crate::http::body::{McpGate, check_host, check_json_body};
+use crate::http::body::{AllowedHosts, check_host};
 use crate::http::endpoints::{self, EndpointState};
+use crate::http::mcp_route::McpRoute;
 use crate::http::oauth::{self, OAuthServer};
-use crate::http::on_behalf::{LoginGate, check_caller_login};
-use crate::http::per_caller::{CallerLimit, limit_per_caller};
+use crate::http::on_behalf::LoginGate;
+use crate::http::per_caller::CallerLimit;
 use crate::http::settings::HttpSettings;
 use crate::mcp::{Databases, PgMcpServer};
 use crate::telemetry::Observed;
@@ -235,7 +233,7 @@ pub(crate) async fn serve_http_on(
         // pgmcp's handlers never message the client mid-call, so a stateless request's handler runs on the HTTP
         // request's own task: no per-request service loop, spawned tasks or channels (vendor/README.md).
         .with_inline_stateless_requests(true)
-        // The Host header is checked by `check_host`, outermost on /mcp, against the same names; rmcp's own check
+        // The Host header is checked by `McpRoute`, first, against the same names; rmcp's own check
         // parsed each allowed name again on every request.
         .disable_allowed_hosts()
         .with_allowed_origins(
@@ -248,61 +246,34 @@ pub(crate) async fn serve_http_on(
         .enforce_origin_validation()
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_cancellation_token(stop_sessions.clone());
-    let mcp_service = Arc::new(StreamableHttpService::new(
+    let mcp_service = StreamableHttpService::new(
         move || Ok(server.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
-    ));
-    // Called through a shared reference: as a tower service, rmcp's is cloned twice per request (by the router,
-    // then by its own `call`), and each clone copies its config's host and origin lists.
-    let serve_mcp = move |request: axum::extract::Request| {
-        let mcp_service = mcp_service.clone();
-        async move { mcp_service.handle(request).await.map(axum::body::Body::new) }
-    };
-    let gate = McpGate {
+    );
+    let route = Arc::new(McpRoute {
+        allowed_hosts: hosts.clone(),
+        auth: authenticator.clone(),
+        // After authentication, which names the caller.
+        caller_limit: (authenticator.as_ref())
+            .map(|_| CallerLimit::new(settings.per_caller_concurrency)),
+        timeout: request_timeout(&settings, &databases),
         max_body_bytes: settings.max_body_bytes,
-        allowed_hosts: Arc::new(hosts),
-    };
-    // Layers run outside-in: Host check, then authentication, then the per-caller limit, then the timeout and the body
-    // check, then (on-behalf-of only) the caller's database login, then the Accept negotiation, then rmcp.
-    let mut mcp = Router::new()
-        .route(MCP_PATH, axum::routing::any(serve_mcp))
-        .layer(axum::middleware::from_fn(accept::negotiate));
-    if let Some(auth) = &authenticator
-        && databases.all().iter().any(|db| db.per_caller())
-    {
-        let login_gate = LoginGate {
-            databases: databases.clone(),
-            auth: auth.clone(),
-            max_body_bytes: settings.max_body_bytes,
-        };
-        mcp = mcp.layer(axum::middleware::from_fn_with_state(
-            login_gate,
-            check_caller_login,
-        ));
-    }
-    let mut mcp = mcp
-        .layer(axum::middleware::from_fn_with_state(
-            gate.clone(),
-            check_json_body,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            request_timeout(&settings, &databases),
-        ));
-    if let Some(authenticator) = &authenticator {
-        // After authentication, which names the caller; before the timeout, so a refused request costs nothing.
-        mcp = mcp
-            .layer(axum::middleware::from_fn_with_state(
-                CallerLimit::new(settings.per_caller_concurrency),
-                limit_per_caller,
-            ))
-            .route_layer(auth::require_bearer(authenticator.clone()));
-    }
-    let mcp = mcp.route_layer(axum::middleware::from_fn_with_state(
-        gate.clone(),
-        check_host,
-    ));
+        login: match &authenticator {
+            Some(auth) if databases.all().iter().any(|db| db.per_caller()) => Some(LoginGate {
+                databases: databases.clone(),
+                auth: auth.clone(),
+            }),
+            _ => None,
+        },
+        mcp: mcp_service,
+    });
+    // One handler, not a layer per check: see `McpRoute`. rmcp's service is called through a shared reference: as
+    // a tower service it was cloned twice per request, and each clone copied its config's host and origin lists.
+    let mcp = Router::new().route(
+        MCP_PATH,
+        axum::routing::any(move |request: axum::extract::Request| route.clone().serve(request)),
+    );
 
     let state = EndpointState {
         databases: databases.clone(),
@@ -356,7 +327,10 @@ pub(crate) async fn serve_http_on(
         if let Some(authenticator) = &authenticator {
             chat = chat.route_layer(auth::require_bearer(authenticator.clone()));
         }
-        app = app.merge(chat.route_layer(axum::middleware::from_fn_with_state(gate, check_host)));
+        app = app.merge(chat.route_layer(axum::middleware::from_fn_with_state(
+            AllowedHosts(Arc::new(hosts)),
+            check_host,
+        )));
     }
 
     for db in databases.all() {

@@ -134,35 +134,47 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         // The clone that was driven to readiness is the one that must serve this request.
         let fresh = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, fresh);
         let auth = self.auth.clone();
         Box::pin(async move {
-            match auth
-                .authenticate_with_token(request.headers(), request.uri())
-                .await
-            {
-                Ok((caller, token)) => {
-                    request.extensions_mut().insert(caller);
-                    request.extensions_mut().insert(IncomingToken(token));
-                    inner.call(request).await
-                }
-                Err(rejection) => {
-                    let mut response = rejection.into_response();
-                    if carries_body(request.headers()) {
-                        // The body is refused unread, and hyper closes a connection whose body it cannot drain once
-                        // the answer is out. A client that sent its next request on it meanwhile (an OAuth client
-                        // retrying with the token the challenge sent it for) would see it drop unanswered; told
-                        // up front, it opens another.
-                        (response.headers_mut())
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    Ok(response)
-                }
+            match admit(&auth, request).await {
+                Ok(request) => inner.call(request).await,
+                Err(refusal) => Ok(refusal),
             }
         })
+    }
+}
+
+/// The request with its validated [`crate::http::Caller`] and [`IncomingToken`] in its extensions, or the
+/// response that refuses it.
+pub async fn admit(
+    auth: &Authenticator,
+    mut request: Request<Body>,
+) -> Result<Request<Body>, Response> {
+    match auth
+        .authenticate_with_token(request.headers(), request.uri())
+        .await
+    {
+        Ok((caller, token)) => {
+            request.extensions_mut().insert(caller);
+            request.extensions_mut().insert(IncomingToken(token));
+            Ok(request)
+        }
+        Err(rejection) => {
+            let mut response = rejection.into_response();
+            if carries_body(request.headers()) {
+                // The body is refused unread, and hyper closes a connection whose body it cannot drain once the
+                // answer is out. A client that sent its next request on it meanwhile (an OAuth client retrying
+                // with the token the challenge sent it for) would see it drop unanswered; told up front, it opens
+                // another.
+                (response.headers_mut())
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Err(response)
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::bail;
 use axum::http::{HeaderMap, Uri};
 
-pub use layer::{IncomingToken, RequireBearer, RequireBearerLayer, require_bearer};
+pub use layer::{IncomingToken, RequireBearer, RequireBearerLayer, admit, require_bearer};
 pub use rejection::AuthRejection;
 pub use settings::{AuthMode, AuthSettings, DEFAULT_ENTRA_AUTHORITY, DEFAULT_ENTRA_V1_ISSUER_HOST};
 
