@@ -53,6 +53,19 @@ fn the_requests_a_client_sends_parse_as_before() {
         r#"{"jsonrpc":"2.0","id":25,"method":"vendor/custom","params":{"a":1}}"#,
         r#"[{"jsonrpc":"2.0","id":26,"method":"ping"}]"#,
         r#"{"jsonrpc":"2.0","id":27,"method":"tools/call","params":{"name":"x"}"#,
+        // A tools/call's params are read directly, not through a flattened struct: only an object may pass, and
+        // `_meta` must end up where the derived parse puts it.
+        r#"{"jsonrpc":"2.0","id":28,"method":"tools/call","params":[null,"x"]}"#,
+        r#"{"jsonrpc":"2.0","id":29,"method":"tools/call","params":[null,"x",null,null,null]}"#,
+        r#"{"jsonrpc":"2.0","id":30,"method":"tools/call","params":"x"}"#,
+        r#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"x","_meta":null}}"#,
+        r#"{"jsonrpc":"2.0","id":32,"method":"tools/call","params":{"name":"x","_meta":5}}"#,
+        r#"{"jsonrpc":"2.0","id":33,"method":"tools/call","params":{"name":"x","_meta":{},"_meta":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":34,"method":"tools/call","params":{"_meta":{"progressToken":"t","x":[1.5,-2,18446744073709551616]},"name":"x","arguments":{"a":1,"a":2,"b":{"c":null}},"other":true}}"#,
+        r#"{"jsonrpc":"2.0","id":35,"method":"tools/call","params":{"name":"x","arguments":null,"requestState":"s","inputResponses":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":36,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#,
+        r#"{"jsonrpc":"2.0","id":37,"method":"tools/call","params":{"name":"x","name":"y"}}"#,
+        r#"{"jsonrpc":"2.0","id":38,"method":"tools/call","params":{"name":"x\u0041\"q"}}"#,
     ] {
         assert_same(text);
     }
@@ -87,6 +100,10 @@ fn message() -> impl Strategy<Value = String> {
     let params = prop::sample::select(vec![
         r#"{"name":"execute_query","arguments":{"sql":"SELECT 1"}}"#,
         r#"{"name":"q","_meta":{"progressToken":1}}"#,
+        r#"{"_meta":{"traceparent":"t"},"arguments":{"sql":"SELECT 2","params":[1.25]},"name":"q"}"#,
+        r#"{"name":"q","_meta":null,"arguments":null}"#,
+        r#"{"name":"q","_meta":[]}"#,
+        r#"[null,"q",{"a":1},null,null]"#,
         r#"{"name":7}"#,
         r#"{"uri":"pgmcp://db"}"#,
         r#"{"cursor":"next"}"#,

@@ -4997,6 +4997,8 @@ impl ClientJsonRpcMessage {
     /// have accepted the message, so the outcome is the same. Anything the
     /// direct parse does not accept (another shape, an unlisted method, a
     /// duplicate key, invalid params) takes the derived path, errors included.
+    /// A `tools/call` whose params are an object also skips the flattened
+    /// params struct, which buffers every field before reading it again.
     pub fn from_json_slice(bytes: &[u8]) -> serde_json::Result<Self> {
         match Self::request_by_method(bytes) {
             Some(message) => Ok(message),
@@ -5014,6 +5016,58 @@ impl ClientJsonRpcMessage {
                 serde::de::IgnoredAny::deserialize(deserializer).map(|_| Present(true))
             }
         }
+        /// Whether `params` is a JSON object. The derived parse reads params
+        /// through a flattened struct, which takes only a map; a struct read
+        /// directly would also take an array, field by field.
+        #[derive(Default)]
+        struct IsObject(bool);
+        impl<'de> Deserialize<'de> for IsObject {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+                impl<'de> serde::de::Visitor<'de> for Visitor {
+                    type Value = IsObject;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("any JSON value")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<IsObject, A::Error> {
+                        while map
+                            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                            .is_some()
+                        {}
+                        Ok(IsObject(true))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<IsObject, A::Error> {
+                        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                        Ok(IsObject(false))
+                    }
+                    fn visit_bool<E>(self, _: bool) -> Result<IsObject, E> {
+                        Ok(IsObject(false))
+                    }
+                    fn visit_i64<E>(self, _: i64) -> Result<IsObject, E> {
+                        Ok(IsObject(false))
+                    }
+                    fn visit_u64<E>(self, _: u64) -> Result<IsObject, E> {
+                        Ok(IsObject(false))
+                    }
+                    fn visit_f64<E>(self, _: f64) -> Result<IsObject, E> {
+                        Ok(IsObject(false))
+                    }
+                    fn visit_str<E>(self, _: &str) -> Result<IsObject, E> {
+                        Ok(IsObject(false))
+                    }
+                    fn visit_unit<E>(self) -> Result<IsObject, E> {
+                        Ok(IsObject(false))
+                    }
+                }
+                deserializer.deserialize_any(Visitor)
+            }
+        }
         #[derive(Deserialize)]
         struct Envelope<'a> {
             jsonrpc: JsonRpcVersion2_0,
@@ -5021,9 +5075,34 @@ impl ClientJsonRpcMessage {
             #[serde(borrow)]
             method: Cow<'a, str>,
             #[serde(default)]
+            params: IsObject,
+            #[serde(default)]
             result: Present,
             #[serde(default)]
             error: Present,
+        }
+        /// A `tools/call` read without the flattened `params` of the derived
+        /// parse, which buffers every field before reading it again. Its
+        /// `_meta` lands in [`CallToolRequestParams::meta`] here, and is moved
+        /// to the extensions where the derived parse puts it.
+        #[derive(Deserialize)]
+        struct CallToolWire {
+            method: CallToolRequestMethod,
+            params: CallToolRequestParams,
+        }
+        impl CallToolWire {
+            fn into_request(self) -> CallToolRequest {
+                let mut params = self.params;
+                let mut extensions = Extensions::new();
+                if let Some(meta) = params.meta.take() {
+                    extensions.insert(meta);
+                }
+                Request {
+                    method: self.method,
+                    params,
+                    extensions,
+                }
+            }
         }
 
         let envelope: Envelope<'_> = serde_json::from_slice(bytes).ok()?;
@@ -5034,6 +5113,9 @@ impl ClientJsonRpcMessage {
             serde_json::from_slice(bytes).ok()
         }
         let request = match envelope.method.as_ref() {
+            CallToolRequestMethod::VALUE if envelope.params.0 => {
+                ClientRequest::CallToolRequest(parse::<CallToolWire>(bytes)?.into_request())
+            }
             CallToolRequestMethod::VALUE => ClientRequest::CallToolRequest(parse(bytes)?),
             ListToolsRequestMethod::VALUE => ClientRequest::ListToolsRequest(parse(bytes)?),
             PingRequestMethod::VALUE => ClientRequest::PingRequest(parse(bytes)?),
