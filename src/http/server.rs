@@ -219,7 +219,8 @@ pub(crate) async fn serve_http_on(
             Arc::new(settings.policy.clone().with_curated_reads(reads))
         }))
         .with_audit(observed.audit.clone())
-        .with_metrics(Some(metrics.clone()))
+        // Counted only where /metrics serves them.
+        .with_metrics(settings.metrics.then(|| metrics.clone()))
         .with_otel(observed.otel.clone());
     if let (Some(otel), Some(auth)) = (&observed.otel, &authenticator) {
         otel.observe_auth(auth.clone());

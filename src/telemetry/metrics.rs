@@ -3,7 +3,7 @@
 //! A family keeps every label set it has seen for the life of the process, so labels of the counted families are
 //! `&'static str`: names from pgmcp's own fixed lists, never request text.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -36,6 +36,8 @@ pub struct Metrics {
     requests: Family<StaticLabels<2>, Counter>,
     calls: Family<StaticLabels<2>, Counter>,
     latency: Family<StaticLabels<1>, Histogram, fn() -> Histogram>,
+    request_series: Series<2, Counter>,
+    call_series: Series<2, (Counter, Histogram)>,
 }
 
 impl Default for Metrics {
@@ -44,7 +46,43 @@ impl Default for Metrics {
             requests: Family::default(),
             calls: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
+            request_series: Series::default(),
+            call_series: Series::default(),
         }
+    }
+}
+
+/// Where each label value's text is: `(address, length)`.
+type LabelKey<const N: usize> = [(usize, usize); N];
+
+/// The series already counted, by where their labels' texts are. A family's `get_or_create` SipHashes the labels'
+/// text on every call; the labels are `&'static str`, so a label's text is found at the same place each time, and
+/// two addresses hash far faster. A handle shares its series' value with the family, which renders it. Two copies
+/// of one text at different addresses are two keys for the same series.
+struct Series<const N: usize, M>(RwLock<foldhash::HashMap<LabelKey<N>, M>>);
+
+impl<const N: usize, M> Default for Series<N, M> {
+    fn default() -> Self {
+        Series(RwLock::new(foldhash::HashMap::default()))
+    }
+}
+
+impl<const N: usize, M: Clone> Series<N, M> {
+    /// The handle for `labels`, made by `create` (from the family) the first time they are seen.
+    fn with(&self, labels: &StaticLabels<N>, create: impl FnOnce() -> M, count: impl FnOnce(&M)) {
+        let key = labels.map(|(_, value)| (value.as_ptr() as usize, value.len()));
+        // Handles only: a panic elsewhere cannot leave the map inconsistent.
+        if let Some(handle) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return count(handle);
+        }
+        let handle = create();
+        count(&handle);
+        (self.0.write().unwrap_or_else(PoisonError::into_inner)).insert(key, handle);
     }
 }
 
@@ -83,19 +121,30 @@ pub struct CredentialSnapshot {
 impl Metrics {
     /// One MCP request that passed the authorization gate, by method and outcome.
     pub fn record_request(&self, method: &'static str, outcome: &'static str) {
-        self.requests
-            .get_or_create(&[("method", method), ("outcome", outcome)])
-            .inc();
+        let labels = [("method", method), ("outcome", outcome)];
+        self.request_series.with(
+            &labels,
+            || self.requests.get_or_create(&labels).clone(),
+            |requests| {
+                requests.inc();
+            },
+        );
     }
 
     /// `tool` is an offered tool's name or [`UNKNOWN_TOOL`].
     pub fn record_call(&self, tool: &'static str, outcome: &'static str, duration: Duration) {
-        self.calls
-            .get_or_create(&[("tool", tool), ("outcome", outcome)])
-            .inc();
-        self.latency
-            .get_or_create(&[("tool", tool)])
-            .observe(duration.as_secs_f64());
+        let labels = [("tool", tool), ("outcome", outcome)];
+        self.call_series.with(
+            &labels,
+            || {
+                let calls = self.calls.get_or_create(&labels).clone();
+                (calls, self.latency.get_or_create(&[("tool", tool)]).clone())
+            },
+            |(calls, latency)| {
+                calls.inc();
+                latency.observe(duration.as_secs_f64());
+            },
+        );
     }
 
     /// The metrics in the OpenMetrics text format (which Prometheus reads).
@@ -321,6 +370,10 @@ mod tests {
         metrics.record_call("execute_query", "ok", Duration::from_millis(3));
         metrics.record_call("execute_query", "database", Duration::from_millis(5));
         metrics.record_request("resources/read", "denied");
+        metrics.record_request("resources/read", "denied");
+        // The same label text at another address is the same series.
+        let copied: &'static str = String::from("execute_query").leak();
+        metrics.record_call(copied, "ok", Duration::from_millis(4));
         let text = metrics.render(
             vec![PoolSnapshot {
                 profile: "main".into(),
@@ -342,16 +395,16 @@ mod tests {
             }),
         );
         assert!(
-            text.contains(r#"pgmcp_tool_calls_total{tool="execute_query",outcome="ok"} 1"#),
+            text.contains(r#"pgmcp_tool_calls_total{tool="execute_query",outcome="ok"} 2"#),
             "{text}"
         );
         assert!(
             text.contains(r#"pgmcp_tool_calls_total{tool="execute_query",outcome="database"} 1"#)
         );
-        assert!(text.contains(r#"pgmcp_tool_call_duration_seconds_count{tool="execute_query"} 2"#));
+        assert!(text.contains(r#"pgmcp_tool_call_duration_seconds_count{tool="execute_query"} 3"#));
         assert!(
             text.contains(
-                r#"pgmcp_mcp_requests_total{method="resources/read",outcome="denied"} 1"#
+                r#"pgmcp_mcp_requests_total{method="resources/read",outcome="denied"} 2"#
             ),
             "{text}"
         );

@@ -1343,7 +1343,12 @@ where
 {
     let (peer, peer_rx) = Peer::new(Arc::new(AtomicU32RequestIdProvider::default()), peer_info);
     drop(peer_rx);
-    R::configure_direct_peer(&peer, &service.get_info());
+    // Only a client's direct peer is configured from the service's info; a
+    // server's `get_info` would build its whole answer for every request, to
+    // be dropped unread.
+    if R::IS_CLIENT {
+        R::configure_direct_peer(&peer, &service.get_info());
+    }
     let JsonRpcRequest {
         id, mut request, ..
     } = request;
