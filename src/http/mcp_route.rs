@@ -9,8 +9,9 @@
 //! 6. With `db_identity = on_behalf_of`, the caller's database login ([`LoginGate`]).
 //! 7. The `Accept` negotiation, then rmcp.
 //!
-//! They were six tower layers (`from_fn` middleware and a timeout); as layers each one boxed the rest of the stack
-//! and its future on every request, about a tenth of an HTTP call's instructions.
+//! They were six tower layers (`from_fn` middleware and a timeout). As layers, each one cloned and boxed the rest of
+//! the stack, and boxed its own future, on every request: a third of an HTTP call's allocations (BENCHMARKS.md,
+//! issue 17's eighth step).
 
 use std::sync::Arc;
 use std::time::Duration;
