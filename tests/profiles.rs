@@ -461,12 +461,17 @@ async fn a_read_cancelled_in_its_flight_leaves_a_usable_connection() {
         pause,
     )
     .await;
-    assert_eq!(session_probe(&client).await.0, backend);
+    still_serves_on(&client, backend, count(7)).await;
+    client.cancel().await.ok();
+}
+
+/// The pool's one connection is still `backend`'s, and a count through it answers.
+async fn still_serves_on(client: &common::Client, backend: i64, count_to_seven: Value) {
+    assert_eq!(session_probe(client).await.0, backend);
     assert_eq!(
-        rows(&call_ok(&client, "execute_query", count(7)).await)[0],
+        rows(&call_ok(client, "execute_query", count_to_seven).await)[0],
         json!([7])
     );
-    client.cancel().await.ok();
 }
 
 /// pgmcp on a pool of one connection, an observer connection, and the pool connection's backend pid.
@@ -547,11 +552,7 @@ async fn a_cancel_sent_as_the_statement_starts_still_stops_it() {
         )
         .await;
     }
-    assert_eq!(session_probe(&client).await.0, backend);
-    assert_eq!(
-        rows(&call_ok(&client, "execute_query", count(7)).await)[0],
-        json!([7])
-    );
+    still_serves_on(&client, backend, count(7)).await;
     client.cancel().await.ok();
 }
 
