@@ -36,6 +36,11 @@ pub fn host_allowed(request: &Request, allowed: &[String]) -> bool {
         // An unreadable Host header, or none at all: rmcp refuses the request with 400.
         return true;
     };
+    // A Host is a name and a port (RFC 9110 §7.2): one with user information (`evil@localhost`) names no host a
+    // client of this server would send, whatever follows the `@`.
+    if host.as_str().contains('@') {
+        return false;
+    }
     let name = host.host().trim_start_matches('[').trim_end_matches(']');
     allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
@@ -197,10 +202,15 @@ mod tests {
         assert!(host_allowed(&with_host("LOCALHOST"), &allowed));
         assert!(host_allowed(&with_host("[::1]:8080"), &allowed));
         assert!(!host_allowed(&with_host("evil.example:8080"), &allowed));
+        assert!(!host_allowed(&with_host("evil@localhost:8080"), &allowed));
         // HTTP/2 sends no Host header: the authority in the URI is checked instead (rmcp no longer checks it).
         let by_uri = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
         assert!(host_allowed(&by_uri("http://localhost:8080/mcp"), &allowed));
         assert!(!host_allowed(&by_uri("http://evil.example/mcp"), &allowed));
+        assert!(!host_allowed(
+            &by_uri("http://evil@localhost/mcp"),
+            &allowed
+        ));
     }
 
     #[test]
