@@ -202,6 +202,21 @@ async fn probes_metrics_and_no_metadata_without_auth() {
     );
 }
 
+/// `[http] metrics = false` takes `/metrics` away (and with it the counting, which nothing would read); `/mcp`
+/// serves as before.
+#[tokio::test]
+async fn metrics_off_removes_the_endpoint_and_mcp_still_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pgmcp.toml");
+    std::fs::write(&config, "[http]\nmetrics = false\n").unwrap();
+    let server = serve_app(&["--config", config.to_str().unwrap()]);
+    let mcp = connect(&server.mcp_url(), Era::Stateless).await;
+    query(&mcp, "SELECT 1").await;
+    mcp.cancel().await.ok();
+    let metrics = http().get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 404);
+}
+
 #[tokio::test]
 async fn readyz_fails_when_the_database_is_down() {
     // Port 1 on loopback: nothing listens there, so connecting is refused at once.
