@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+pub use crate::common::free_port;
+
 pub struct Nginx {
     child: Child,
     pub port: u16,
@@ -14,13 +16,6 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 fn nginx_binary() -> String {

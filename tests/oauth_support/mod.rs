@@ -13,6 +13,7 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub use crate::common::free_port;
 use crate::oidc_support::pgmcp_http::PgmcpHttp;
 use crate::oidc_support::*;
 
@@ -30,13 +31,6 @@ pub struct OAuthSetup {
     /// The signing key's PEM, for tests that forge or re-sign tokens.
     pub key_pem: String,
     _dir: tempfile::TempDir,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
 }
 
 /// An RSA key as `openssl genpkey` writes it, the way the docs tell operators to make one.

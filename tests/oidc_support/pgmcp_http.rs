@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use super::*;
@@ -121,11 +121,18 @@ impl PgmcpHttp {
         let mut child = command.spawn().expect("spawn pgmcp serve --http");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
+        // The log's first lines say why a server did not start (a port taken, a setting refused); a failure that
+        // only happens on another machine must carry them, since nobody can rerun it there with the log on.
+        let early_log = Arc::new(Mutex::new(Vec::<String>::new()));
+        let early_log_writer = Arc::clone(&early_log);
+        let reader = std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("PGMCP_TEST_SERVER_LOG").is_some() {
                     eprintln!("pgmcp: {line}");
+                }
+                if !sent && let Ok(mut early) = early_log_writer.lock() {
+                    early.push(line.clone());
                 }
                 if !sent && let Some(at) = line.find("listening on http://") {
                     let address = line[at + "listening on ".len()..]
@@ -141,8 +148,17 @@ impl PgmcpHttp {
             Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
+                let status = child
+                    .wait()
+                    .map_or_else(|err| err.to_string(), |status| status.to_string());
+                // The reader ends at the end of the child's stderr, having taken its last lines.
+                let _ = reader.join();
+                let log = early_log
+                    .lock()
+                    .map(|lines| lines.join("\n"))
+                    .unwrap_or_default();
                 panic!(
-                    "pgmcp serve --http exited or did not report its address within 60 s (PGMCP_TEST_SERVER_LOG=1 shows its log)"
+                    "pgmcp serve --http on {listen} exited or did not report its address within 60 s ({status}); its log:\n{log}"
                 );
             }
         };
