@@ -73,11 +73,7 @@ fn check_warns_about_write_privileges_and_ownership() {
 
 #[test]
 fn check_fails_with_the_reason_when_the_server_is_unreachable() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed_port = common::free_port();
     let output = pgmcp(
         &[
             "check",

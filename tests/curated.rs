@@ -227,10 +227,7 @@ async fn every_parameter_type_is_bound_as_the_type_postgresql_infers() {
 #[tokio::test]
 async fn arguments_are_refused_by_their_declaration_without_reaching_the_database() {
     // Nothing listens on this port: an argument error that reached for the database would say it is unavailable.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.local_addr().unwrap().port()
-    };
+    let closed = common::free_port();
     let url = format!("postgresql://reader@127.0.0.1:{closed}/app");
     let tools = format!(
         "{BOOKS_BY_AUTHOR}\n{}",

@@ -16,11 +16,7 @@ fn sdk_oauth_flow(mode: &str) {
         json!({ "client_id": "sdk-agent", "client_secret": SECRET }),
     ]);
     // The audience is pgmcp's resource URL, so the port is chosen before pgmcp starts.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let server = PgmcpHttp::start_listening(
         &format!("127.0.0.1:{port}"),
