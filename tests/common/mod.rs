@@ -91,26 +91,42 @@ pub async fn spawn_with_pid(args: &[&str], env: &[(&str, &str)], era: Era) -> (C
 }
 
 /// A loopback port nothing listens on, for a server whose address must be known before it starts (an issuer, an
-/// audience, a redirect URI). It is drawn below the kernel's ephemeral range: `bind(…:0)` and every outgoing
+/// audience, a redirect URI). It is drawn outside the kernel's ephemeral range: `bind(…:0)` and every outgoing
 /// connection take ports from that range, so a port found free there can be taken by another socket before the
 /// server binds it (an OAuth test once lost its port to the provider it started in between, and pgmcp exited).
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
-    let floor = ephemeral_low.saturating_sub(12_000).max(10_000);
-    let span = u64::from(ephemeral_low.saturating_sub(floor).max(1));
+        .and_then(|range| {
+            let mut bounds = range
+                .split_whitespace()
+                .map(|bound| bound.parse::<u16>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32_768, 60_999));
+    // Below the range if there is room, else above it; a machine whose range leaves neither gets the kernel's pick.
+    let outside = [
+        (10_000, ephemeral.0),
+        (ephemeral.1.saturating_add(1), u16::MAX),
+    ]
+    .into_iter()
+    .find(|(low, high)| high.saturating_sub(*low) >= 2_000);
+    let Some((low, high)) = outside else {
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free loopback port");
+    };
     for attempt in 0..500u64 {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(attempt ^ u64::from(std::process::id()));
-        let port = floor + (hasher.finish() % span) as u16;
+        let port = low + (hasher.finish() % u64::from(high - low)) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free loopback port between {floor} and {ephemeral_low}")
+    panic!("no free loopback port between {low} and {high}")
 }
 
 /// Peak resident memory of a process in KiB (VmHWM).
