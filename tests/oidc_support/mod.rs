@@ -33,6 +33,25 @@ pub const V1_ISSUER_HOST: &str = "https://sts.windows.net";
 pub const ROLE: &str = "MCP.Access";
 pub const SECRET: &str = "test-client-secret";
 
+/// Kills a child that never got ready and returns its exit status and the lines `reader` kept of its log, for the
+/// test's panic. The reader ends at the end of the child's output, so joining it takes the last lines too.
+pub(crate) fn kill_for_its_log(
+    child: &mut Child,
+    reader: std::thread::JoinHandle<()>,
+    kept: &std::sync::Mutex<Vec<String>>,
+) -> (String, String) {
+    let _ = child.kill();
+    let status = child
+        .wait()
+        .map_or_else(|err| err.to_string(), |status| status.to_string());
+    let _ = reader.join();
+    let log = kept
+        .lock()
+        .map(|lines| lines.join("\n"))
+        .unwrap_or_default();
+    (status, log)
+}
+
 fn node_project() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
 }
@@ -66,11 +85,25 @@ impl Provider {
             .env("PGMCP_OIDC_CONFIG", config.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the test OpenID provider");
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("provider stdout");
+        // What Node said before the provider was ready (a missing module, a bad configuration) goes into the panic
+        // of a provider that never gets ready: a failure on another machine cannot be rerun to see it.
+        let stderr = child.stderr.take().expect("provider stderr");
+        let early_log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let early_log_writer = std::sync::Arc::clone(&early_log);
+        let stderr_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut early) = early_log_writer.lock()
+                    && early.len() < 200
+                {
+                    early.push(line);
+                }
+            }
+        });
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -83,8 +116,10 @@ impl Provider {
         let line = match ready_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) => line,
             Err(_) => {
-                let _ = child.kill();
-                panic!("the test OpenID provider did not report ready within 60 s");
+                let (status, log) = kill_for_its_log(&mut child, stderr_reader, &early_log);
+                panic!(
+                    "the test OpenID provider exited or did not report ready within 60 s ({status}); its stderr:\n{log}"
+                );
             }
         };
         let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");

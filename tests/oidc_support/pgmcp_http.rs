@@ -147,16 +147,7 @@ impl PgmcpHttp {
         let base = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(base) => base,
             Err(_) => {
-                let _ = child.kill();
-                let status = child
-                    .wait()
-                    .map_or_else(|err| err.to_string(), |status| status.to_string());
-                // The reader ends at the end of the child's stderr, having taken its last lines.
-                let _ = reader.join();
-                let log = early_log
-                    .lock()
-                    .map(|lines| lines.join("\n"))
-                    .unwrap_or_default();
+                let (status, log) = kill_for_its_log(&mut child, reader, &early_log);
                 panic!(
                     "pgmcp serve --http on {listen} exited or did not report its address within 60 s ({status}); its log:\n{log}"
                 );
