@@ -18,6 +18,15 @@ fn serve_app(extra: &[&str]) -> HttpServer {
     HttpServer::start(&args, &[])
 }
 
+/// `serve_app` with `config` as its configuration file, written into `dir`.
+fn serve_app_with_config(dir: &std::path::Path, config: &str, extra: &[&str]) -> HttpServer {
+    let path = dir.join("pgmcp.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut args = vec!["--config", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    serve_app(&args)
+}
+
 async fn query(client: &http_support::HttpClient, sql: &str) -> Value {
     let mut params = CallToolRequestParams::new("execute_query");
     params.arguments = json!({"sql": sql}).as_object().cloned();
@@ -139,9 +148,7 @@ async fn bodies_over_the_limit_get_413() {
     // A small configured limit keeps the whole request in socket buffers, so the client always reads the 413
     // (with 1 MiB bodies the server may answer and close before the client has finished sending).
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pgmcp.toml");
-    std::fs::write(&config, "[http]\nmax_body_bytes = 4096\n").unwrap();
-    let server = serve_app(&["--config", config.to_str().unwrap()]);
+    let server = serve_app_with_config(dir.path(), "[http]\nmax_body_bytes = 4096\n", &[]);
     let client = http();
     let body = |pad: usize| {
         format!(
@@ -207,9 +214,7 @@ async fn probes_metrics_and_no_metadata_without_auth() {
 #[tokio::test]
 async fn metrics_off_removes_the_endpoint_and_mcp_still_serves() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pgmcp.toml");
-    std::fs::write(&config, "[http]\nmetrics = false\n").unwrap();
-    let server = serve_app(&["--config", config.to_str().unwrap()]);
+    let server = serve_app_with_config(dir.path(), "[http]\nmetrics = false\n", &[]);
     let mcp = connect(&server.mcp_url(), Era::Stateless).await;
     query(&mcp, "SELECT 1").await;
     mcp.cancel().await.ok();
@@ -368,15 +373,12 @@ async fn chunked_bodies_over_the_limit_get_413_and_run_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pgmcp.toml");
-    std::fs::write(&config, "[http]\nmax_body_bytes = 4096\n").unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let server = serve_app(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--audit-log",
-        audit.to_str().unwrap(),
-    ]);
+    let server = serve_app_with_config(
+        dir.path(),
+        "[http]\nmax_body_bytes = 4096\n",
+        &["--audit-log", audit.to_str().unwrap()],
+    );
     let call = |pad: usize| {
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
             "name": "execute_query", "arguments": {"sql": format!("SELECT 'chunked' /* {} */", "x".repeat(pad))}
