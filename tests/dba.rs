@@ -74,9 +74,16 @@ fn role_url(cluster: &TempCluster, role: &str, db: &str) -> String {
     )
 }
 
+/// `serve` on one pooled connection: a call's own session check runs after its answer, so with more connections
+/// the next call could take another one, and "the same backend" would no longer tell a reset from a close.
 async fn serve(cluster: &TempCluster, role: &str, db: &str) -> Client {
     let url = role_url(cluster, role, db);
-    spawn(&["serve", "--database-url", &url], &[], Era::Legacy).await
+    spawn(
+        &["serve", "--database-url", &url, "--pool-max", "1"],
+        &[],
+        Era::Legacy,
+    )
+    .await
 }
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
