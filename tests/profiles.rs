@@ -390,8 +390,8 @@ async fn a_read_that_left_a_prepared_statement_does_not_return_to_the_pool() {
     client.cancel().await.ok();
 }
 
-/// A read that leaves nothing gives its connection back: the session check's own prepared statement, created on
-/// the connection by the first check sent in a call's flight, is not mistaken for something a call left.
+/// A read that leaves nothing gives its connection back: pgmcp's own prepared statements, created on the
+/// connection by the first call's flight, are not mistaken for something a call left.
 #[tokio::test]
 async fn clean_reads_keep_their_connection() {
     let client = serve_on_one_connection("").await;
@@ -593,35 +593,46 @@ async fn a_truncated_read_in_its_flight_still_reads_its_session_check() {
     client.cancel().await.ok();
 }
 
-/// Behind a transaction-pooling proxy the check's SQL-level statement may live on another server than the one a
-/// call reaches; a function the profile trusts may also remove it. The short form then fails, and the connection
-/// falls back to the check of its own instead of being closed for it.
+/// pgmcp's own statements in a read's flight (its BEGIN, ROLLBACK and session check, prepared by name on the
+/// connection) can go missing: a function the profile trusts may remove one, or a proxy may send a flight to a
+/// server that never saw them. Whichever goes, the call still gets its answer, the connection is checked the long
+/// way instead of being closed for it, and later reads on it send their BEGIN and ROLLBACK as text.
 #[tokio::test]
-async fn a_connection_whose_check_statement_went_missing_is_checked_the_long_way() {
-    let client = serve_trusting(
-        "forget_session_check",
-        "VOLATILE",
-        "EXECUTE 'DEALLOCATE pgmcp_session_check';
-               RETURN 1;",
-    )
-    .await;
-    // The probe's first call checks it; the second runs in one flight and prepares the check; the third uses it.
-    let (backend, _) = session_probe(&client).await;
-    for _ in 0..2 {
-        assert_eq!(session_probe(&client).await.0, backend);
+async fn a_connection_whose_own_statement_went_missing_is_checked_the_long_way() {
+    for (name, _) in pgmcp::db::session::OWN_STATEMENTS {
+        let forget = format!("forget_{name}");
+        let client = serve_trusting(
+            &forget,
+            "VOLATILE",
+            &format!("EXECUTE 'DEALLOCATE {name}';\n               RETURN 1;"),
+        )
+        .await;
+        // The probe's first call checks it; the second runs in one flight and prepares pgmcp's statements; the
+        // third runs them by name.
+        let (backend, _) = session_probe(&client).await;
+        for _ in 0..2 {
+            assert_eq!(session_probe(&client).await.0, backend, "{name}");
+        }
+        let answer = call_ok(
+            &client,
+            "execute_query",
+            json!({"sql": format!("SELECT {forget}()")}),
+        )
+        .await;
+        assert_eq!(rows(&answer)[0], json!([1]), "{name}");
+        // The next flight finds the statement gone (a missing BEGIN stops it before anything ran, and the call
+        // takes the general path); the ones after that no longer send it.
+        for aid in 1..=3 {
+            let answer = call_ok(
+                &client,
+                "execute_query",
+                json!({"sql": "SELECT $1::int + 1, pg_backend_pid()", "params": [aid]}),
+            )
+            .await;
+            assert_eq!(rows(&answer)[0], json!([aid + 1, backend]), "{name}");
+        }
+        client.cancel().await.ok();
     }
-    let answer = call_ok(
-        &client,
-        "execute_query",
-        json!({"sql": "SELECT forget_session_check()"}),
-    )
-    .await;
-    assert_eq!(rows(&answer)[0], json!([1]));
-    // The next flight's check finds its statement gone; the one after that no longer sends it.
-    for _ in 0..2 {
-        assert_eq!(session_probe(&client).await.0, backend);
-    }
-    client.cancel().await.ok();
 }
 
 /// A repeated statement reuses its prepared form on the connection; when the table changes shape under it,

@@ -24,7 +24,6 @@ use deadpool_postgres::Pool;
 use futures_util::{StreamExt, pin_mut};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use pgmcp::db::render::data_row_to_json;
-use pgmcp::db::session::EXECUTE_SESSION_CHECK;
 use postgres_protocol::message::backend::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -201,8 +200,7 @@ impl Floor {
     /// statement's CommandComplete), rendered by pgmcp's own renderer from the binary answer.
     async fn point_query_in_sequence(&self, aid: i64) -> anyhow::Result<String> {
         let client = self.pool.get().await?;
-        let (statement, answer) =
-            raw::send_flight(&client, &self.bounded_sql, aid, &[EXECUTE_SESSION_CHECK]).await?;
+        let (statement, answer) = raw::send_flight(&client, &self.bounded_sql, aid, true).await?;
         pin_mut!(answer);
         let mut completed = 0;
         let mut rendered = Vec::new();

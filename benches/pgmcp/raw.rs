@@ -1,9 +1,9 @@
 //! The raw floor: the same SQL through plain tokio-postgres with prepared statements and a pool, the least any
 //! server in front of PostgreSQL could cost.
 
-use pgmcp::db::exec::encode_flight;
+use pgmcp::db::exec::{encode_flight, prepare_own_statements};
 use pgmcp::db::params::TextParam;
-use pgmcp::db::session::{EXECUTE_SESSION_CHECK, LEFTOVERS_SQL, PREPARE_SESSION_CHECK};
+use pgmcp::db::session::{FlightPlan, LEFTOVERS_SQL};
 use std::str::FromStr;
 
 use std::time::{Duration, Instant};
@@ -69,9 +69,10 @@ pub async fn point_queries(
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Sequence {
     /// Today's: the statement restated with its row limit (`SELECT * FROM (…) LIMIT 1001`), prepared once per
-    /// connection; `START TRANSACTION READ ONLY`, its Bind/Execute, `ROLLBACK` and `EXECUTE` of the session check
-    /// (pgmcp's `AFTER_ROLLBACK_SQL`, `PREPARE`d once per connection) under one Sync, encoded by pgmcp's own
-    /// `encode_flight`; the call ends when the whole answer, the check's included, has been read.
+    /// connection; `START TRANSACTION READ ONLY`, its Bind/Execute, `ROLLBACK` and the session check (pgmcp's
+    /// `AFTER_ROLLBACK_SQL`) under one Sync, pgmcp's own statements prepared once per connection and run by name,
+    /// encoded by pgmcp's own `encode_flight`; the call ends when the whole answer, the check's included, has been
+    /// read.
     Current,
     /// The same without the session check (the ROLLBACK alone). Kept so scenario 1 shows what the check costs.
     WithoutSessionCheck,
@@ -90,14 +91,21 @@ impl Sequence {
         }
     }
 
-    /// A pool that recycles connections as pgmcp does, with the session check prepared on each connection.
+    /// A pool that recycles connections as pgmcp does, with pgmcp's own statements prepared on each connection.
     pub fn pool(self, url: &str, size: usize) -> anyhow::Result<Pool> {
         let config = tokio_postgres::Config::from_str(url).context("parsing the database URL")?;
         let recycling_method = RecyclingMethod::Fast;
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method });
         let prepare = Hook::async_fn(|client: &mut ClientWrapper, _| {
             Box::pin(async move {
-                (client.batch_execute(PREPARE_SESSION_CHECK).await).map_err(HookError::Backend)
+                let answer = client
+                    .send_pipeline(prepare_own_statements())
+                    .map_err(HookError::Backend)?;
+                pin_mut!(answer);
+                while let Some(message) = answer.next().await {
+                    message.map_err(HookError::Backend)?;
+                }
+                Ok(())
             })
         });
         Ok(Pool::builder(manager)
@@ -112,18 +120,19 @@ pub fn bounded_point_sql() -> String {
     format!("SELECT * FROM (\n{POINT_SQL}\n) AS pgmcp_rows LIMIT 1001")
 }
 
-/// The point query for account `aid` in pgmcp's flight, as `encode_flight` builds it with `check` after the
-/// ROLLBACK; returns the prepared statement and the answer's stream.
+/// The point query for account `aid` in pgmcp's flight, as `encode_flight` builds it, with the session check
+/// after the ROLLBACK when `check` is set, on a connection of a [`Sequence::pool`]; returns the prepared statement
+/// and the answer's stream.
 pub async fn send_flight(
     client: &deadpool_postgres::Client,
     bounded: &str,
     aid: i64,
-    check: &[&str],
+    check: bool,
 ) -> anyhow::Result<(Statement, PipelineResponses)> {
     let statement = client.prepare_cached(bounded).await?;
     let params = [TextParam::from_json(&aid.into(), &Type::INT4)];
-    let request =
-        encode_flight(&statement, &params, check).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let plan = FlightPlan::Named { check };
+    let request = encode_flight(&statement, &params, plan).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let answer = client.send_pipeline(request)?;
     Ok((statement, answer))
 }
@@ -154,11 +163,7 @@ pub async fn pgmcp_sequence(
                 let aid = ids.next_in(accounts) as i32;
                 match sequence {
                     Sequence::Current | Sequence::WithoutSessionCheck => {
-                        let check: &[&str] = if sequence == Sequence::Current {
-                            &[EXECUTE_SESSION_CHECK]
-                        } else {
-                            &[]
-                        };
+                        let check = sequence == Sequence::Current;
                         let (_, answer) = send_flight(&client, &bounded, aid.into(), check).await?;
                         pin_mut!(answer);
                         while let Some(message) = answer.next().await {

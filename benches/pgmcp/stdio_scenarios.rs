@@ -162,9 +162,9 @@ pub fn point_query(
          CPU is utime+stime of the server process from /proc/<pid>/stat (10 ms ticks). \"{}\" is what pgmcp \
          asks of PostgreSQL per read-only call, without pgmcp: the statement restated with its row limit \
          (`SELECT * FROM (…) LIMIT 1001`) and prepared once per pool connection, then `START TRANSACTION READ \
-         ONLY`, its Bind/Execute, `ROLLBACK` and `EXECUTE` of the session check (what outlives a rollback: \
-         SQL-level prepared statements counted, advisory locks released; `PREPARE`d once per connection) under \
-         one Sync, all in one flight and answered in one; no reset on checkout (deadpool's `Fast`); on a pool of \
+         ONLY`, its Bind/Execute, `ROLLBACK` and the session check (what outlives a rollback: SQL-level \
+         prepared statements listed, advisory locks released), the three prepared by name once per connection, \
+         under one Sync, all in one flight and answered in one; no reset on checkout (deadpool's `Fast`); on a pool of \
          2 as pgmcp ends up using for one sequential client. \"{}\" leaves the check out: the difference is what the check costs. \"{}\" is \
          the sequence before this round: BEGIN awaited, then a portal with a row limit (Bind, then Execute), the \
          ROLLBACK queued, and the session check.",

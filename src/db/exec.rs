@@ -8,7 +8,7 @@ use std::time::Duration;
 use deadpool_postgres::{StatementCache, Transaction};
 use futures_util::{FutureExt, StreamExt, pin_mut};
 use postgres_protocol::IsNull;
-use postgres_protocol::message::backend::{DataRowBody, Message};
+use postgres_protocol::message::backend::Message;
 use postgres_protocol::message::frontend;
 use serde::Serialize;
 use serde_json::Value;
@@ -22,7 +22,10 @@ use crate::db::mask;
 use crate::db::params::TextParam;
 use crate::db::quote_ident;
 use crate::db::render;
-use crate::db::session::{Notices, ResolvedTrees, Session};
+use crate::db::session::{
+    CheckRows, FlightEnd, FlightPlan, Notices, OWN_STATEMENTS, ResolvedTrees, Session,
+    statement_missing_or_taken,
+};
 use crate::db::tls::MakeRustlsConnect;
 use crate::guard::masks::{self, MaskMode};
 use crate::guard::resolved::{self, PRINT_TREES, RESTORE_JIT, STOP_PRINTING_TREES};
@@ -628,14 +631,13 @@ async fn execute(
     Ok(rows.finish(columns, if checked.writes { rows_affected } else { None }))
 }
 
-const BEGIN_READ_ONLY: &str = "START TRANSACTION READ ONLY";
-
 /// A bounded read whose restated text PostgreSQL resolved and pgmcp checked within the confirmation time, run in
 /// one round trip: `START TRANSACTION READ ONLY`, the statement's Bind/Execute, `ROLLBACK` and the session check
-/// (`Session::check_after_rollback`) leave in one write under one Sync, and come back in one flush. It is the same
+/// (`Session::flight_plan`) leave in one write under one Sync, and come back in one flush. It is the same
 /// transaction [`execute`] opens; one Sync instead of one per statement spares the server two flushes and pgmcp two
 /// wake-ups. A statement this connection has not prepared yet costs one Parse first. `None` when a column needs
-/// the cast to text that has not been checked yet: the caller then takes the general path, which checks it.
+/// the cast to text that has not been checked yet, or when one of pgmcp's own statements was missing (nothing ran):
+/// the caller then takes the general path.
 async fn execute_in_one_flight(
     client: &mut Session,
     ctx: &CallContext<'_>,
@@ -670,8 +672,8 @@ async fn execute_in_one_flight(
         .zip(statement.params())
         .map(|(value, ty)| TextParam::from_json(value, ty))
         .collect();
-    let check = client.check_after_rollback();
-    let request = encode_flight(&statement, &bind_params, check)?;
+    let plan = client.flight_plan();
+    let request = encode_flight(&statement, &bind_params, plan)?;
     let answer = client.send_pipeline(request)?;
     let mut ended = EndOfFlight {
         client,
@@ -682,7 +684,18 @@ async fn execute_in_one_flight(
     drop(ended);
     // The check ran only if the server got past the statement; what it found holds even when a row it sent could
     // not be rendered.
-    client.flight_checked(if check.is_empty() { None } else { read.check });
+    let own_statement_missing = read.own_statement_missing;
+    client.flight_ended(
+        plan,
+        FlightEnd {
+            began: read.began,
+            own_statement_missing,
+            check: read.check,
+        },
+    );
+    if own_statement_missing {
+        return Ok(None);
+    }
     match read.failure {
         Some(error) => Err(error),
         None => Ok(Some(read.rows.finish(columns, None))),
@@ -714,16 +727,24 @@ const IDLE: u8 = b'I';
 const BINARY: i16 = 1;
 
 /// The messages of one read's flight: `START TRANSACTION READ ONLY`, `statement` bound to `params` with binary
-/// results, `ROLLBACK`, the `check` statements, each on the unnamed portal, and one Sync at the end. Public for the
-/// benchmark that replays pgmcp's statements without pgmcp.
+/// results, `ROLLBACK`, the session check, each on the unnamed portal, and one Sync at the end; pgmcp's own
+/// statements as `plan` says. Public for the benchmark that replays pgmcp's statements without pgmcp.
 pub fn encode_flight(
     statement: &Statement,
     params: &[TextParam],
-    check: &[&str],
+    plan: FlightPlan,
 ) -> Result<bytes::Bytes, ToolError> {
     let too_large = |_| ToolError::invalid("the statement's parameters are too large to send");
     let mut buf = bytes::BytesMut::with_capacity(256);
-    encode_simple(BEGIN_READ_ONLY, &mut buf).map_err(too_large)?;
+    let [(begin, begin_sql), (rollback, rollback_sql), (check, _)] = OWN_STATEMENTS;
+    if let FlightPlan::Prepare { .. } = plan {
+        encode_own_statements(&mut buf).map_err(too_large)?;
+    }
+    match plan {
+        FlightPlan::Text => encode_simple(begin_sql, &mut buf),
+        _ => encode_named(begin, &mut buf),
+    }
+    .map_err(too_large)?;
     frontend::bind(
         "",
         statement.name(),
@@ -744,20 +765,46 @@ pub fn encode_flight(
     )
     .map_err(|_| too_large(()))?;
     frontend::execute("", 0, &mut buf).map_err(|_| too_large(()))?;
-    encode_simple("ROLLBACK", &mut buf).map_err(too_large)?;
-    for text in check {
-        encode_simple(text, &mut buf).map_err(too_large)?;
+    match plan {
+        FlightPlan::Text => encode_simple(rollback_sql, &mut buf),
+        _ => encode_named(rollback, &mut buf),
+    }
+    .map_err(too_large)?;
+    if plan.checks() {
+        encode_named(check, &mut buf).map_err(too_large)?;
     }
     frontend::sync(&mut buf);
     Ok(buf.freeze())
 }
 
+/// The Parse of each of pgmcp's own statements ([`OWN_STATEMENTS`]) under its name.
+fn encode_own_statements(buf: &mut bytes::BytesMut) -> Result<(), ()> {
+    for (name, sql) in OWN_STATEMENTS {
+        frontend::parse(name, sql, std::iter::empty(), buf).map_err(drop)?;
+    }
+    Ok(())
+}
+
+/// What prepares pgmcp's own statements on a connection, under one Sync, as a connection's first flight does.
+/// Public for the benchmark that replays pgmcp's statements without pgmcp.
+pub fn prepare_own_statements() -> bytes::Bytes {
+    let mut buf = bytes::BytesMut::new();
+    encode_own_statements(&mut buf).expect("pgmcp's own statements are small");
+    frontend::sync(&mut buf);
+    buf.freeze()
+}
+
 /// One of pgmcp's own statements, without parameters, its results in text.
 fn encode_simple(sql: &str, buf: &mut bytes::BytesMut) -> Result<(), ()> {
     frontend::parse("", sql, std::iter::empty(), buf).map_err(drop)?;
+    encode_named("", buf)
+}
+
+/// A statement the connection has prepared, without parameters, run on the unnamed portal, its results in text.
+fn encode_named(name: &str, buf: &mut bytes::BytesMut) -> Result<(), ()> {
     frontend::bind(
         "",
-        "",
+        name,
         std::iter::empty(),
         std::iter::empty::<()>(),
         |(), _| Ok(IsNull::No),
@@ -773,8 +820,12 @@ struct FlightRead<'a> {
     rows: RowsText<'a>,
     /// Why the read failed: the server's error, or a row that could not be rendered.
     failure: Option<Failure>,
-    /// The session check's row, or the error that stopped it; `None` when it did not run.
-    check: Option<Result<DataRowBody, tokio_postgres::Error>>,
+    /// The flight's BEGIN completed.
+    began: bool,
+    /// The flight stopped before its BEGIN ran, on one of pgmcp's own statements that was missing or taken.
+    own_statement_missing: bool,
+    /// The session check's rows, or the error that stopped the ROLLBACK or the check; `None` when it did not run.
+    check: Option<Result<CheckRows, tokio_postgres::Error>>,
     /// The final `ReadyForQuery`'s status; `None` when the connection closed before it.
     status: Option<u8>,
 }
@@ -789,9 +840,12 @@ async fn read_flight<'a>(
     let mut read = FlightRead {
         rows,
         failure: None,
+        began: false,
+        own_statement_missing: false,
         check: None,
         status: None,
     };
+    let mut check = CheckRows::default();
     // Statements completed so far: the BEGIN, then the read, then the ROLLBACK and the check's.
     let mut completed = 0usize;
     while let Some(message) = answer.next().await {
@@ -806,11 +860,21 @@ async fn read_flight<'a>(
                     }
                 }
             }
-            Ok(Message::DataRow(row)) => read.check = Some(Ok(row)),
-            Ok(Message::CommandComplete(_)) => completed += 1,
+            Ok(Message::DataRow(row)) => check.count(&row),
+            Ok(Message::CommandComplete(_)) => {
+                completed += 1;
+                read.began = true;
+                if completed == 4 {
+                    read.check = Some(Ok(check));
+                }
+            }
             Ok(Message::ReadyForQuery(body)) => read.status = Some(body.status()),
             // Parse, Bind and the like say only that a step went through.
             Ok(_) => {}
+            Err(error) if completed == 0 && statement_missing_or_taken(&error) => {
+                read.own_statement_missing = true;
+                read.failure.get_or_insert(error.into());
+            }
             Err(error) if completed < 2 || error.is_closed() => {
                 read.failure.get_or_insert(error.into());
             }

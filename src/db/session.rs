@@ -101,10 +101,10 @@ pub struct Session {
     /// still arrive), so it is closed instead of being checked or reused.
     broken: bool,
     /// What the session check sent behind a read's ROLLBACK, in the read's own flight (see
-    /// [`Session::check_after_rollback`]), found; the call's connection is kept or closed on it when the call lets go.
+    /// [`Session::flight_plan`]), found; the call's connection is kept or closed on it when the call lets go.
     flight_check: Option<FlightCheck>,
-    /// Whether [`Session::check_after_rollback`] prepares the SQL-level check, runs it, or no longer sends it.
-    in_flight_check: InFlightCheck,
+    /// Whether the connection has pgmcp's own statements ([`OWN_STATEMENTS`]) for a read's flight.
+    own_statements: OwnStatements,
     /// The call holds a session advisory lock on purpose (hypopg's marker), which the check in a read's flight
     /// would release.
     keeps_advisory_locks: bool,
@@ -121,14 +121,78 @@ pub enum FlightCheck {
     Failed(tokio_postgres::Error),
 }
 
-/// The SQL-level form of [`LEFTOVERS_SQL`] on one connection.
+/// pgmcp's own statements for a read's flight on one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InFlightCheck {
+enum OwnStatements {
     Unprepared,
     Prepared,
-    /// It was missing or already taken when run: behind a transaction-pooling proxy the statement lives on one
-    /// of the proxy's servers, not on this connection. Calls end with a plain ROLLBACK and a check of their own.
-    Off,
+    /// One was missing or its name already taken when a flight used it: a function the profile trusts removed it,
+    /// or a proxy sent the flight to a server that never saw it. Flights then send their BEGIN and ROLLBACK as
+    /// text, and calls end with a check of their own.
+    Unusable,
+}
+
+/// How a read's flight sends pgmcp's own statements: the BEGIN, the ROLLBACK and the session check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlightPlan {
+    /// Prepared under their names ([`OWN_STATEMENTS`]) at the start of the flight, then run by name: the
+    /// connection's first flight.
+    Prepare { check: bool },
+    /// Run by name, as an earlier flight prepared them.
+    Named { check: bool },
+    /// The BEGIN and the ROLLBACK as text, parsed afresh, and no check: the call ends with a check of its own.
+    Text,
+}
+
+impl FlightPlan {
+    /// Whether the session check runs behind the ROLLBACK.
+    pub fn checks(self) -> bool {
+        match self {
+            FlightPlan::Prepare { check } | FlightPlan::Named { check } => check,
+            FlightPlan::Text => false,
+        }
+    }
+}
+
+/// What a read's flight told about pgmcp's own statements and the session.
+#[derive(Debug)]
+pub struct FlightEnd {
+    /// The flight's BEGIN completed, so the statements it prepared exist.
+    pub began: bool,
+    /// The flight stopped before its BEGIN ran because one of pgmcp's own statements was missing or its name taken.
+    pub own_statement_missing: bool,
+    /// The session check's answer (its rows: how many, and how many name a leftover), or the error that stopped
+    /// the ROLLBACK or the check; `None` when the check was not sent or the flight ended before it.
+    pub check: Option<Result<CheckRows, tokio_postgres::Error>>,
+}
+
+/// The rows of [`AFTER_ROLLBACK_SQL`]'s answer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CheckRows {
+    pub rows: usize,
+    /// Rows that name a prepared statement.
+    pub leftovers: usize,
+}
+
+impl CheckRows {
+    /// Counts one row of the check's answer.
+    pub fn count(&mut self, row: &DataRowBody) {
+        self.rows += 1;
+        // The column is NULL on the one row of a session that holds nothing; anything else counts as a leftover,
+        // an unreadable row included.
+        if !matches!(row.ranges().next(), Ok(Some(None))) {
+            self.leftovers += 1;
+        }
+    }
+
+    /// In words for the log; `None` when nothing is left.
+    fn found(self) -> Option<String> {
+        match self {
+            CheckRows { rows: 0, .. } => Some("the session check returned no row".into()),
+            CheckRows { leftovers: 0, .. } => None,
+            CheckRows { leftovers, .. } => Some(format!("prepared statements: {leftovers}")),
+        }
+    }
 }
 
 impl Session {
@@ -141,40 +205,37 @@ impl Session {
         self.broken
     }
 
-    /// The statements that check the session right behind a read's `ROLLBACK`, in the read's own flight: the
-    /// session check as a statement `PREPARE`d on this connection, prepared by the first flight that sends it.
-    /// Parsing and planning the check's catalog views afresh would cost the server several times what running the
-    /// prepared plan does. Empty when the read must end with a plain `ROLLBACK` and a check of its own. The flight
-    /// reports its answer with [`Session::flight_checked`].
-    pub fn check_after_rollback(&self) -> &'static [&'static str] {
-        if self.keeps_advisory_locks {
-            return &[];
-        }
-        match self.in_flight_check {
-            InFlightCheck::Unprepared => &[PREPARE_SESSION_CHECK, EXECUTE_SESSION_CHECK],
-            InFlightCheck::Prepared => &[EXECUTE_SESSION_CHECK],
-            InFlightCheck::Off => &[],
+    /// How the next read's flight sends pgmcp's own statements ([`OWN_STATEMENTS`]): prepared under their names by
+    /// the first flight that sends them, then only bound and run. Parsing them afresh would cost the server more
+    /// than running them does, the check's catalog functions most. The flight reports back with
+    /// [`Session::flight_ended`].
+    pub fn flight_plan(&self) -> FlightPlan {
+        let check = !self.keeps_advisory_locks;
+        match self.own_statements {
+            OwnStatements::Unprepared => FlightPlan::Prepare { check },
+            OwnStatements::Prepared => FlightPlan::Named { check },
+            OwnStatements::Unusable => FlightPlan::Text,
         }
     }
 
-    /// Takes the answer of the statements [`Session::check_after_rollback`] gave: the check's row, or the error
-    /// that stopped them. `None` when the flight ended before they ran (an error earlier in it), so no check was
-    /// made.
-    pub fn flight_checked(&mut self, answer: Option<Result<DataRowBody, tokio_postgres::Error>>) {
-        self.flight_check = match answer {
+    /// Takes what a flight sent as `plan` told: whether pgmcp's own statements now exist, and what the session
+    /// check found.
+    pub fn flight_ended(&mut self, plan: FlightPlan, end: FlightEnd) {
+        if end.own_statement_missing {
+            self.own_statements = OwnStatements::Unusable;
+        } else if end.began && matches!(plan, FlightPlan::Prepare { .. }) {
+            self.own_statements = OwnStatements::Prepared;
+        }
+        self.flight_check = match end.check {
             None => None,
-            Some(Ok(row)) => {
-                // The row came, so the statement exists now, whichever form was sent.
-                self.in_flight_check = InFlightCheck::Prepared;
-                Some(match after_rollback_leftovers(&row) {
-                    None => FlightCheck::Clean,
-                    Some(left) => FlightCheck::Left(left),
-                })
-            }
-            // Behind a transaction-pooling proxy, or removed by a function the profile trusts: the call's own
-            // check, sent when it lets go of the connection, stands in for it, and later reads stop sending it.
+            Some(Ok(rows)) => Some(match rows.found() {
+                None => FlightCheck::Clean,
+                Some(left) => FlightCheck::Left(left),
+            }),
+            // Removed by a function the profile trusts, or behind a proxy: the call's own check, sent when it lets
+            // go of the connection, stands in for it, and later flights stop sending it.
             Some(Err(error)) if statement_missing_or_taken(&error) => {
-                self.in_flight_check = InFlightCheck::Off;
+                self.own_statements = OwnStatements::Unusable;
                 None
             }
             Some(Err(error)) => Some(FlightCheck::Failed(error)),
@@ -186,7 +247,8 @@ impl Session {
         self.flight_check.take()
     }
 
-    /// While set, reads on this session leave its advisory locks alone (see [`AFTER_ROLLBACK_SQL`]).
+    /// While set, reads on this session leave its advisory locks alone (see [`AFTER_ROLLBACK_SQL`]): their flights
+    /// send no check.
     pub fn keep_advisory_locks(&mut self, keep: bool) {
         self.keeps_advisory_locks = keep;
     }
@@ -261,7 +323,7 @@ impl managed::Manager for SessionManager {
             broken: false,
             flight_check: None,
             keeps_advisory_locks: false,
-            in_flight_check: InFlightCheck::Unprepared,
+            own_statements: OwnStatements::Unprepared,
         })
     }
 
@@ -282,45 +344,25 @@ impl managed::Manager for SessionManager {
     }
 }
 
-/// The session check's SQL-level statement name, for the texts `concat!` builds with it.
-macro_rules! session_check_name {
-    () => {
-        "pgmcp_session_check"
-    };
-}
-
-/// Counts the session's SQL-level prepared statements, pgmcp's own check statement aside.
-macro_rules! prepared_statements_left {
-    () => {
-        concat!(
-            "(SELECT count(*) FROM pg_catalog.pg_prepared_statements \
-              WHERE from_sql AND name <> '",
-            session_check_name!(),
-            "')::int4"
-        )
-    };
-}
-
 /// What a connection still holds after a call, beyond the call's own (rolled back or committed) transaction.
 /// Read-only calls are rolled back, which undoes settings, temporary objects, LISTEN and the holdable cursors
 /// the transaction declared; advisory locks and SQL-level prepared statements outlive a rollback, and a committed
 /// write keeps everything. This is the check a call sends on its own, right behind its ROLLBACK or COMMIT; a read
 /// whose ROLLBACK went in its own flight is checked with [`AFTER_ROLLBACK_SQL`] instead.
 ///
-/// pgmcp's own SQL-level check statement is not a leftover. Replacing it with a fake one would take a `DEALLOCATE`
-/// and a `PREPARE` run in the session, which would equally replace the protocol-level statement of the other form.
-pub const LEFTOVERS_SQL: &str = concat!(
-    "SELECT (SELECT count(*) FROM pg_catalog.pg_locks \
-              WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int4, ",
-    prepared_statements_left!(),
-    ", (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)::int4, \
+/// pgmcp prepares its own statements at the protocol level (Parse), never with `PREPARE`, so every SQL-level
+/// statement is something a call left.
+pub const LEFTOVERS_SQL: &str = "\
+SELECT (SELECT count(*) FROM pg_catalog.pg_locks \
+          WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)::int4, \
+       (SELECT count(*) FROM pg_catalog.pg_cursors WHERE is_holdable)::int4, \
        (SELECT count(*) FROM pg_catalog.pg_listening_channels())::int4, \
        CASE WHEN pg_catalog.pg_my_temp_schema() = 0 THEN 0 \
             ELSE (SELECT count(*) FROM pg_catalog.pg_class \
                   WHERE relnamespace = pg_catalog.pg_my_temp_schema())::int4 END, \
        CASE WHEN $1 THEN (SELECT count(*) FROM pg_catalog.pg_settings WHERE source = 'session')::int4 \
-            ELSE 0 END"
-);
+            ELSE 0 END";
 const LEFTOVER_KINDS: [&str; 6] = [
     "advisory locks",
     "prepared statements",
@@ -330,18 +372,9 @@ const LEFTOVER_KINDS: [&str; 6] = [
     "changed settings",
 ];
 
-macro_rules! after_rollback_sql {
-    () => {
-        concat!(
-            "SELECT ",
-            prepared_statements_left!(),
-            " FROM pg_catalog.pg_advisory_unlock_all() AS released"
-        )
-    };
-}
-
 /// The session check sent in a read's own flight, right behind the ROLLBACK of a transaction that began on a
 /// session holding nothing (every call before it was checked): it deals only with what a rollback leaves standing.
+/// Its answer is one row whose column is NULL when nothing is left, else one row per SQL-level prepared statement.
 ///
 /// - Holdable cursors declared, channels listened to, temporary relations created and settings changed in a
 ///   transaction that rolls back end with it (`tests/profiles.rs` holds PostgreSQL to that), so they are not
@@ -352,27 +385,32 @@ macro_rules! after_rollback_sql {
 ///   session's own locks. A lock a read took is gone when the read ends either way, and other sessions waiting
 ///   on it go on. The check a call sends on its own ([`LEFTOVERS_SQL`]: a statement's first run, other tools,
 ///   writes) still counts locks, and closes a connection that holds any.
-/// - SQL-level prepared statements are counted: `DEALLOCATE ALL` would also drop the protocol-level statements
+/// - SQL-level prepared statements are listed: `DEALLOCATE ALL` would also drop the protocol-level statements
 ///   pgmcp keeps on the connection.
-pub const AFTER_ROLLBACK_SQL: &str = after_rollback_sql!();
-/// What [`AFTER_ROLLBACK_SQL`]'s columns count.
-const AFTER_ROLLBACK_KINDS: [&str; 1] = ["prepared statements"];
-/// The session check's SQL-level statement, as the first check on a connection prepares it.
-pub const SESSION_CHECK_STATEMENT: &str = session_check_name!();
-/// Runs [`SESSION_CHECK_STATEMENT`].
-pub const EXECUTE_SESSION_CHECK: &str = concat!("EXECUTE ", session_check_name!());
-macro_rules! prepare_session_check {
-    () => {
-        concat!(
-            "PREPARE ",
-            session_check_name!(),
-            " AS ",
-            after_rollback_sql!()
-        )
-    };
-}
-/// What prepares [`AFTER_ROLLBACK_SQL`] as [`SESSION_CHECK_STATEMENT`] on a connection.
-pub const PREPARE_SESSION_CHECK: &str = prepare_session_check!();
+/// - The release is the outer side of a left join, so it runs even when no statement is listed; and the rows come
+///   straight from the function behind `pg_prepared_statements`, with no aggregate or subquery, which cost the
+///   server several times what the scan does (BENCHMARKS.md, issue 17's tenth step).
+///
+/// A function the profile trusts could still replace the check itself with a `DEALLOCATE` and a `PREPARE` of its
+/// own under the check's name, and make it answer "nothing left"; no statement run by name can prove it is the
+/// one pgmcp prepared. The replacement is SQL-level, so the check a call sends on its own counts it.
+pub const AFTER_ROLLBACK_SQL: &str = "\
+SELECT left_behind.name FROM pg_catalog.pg_advisory_unlock_all() AS released \
+  LEFT JOIN (SELECT listed.name FROM pg_catalog.pg_prepared_statement() AS listed WHERE listed.from_sql) \
+    AS left_behind ON true";
+
+/// The BEGIN of a read's flight.
+pub const BEGIN_READ_ONLY_SQL: &str = "START TRANSACTION READ ONLY";
+/// The session check's statement name on a connection.
+pub const SESSION_CHECK_STATEMENT: &str = "pgmcp_session_check";
+/// pgmcp's own statements in a read's flight, as each connection's first flight prepares them (name, text): the
+/// BEGIN, the ROLLBACK and the session check, in the order a flight runs them. The names cannot clash with
+/// tokio-postgres's own (`s` and a number).
+pub const OWN_STATEMENTS: [(&str, &str); 3] = [
+    ("pgmcp_begin_read_only", BEGIN_READ_ONLY_SQL),
+    ("pgmcp_rollback", "ROLLBACK"),
+    (SESSION_CHECK_STATEMENT, AFTER_ROLLBACK_SQL),
+];
 
 /// What the session check found, in words for the log; `None` when the connection holds nothing.
 pub async fn leftovers(
@@ -402,26 +440,9 @@ pub async fn leftovers(
     Ok(describe(&LEFTOVER_KINDS, &counts))
 }
 
-/// What [`AFTER_ROLLBACK_SQL`]'s row, in text, counts; `None` when nothing is left.
-fn after_rollback_leftovers(row: &DataRowBody) -> Option<String> {
-    let mut found = [i32::MAX; AFTER_ROLLBACK_KINDS.len()];
-    let buffer = row.buffer();
-    let mut ranges = row.ranges();
-    for count in found.iter_mut() {
-        // Every column is a count: a missing or unreadable one is itself a reason not to reuse.
-        if let Ok(Some(Some(range))) = ranges.next() {
-            *count = std::str::from_utf8(&buffer[range])
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .unwrap_or(i32::MAX);
-        }
-    }
-    describe(&AFTER_ROLLBACK_KINDS, &found)
-}
-
-/// `EXECUTE` of a statement the connection does not have (a transaction-pooling proxy's other server, or a
-/// function the profile trusts removed it), or `PREPARE` of a name the connection already has.
-fn statement_missing_or_taken(error: &tokio_postgres::Error) -> bool {
+/// A Bind of a statement the connection does not have (a proxy's other server, or a function the profile trusts
+/// removed it), or a Parse of a name the connection already has.
+pub fn statement_missing_or_taken(error: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     error.code().is_some_and(|code| {
         *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT

@@ -36,22 +36,16 @@ SELECT (SELECT count(*) FROM public.canary), (SELECT coalesce(max(id), 0)::int8 
           AND pid <> pg_catalog.pg_backend_pid() \
           AND coalesce(application_name, '') NOT IN ('fuzz-victim', 'fuzz-busy', 'fuzz-observer', 'pgmcp-fuzz', 'pgmcp'))";
 
-/// What one pooled pgmcp session holds. pgmcp's own session check, `PREPARE`d by the first check sent in a read's
-/// flight, is not something a call left, as long as it is that statement under that name ($1, $2).
+/// What one pooled pgmcp session holds. pgmcp prepares its own statements at the protocol level, so every
+/// SQL-level prepared statement is something a call left.
 const SESSION_SQL: &str = "\
 SELECT (SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()), \
        (SELECT count(*) FROM pg_catalog.pg_listening_channels()), \
-       (SELECT count(*) FROM pg_catalog.pg_prepared_statements \
-          WHERE from_sql AND NOT (name = $1 AND statement = $2)), \
+       (SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql), \
        (SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> ''), \
        (SELECT count(*) FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema()), \
        (SELECT string_agg(name || '=' || setting, E'\\n' ORDER BY name) FROM pg_catalog.pg_settings \
           WHERE name NOT LIKE 'plpgsql.%')";
-
-const SESSION_CHECK: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[
-    &pgmcp::db::session::SESSION_CHECK_STATEMENT,
-    &pgmcp::db::session::PREPARE_SESSION_CHECK,
-];
 
 /// The `name=value` lines that differ between two settings listings.
 fn changed_settings(before: &str, after: &str) -> String {
@@ -85,7 +79,7 @@ pub(super) async fn baseline(harness: &Harness) -> Baseline {
             .await
             .expect("pgmcp's pool answers");
         let row = sessions[0]
-            .query_one(SESSION_SQL, SESSION_CHECK)
+            .query_one(SESSION_SQL, &[])
             .await
             .expect("session probe");
         settings.insert(role, row.get(5));
@@ -109,7 +103,7 @@ impl Harness {
             }
             Some(sessions) => {
                 for session in sessions {
-                    let row = match session.query_one(SESSION_SQL, SESSION_CHECK).await {
+                    let row = match session.query_one(SESSION_SQL, &[]).await {
                         Ok(row) => row,
                         Err(error) => {
                             violations.push(format!("a pooled pgmcp session is broken: {error}"));
