@@ -684,15 +684,8 @@ async fn execute_in_one_flight(
     drop(ended);
     // The check ran only if the server got past the statement; what it found holds even when a row it sent could
     // not be rendered.
-    let own_statement_missing = read.own_statement_missing;
-    client.flight_ended(
-        plan,
-        FlightEnd {
-            began: read.began,
-            own_statement_missing,
-            check: read.check,
-        },
-    );
+    let own_statement_missing = read.end.own_statement_missing;
+    client.flight_ended(plan, read.end);
     if own_statement_missing {
         return Ok(None);
     }
@@ -736,15 +729,16 @@ pub fn encode_flight(
 ) -> Result<bytes::Bytes, ToolError> {
     let too_large = |_| ToolError::invalid("the statement's parameters are too large to send");
     let mut buf = bytes::BytesMut::with_capacity(256);
-    let [(begin, begin_sql), (rollback, rollback_sql), (check, _)] = OWN_STATEMENTS;
+    let [begin, rollback, (check, _)] = OWN_STATEMENTS;
+    // The BEGIN and the ROLLBACK: by name, or as text when the connection's own statements are unusable.
+    let own = |(name, sql): (&str, &str), buf: &mut bytes::BytesMut| match plan {
+        FlightPlan::Text => encode_simple(sql, buf),
+        FlightPlan::Prepare { .. } | FlightPlan::Named { .. } => encode_named(name, buf),
+    };
     if let FlightPlan::Prepare { .. } = plan {
         encode_own_statements(&mut buf).map_err(too_large)?;
     }
-    match plan {
-        FlightPlan::Text => encode_simple(begin_sql, &mut buf),
-        _ => encode_named(begin, &mut buf),
-    }
-    .map_err(too_large)?;
+    own(begin, &mut buf).map_err(too_large)?;
     frontend::bind(
         "",
         statement.name(),
@@ -765,11 +759,7 @@ pub fn encode_flight(
     )
     .map_err(|_| too_large(()))?;
     frontend::execute("", 0, &mut buf).map_err(|_| too_large(()))?;
-    match plan {
-        FlightPlan::Text => encode_simple(rollback_sql, &mut buf),
-        _ => encode_named(rollback, &mut buf),
-    }
-    .map_err(too_large)?;
+    own(rollback, &mut buf).map_err(too_large)?;
     if plan.checks() {
         encode_named(check, &mut buf).map_err(too_large)?;
     }
@@ -820,12 +810,8 @@ struct FlightRead<'a> {
     rows: RowsText<'a>,
     /// Why the read failed: the server's error, or a row that could not be rendered.
     failure: Option<Failure>,
-    /// The flight's BEGIN completed.
-    began: bool,
-    /// The flight stopped before its BEGIN ran, on one of pgmcp's own statements that was missing or taken.
-    own_statement_missing: bool,
-    /// The session check's rows, or the error that stopped the ROLLBACK or the check; `None` when it did not run.
-    check: Option<Result<CheckRows, tokio_postgres::Error>>,
+    /// What the flight told about pgmcp's own statements and the session check.
+    end: FlightEnd,
     /// The final `ReadyForQuery`'s status; `None` when the connection closed before it.
     status: Option<u8>,
 }
@@ -840,9 +826,11 @@ async fn read_flight<'a>(
     let mut read = FlightRead {
         rows,
         failure: None,
-        began: false,
-        own_statement_missing: false,
-        check: None,
+        end: FlightEnd {
+            began: false,
+            own_statement_missing: false,
+            check: None,
+        },
         status: None,
     };
     let mut check = CheckRows::default();
@@ -863,22 +851,22 @@ async fn read_flight<'a>(
             Ok(Message::DataRow(row)) => check.count(&row),
             Ok(Message::CommandComplete(_)) => {
                 completed += 1;
-                read.began = true;
+                read.end.began = true;
                 if completed == 4 {
-                    read.check = Some(Ok(check));
+                    read.end.check = Some(Ok(check));
                 }
             }
             Ok(Message::ReadyForQuery(body)) => read.status = Some(body.status()),
             // Parse, Bind and the like say only that a step went through.
             Ok(_) => {}
             Err(error) if completed == 0 && statement_missing_or_taken(&error) => {
-                read.own_statement_missing = true;
+                read.end.own_statement_missing = true;
                 read.failure.get_or_insert(error.into());
             }
             Err(error) if completed < 2 || error.is_closed() => {
                 read.failure.get_or_insert(error.into());
             }
-            Err(error) => read.check = Some(Err(error)),
+            Err(error) => read.end.check = Some(Err(error)),
         }
     }
     if read.status.is_none() && read.failure.is_none() {
