@@ -196,6 +196,25 @@ async fn serve_on_one_connection(extra: &str) -> common::Client {
     .await
 }
 
+/// `serve` allowing writes, on a single pooled connection.
+async fn serve_writes_on_one_connection() -> common::Client {
+    let url = common::superuser_url();
+    spawn(
+        &[
+            "serve",
+            "--database-url",
+            &url,
+            "--access-mode",
+            "read_write",
+            "--pool-max",
+            "1",
+        ],
+        &[],
+        Era::Stateless,
+    )
+    .await
+}
+
 /// `serve_on_one_connection` with a plpgsql function `name` (no arguments, returning int) the profile trusts to
 /// run in reads; `body` is its statements.
 async fn serve_trusting(name: &str, volatility: &str, body: &str) -> common::Client {
@@ -244,21 +263,7 @@ async fn a_write_that_changed_its_session_leaves_nothing_for_the_next_call() {
         )
         .await
         .unwrap();
-    let url = common::superuser_url();
-    let client = spawn(
-        &[
-            "serve",
-            "--database-url",
-            &url,
-            "--access-mode",
-            "read_write",
-            "--pool-max",
-            "1",
-        ],
-        &[],
-        Era::Stateless,
-    )
-    .await;
+    let client = serve_writes_on_one_connection().await;
     let (backend, _) = session_probe(&client).await;
     assert_eq!(
         session_probe(&client).await.0,
@@ -633,6 +638,87 @@ async fn a_connection_whose_own_statement_went_missing_is_checked_the_long_way()
         }
         client.cancel().await.ok();
     }
+}
+
+/// `DEALLOCATE ALL` in a function the profile trusts drops every statement the connection has prepared, pgmcp's
+/// own and the ones it keeps for repeated calls alike. The calls after it still get their answers: a cached
+/// statement the server no longer has is prepared again, as one whose plan went stale is. The order matters: on
+/// a connection that has run only flights, the long check the missing ROLLBACK calls for is prepared afresh, finds
+/// the session clean and keeps the connection, so the next repeated call meets its vanished statement.
+#[tokio::test]
+async fn calls_after_a_deallocate_all_still_get_their_answers() {
+    let client = serve_trusting(
+        "forget_every_statement",
+        "VOLATILE",
+        "EXECUTE 'DEALLOCATE ALL';\n               RETURN 1;",
+    )
+    .await;
+    let forget = json!({"sql": "SELECT forget_every_statement()"});
+    for round in 0..3 {
+        // The probe's statement is cached on the connection by now (and pgmcp's own statements prepared).
+        for _ in 0..2 {
+            session_probe(&client).await;
+        }
+        let answer = call_ok(&client, "execute_query", forget.clone()).await;
+        assert_eq!(rows(&answer)[0], json!([1]), "round {round}");
+        let (backend, _) = session_probe(&client).await;
+        for aid in 1..=2 {
+            assert_eq!(session_probe(&client).await.0, backend, "round {round}");
+            let answer = call_ok(
+                &client,
+                "execute_query",
+                json!({"sql": "SELECT $1::int + 1", "params": [aid]}),
+            )
+            .await;
+            assert_eq!(rows(&answer)[0], json!([aid + 1]), "round {round}");
+        }
+    }
+    client.cancel().await.ok();
+}
+
+/// A write whose cached statement a function removed is refused at its Bind, before anything ran, so it is
+/// prepared again and run once: the row goes in exactly once, on the same connection.
+#[tokio::test]
+async fn a_write_whose_cached_statement_was_removed_runs_once() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "DROP TABLE IF EXISTS deallocated_writes; CREATE TABLE deallocated_writes (x int);
+             CREATE OR REPLACE FUNCTION forget_cached_statements() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+             DECLARE cached record;
+             BEGIN
+               -- Every statement but the session check and the one running this function.
+               FOR cached IN SELECT name FROM pg_prepared_statements
+                             WHERE statement NOT LIKE '%pg_locks%' AND statement NOT LIKE '%forget_cached%' LOOP
+                 EXECUTE format('DEALLOCATE %I', cached.name);
+               END LOOP;
+               RETURN 1;
+             END $$;",
+        )
+        .await
+        .unwrap();
+    let client = serve_writes_on_one_connection().await;
+    let insert =
+        |x: i32| json!({"sql": "INSERT INTO deallocated_writes VALUES ($1)", "params": [x]});
+    let (backend, _) = session_probe(&client).await;
+    for x in [1, 2] {
+        call_ok(&client, "execute_write", insert(x)).await;
+    }
+    let forget =
+        json!({"sql": "INSERT INTO deallocated_writes SELECT -forget_cached_statements()"});
+    call_ok(&client, "execute_write", forget).await;
+    let answer = call_ok(&client, "execute_write", insert(3)).await;
+    assert_eq!(answer["rows_affected"], json!(1), "{answer}");
+    let written: Vec<i32> = observer
+        .query("SELECT x FROM deallocated_writes ORDER BY x", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(written, [-1, 1, 2, 3]);
+    assert_eq!(session_probe(&client).await.0, backend);
+    client.cancel().await.ok();
 }
 
 /// A repeated statement reuses its prepared form on the connection; when the table changes shape under it,

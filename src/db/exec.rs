@@ -367,13 +367,17 @@ async fn run_checked(
     let work = Box::pin(async {
         let statements = Statements::new(client.statement_cache.clone(), ctx.statement_cache);
         match execute(client, ctx, &statements, checked, sql, params, intent).await {
-            // A schema change since the statement was prepared: PostgreSQL refuses the cached statement before
-            // running anything, so preparing afresh and running again is safe, for writes too.
-            Err(Failure::StalePlan) => {
+            // PostgreSQL refused a cached statement before running anything, so preparing afresh and running again
+            // is safe, for writes too.
+            Err(Failure::Refused(_)) => {
                 statements.forget_all();
-                execute(client, ctx, &statements, checked, sql, params, intent)
-                    .await
-                    .map_err(Failure::into_tool_error)
+                let again = execute(client, ctx, &statements, checked, sql, params, intent).await;
+                if let Err(Failure::Refused(Refusal::StatementGone)) = again {
+                    // A statement prepared a moment ago is gone as well: the Parse and the Bind reached different
+                    // servers, or something on this session removes statements as they come. Not for reuse.
+                    client.mark_broken();
+                }
+                again.map_err(Failure::into_tool_error)
             }
             other => other.map_err(Failure::into_tool_error),
         }
@@ -417,20 +421,32 @@ fn classify_timeout(err: ToolError, timeout: Duration) -> ToolError {
     }
 }
 
-/// Why one attempt failed: a cached statement the server no longer accepts, or an answer for the caller.
+/// Why one attempt failed: a cached statement the server refused, or an answer for the caller.
 enum Failure {
-    StalePlan,
+    Refused(Refusal),
     Tool(ToolError),
+}
+
+/// Why PostgreSQL refused a statement the connection's cache held, before running anything.
+enum Refusal {
+    /// A schema change since the statement was prepared: "cached plan must not change result type".
+    StalePlan,
+    /// The statement no longer exists on the session: a function the profile trusts ran `DEALLOCATE ALL`, which
+    /// drops protocol-level statements with the SQL-level ones.
+    StatementGone,
 }
 
 impl Failure {
     fn into_tool_error(self) -> ToolError {
         match self {
             Failure::Tool(error) => error,
-            // Only reached when a freshly prepared statement was refused as stale too, i.e. the schema changed
-            // again between prepare and bind.
-            Failure::StalePlan => ToolError::Unavailable {
+            // Only reached when a freshly prepared statement was refused too.
+            Failure::Refused(Refusal::StalePlan) => ToolError::Unavailable {
                 message: "the table definitions changed while the statement ran; run it again"
+                    .into(),
+            },
+            Failure::Refused(Refusal::StatementGone) => ToolError::Unavailable {
+                message: "the database session lost the statement as soon as it was prepared; run it again"
                     .into(),
             },
         }
@@ -445,17 +461,26 @@ impl From<ToolError> for Failure {
 
 impl From<tokio_postgres::Error> for Failure {
     fn from(error: tokio_postgres::Error) -> Failure {
-        let stale = error.as_db_error().is_some_and(|db| {
-            db.code() == &SqlState::FEATURE_NOT_SUPPORTED
-                && db
-                    .message()
-                    .starts_with("cached plan must not change result type")
-        });
-        if stale {
-            Failure::StalePlan
-        } else {
-            Failure::Tool(error.into())
+        let Some(db) = error.as_db_error() else {
+            return Failure::Tool(error.into());
+        };
+        if db.code() == &SqlState::FEATURE_NOT_SUPPORTED
+            && db
+                .message()
+                .starts_with("cached plan must not change result type")
+        {
+            return Failure::Refused(Refusal::StalePlan);
         }
+        // The Bind of a statement the session does not have. It carries no context, which any error raised while
+        // a statement runs (a function's EXECUTE or RAISE) would: nothing ran. pgmcp's own statements missing
+        // from a flight are told apart before this (`FlightEnd::own_statement_missing`).
+        if db.code() == &SqlState::INVALID_SQL_STATEMENT_NAME
+            && db.where_().is_none()
+            && db.message().starts_with("prepared statement \"")
+        {
+            return Failure::Refused(Refusal::StatementGone);
+        }
+        Failure::Tool(error.into())
     }
 }
 
