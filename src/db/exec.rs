@@ -472,12 +472,10 @@ impl From<tokio_postgres::Error> for Failure {
             return Failure::Refused(Refusal::StalePlan);
         }
         // The Bind of a statement the session does not have. It carries no context, which any error raised while
-        // a statement runs (a function's EXECUTE or RAISE) would: nothing ran. pgmcp's own statements missing
-        // from a flight are told apart before this (`FlightEnd::own_statement_missing`).
-        if db.code() == &SqlState::INVALID_SQL_STATEMENT_NAME
-            && db.where_().is_none()
-            && db.message().starts_with("prepared statement \"")
-        {
+        // a statement runs (a function's EXECUTE or RAISE) would: nothing ran. Told by its code rather than its
+        // words, which the server's lc_messages may translate. pgmcp's own statements missing from a flight are
+        // told apart before this (`FlightEnd::own_statement_missing`).
+        if db.code() == &SqlState::INVALID_SQL_STATEMENT_NAME && db.where_().is_none() {
             return Failure::Refused(Refusal::StatementGone);
         }
         Failure::Tool(error.into())
