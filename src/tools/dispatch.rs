@@ -121,7 +121,7 @@ impl Drop for CheckedSession {
                     return;
                 }
                 Some(FlightCheck::Failed(error)) => {
-                    tracing::warn!(%tool, error = %check_failure(&error), "could not check a database session after a call; closing the connection");
+                    tracing::warn!(%tool, error = %crate::db::connect::describe_error(&error), "could not check a database session after a call; closing the connection");
                     drop(Object::take(conn));
                     return;
                 }
@@ -139,7 +139,7 @@ impl Drop for CheckedSession {
                     drop(Object::take(conn));
                 }
                 Ok(Err(error)) => {
-                    tracing::warn!(%tool, error = %check_failure(&error), "could not check a database session after a call; closing the connection");
+                    tracing::warn!(%tool, error = %crate::db::connect::describe_error(&error), "could not check a database session after a call; closing the connection");
                     drop(Object::take(conn));
                 }
                 Err(_) => {
@@ -148,15 +148,6 @@ impl Drop for CheckedSession {
                 }
             }
         }));
-    }
-}
-
-/// Why the session check failed, for the log: tokio-postgres's own words for a server's error are only "db error".
-/// The check is pgmcp's statement, so the server's message holds nothing of a caller's.
-fn check_failure(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => error.to_string(),
     }
 }
 
