@@ -874,7 +874,6 @@ async fn read_flight<'a>(
             Ok(Message::DataRow(row)) => check.count(&row),
             Ok(Message::CommandComplete(_)) => {
                 completed += 1;
-                read.end.began = true;
                 if completed == 4 {
                     read.end.check = Some(Ok(check));
                 }
@@ -892,6 +891,7 @@ async fn read_flight<'a>(
             Err(error) => read.end.check = Some(Err(error)),
         }
     }
+    read.end.began = completed > 0;
     if read.status.is_none() && read.failure.is_none() {
         read.failure = Some(
             ToolError::Unavailable {

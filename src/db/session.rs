@@ -399,17 +399,13 @@ SELECT left_behind.name FROM pg_catalog.pg_advisory_unlock_all() AS released \
   LEFT JOIN (SELECT listed.name FROM pg_catalog.pg_prepared_statement() AS listed WHERE listed.from_sql) \
     AS left_behind ON true";
 
-/// The BEGIN of a read's flight.
-pub const BEGIN_READ_ONLY_SQL: &str = "START TRANSACTION READ ONLY";
-/// The session check's statement name on a connection.
-pub const SESSION_CHECK_STATEMENT: &str = "pgmcp_session_check";
 /// pgmcp's own statements in a read's flight, as each connection's first flight prepares them (name, text): the
 /// BEGIN, the ROLLBACK and the session check, in the order a flight runs them. The names cannot clash with
 /// tokio-postgres's own (`s` and a number).
 pub const OWN_STATEMENTS: [(&str, &str); 3] = [
-    ("pgmcp_begin_read_only", BEGIN_READ_ONLY_SQL),
+    ("pgmcp_begin_read_only", "START TRANSACTION READ ONLY"),
     ("pgmcp_rollback", "ROLLBACK"),
-    (SESSION_CHECK_STATEMENT, AFTER_ROLLBACK_SQL),
+    ("pgmcp_session_check", AFTER_ROLLBACK_SQL),
 ];
 
 /// What the session check found, in words for the log; `None` when the connection holds nothing.
