@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs pgmcp's whole test suite. Installs what the tests need when it is missing (Debian/Ubuntu: PostgreSQL server
-# binaries, libclang for the pg_query build, Python venv support, curl, nginx, Chromium, npm), then creates a Python
-# venv with the official MCP SDK, installs the tests' npm packages and runs `cargo test`. Extra arguments go to
-# `cargo test`.
+# binaries, libclang for the pg_query build, Python venv support, curl, nginx, Chromium, npm, a German locale), then
+# creates a Python venv with the official MCP SDK, installs the tests' npm packages and runs `cargo test`. Extra
+# arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,14 @@ type -P kill >/dev/null || apt_install procps
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   echo "installing nginx (for the HTTP scale-out test)"
   apt_install nginx
+fi
+
+# A German locale: tests/profiles.rs checks that a server whose messages are translated (lc_messages) gets the same
+# answers. The server's own German messages come with its package.
+if ! locale -a 2>/dev/null | grep -qix 'de_DE.utf8'; then
+  echo "generating the de_DE.UTF-8 locale (for the translated-messages test)"
+  { command -v localedef >/dev/null && [ -f /usr/share/i18n/locales/de_DE ]; } || apt_install locales
+  as_root localedef -i de_DE -f UTF-8 de_DE.UTF-8
 fi
 
 # hypopg: the hypothetical indexes index_advice and explain_query measure with (tests/dba*.rs). Debian's package

@@ -726,31 +726,76 @@ async fn a_write_whose_cached_statement_was_removed_runs_once() {
 /// so the caller sees the new columns instead of an error.
 #[tokio::test]
 async fn a_cached_statement_follows_a_table_that_changed_shape() {
-    let observer = common::observer().await;
-    observer
+    let client =
+        cached_statement_follows_reshaped_table("reshaped", &common::superuser_url()).await;
+    client.cancel().await.ok();
+}
+
+/// The same when the server speaks German (`lc_messages`): the refusal reads "gecachter Plan darf den
+/// Ergebnistyp nicht ändern", so it has to be told by what the server does not translate. scripts/test.sh
+/// generates the de_DE.UTF-8 locale the server needs for it.
+#[tokio::test]
+async fn a_cached_statement_follows_a_reshaped_table_when_the_server_speaks_german() {
+    let url = format!(
+        "{}?options=-c%20lc_messages%3Dde_DE.UTF-8",
+        common::superuser_url()
+    );
+    let client = cached_statement_follows_reshaped_table("reshaped_de", &url).await;
+    // Without a German catalog and locale the server would answer in English and the test above prove nothing.
+    let error = call_err(&client, "execute_query", json!({"sql": "SELECT 1/0"})).await;
+    assert_eq!(error["message"], json!("Division durch Null"), "{error}");
+    // The guard's view of the statement as PostgreSQL resolved it arrives under a message the server does not
+    // translate, so a view's hidden call is still found.
+    common::observer()
+        .await
         .batch_execute(
-            "DROP TABLE IF EXISTS reshaped; CREATE TABLE reshaped (id int); INSERT INTO reshaped VALUES (1);",
+            "CREATE OR REPLACE VIEW german_locks AS SELECT pg_catalog.pg_try_advisory_lock(42) AS locked",
         )
         .await
         .unwrap();
-    let url = common::superuser_url();
+    let refused = call_err(
+        &client,
+        "execute_query",
+        json!({"sql": "SELECT * FROM german_locks"}),
+    )
+    .await;
+    assert_eq!(refused["error"], json!("rejected"), "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("pg_try_advisory_lock")),
+        "{refused}"
+    );
+    client.cancel().await.ok();
+}
+
+async fn cached_statement_follows_reshaped_table(table: &str, url: &str) -> common::Client {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int); INSERT INTO {table} VALUES (1);"
+        ))
+        .await
+        .unwrap();
     let client = spawn(
-        &["serve", "--database-url", &url, "--pool-max", "1"],
+        &["serve", "--database-url", url, "--pool-max", "1"],
         &[],
         Era::Stateless,
     )
     .await;
-    let query = json!({"sql": "SELECT * FROM reshaped"});
+    let query = json!({"sql": format!("SELECT * FROM {table}")});
     for _ in 0..2 {
         let answer = call_ok(&client, "execute_query", query.clone()).await;
         assert_eq!(rows(&answer)[0], json!([1]));
     }
     observer
-        .batch_execute("ALTER TABLE reshaped ADD COLUMN note text DEFAULT 'new'")
+        .batch_execute(&format!(
+            "ALTER TABLE {table} ADD COLUMN note text DEFAULT 'new'"
+        ))
         .await
         .unwrap();
     let answer = call_ok(&client, "execute_query", query).await;
     assert_eq!(rows(&answer)[0], json!([1, "new"]));
     assert_eq!(answer["columns"][1]["name"], json!("note"));
-    client.cancel().await.ok();
+    client
 }

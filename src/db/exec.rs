@@ -429,7 +429,8 @@ enum Failure {
 
 /// Why PostgreSQL refused a statement the connection's cache held, before running anything.
 enum Refusal {
-    /// A schema change since the statement was prepared: "cached plan must not change result type".
+    /// A schema change since the statement was prepared: "cached plan must not change result type", in the
+    /// server's language.
     StalePlan,
     /// The statement no longer exists on the session: a function the profile trusts ran `DEALLOCATE ALL`, which
     /// drops protocol-level statements with the SQL-level ones.
@@ -464,11 +465,7 @@ impl From<tokio_postgres::Error> for Failure {
         let Some(db) = error.as_db_error() else {
             return Failure::Tool(error.into());
         };
-        if db.code() == &SqlState::FEATURE_NOT_SUPPORTED
-            && db
-                .message()
-                .starts_with("cached plan must not change result type")
-        {
+        if db.code() == &SqlState::FEATURE_NOT_SUPPORTED && plan_cache_refused(db) {
             return Failure::Refused(Refusal::StalePlan);
         }
         // The Bind of a statement the session does not have. It carries no context, which any error raised while
@@ -479,6 +476,19 @@ impl From<tokio_postgres::Error> for Failure {
             return Failure::Refused(Refusal::StatementGone);
         }
         Failure::Tool(error.into())
+    }
+}
+
+/// PostgreSQL's plan cache refusing a statement whose result columns changed since it was prepared. Told by the
+/// function that raises it, which the server names untranslated: the message is in the server's `lc_messages`
+/// ("gecachter Plan darf den Ergebnistyp nicht ändern"). The English words stand in only for a server or proxy that
+/// leaves the function's name out.
+fn plan_cache_refused(db: &tokio_postgres::error::DbError) -> bool {
+    match db.routine() {
+        Some(routine) => routine == "RevalidateCachedQuery",
+        None => db
+            .message()
+            .starts_with("cached plan must not change result type"),
     }
 }
 
