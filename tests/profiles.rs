@@ -721,6 +721,45 @@ async fn a_write_whose_cached_statement_was_removed_runs_once() {
     client.cancel().await.ok();
 }
 
+/// A stale plan met inside a function (its `EXECUTE` of a statement `PREPARE`d before the table changed) is the
+/// function's error, raised while the call ran: the call is answered with it, not run a second time.
+#[tokio::test]
+async fn a_stale_plan_inside_a_function_is_not_run_again() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "DROP TABLE IF EXISTS stale_inside_t; CREATE TABLE stale_inside_t (id int);
+             DROP TABLE IF EXISTS stale_inside_log; CREATE TABLE stale_inside_log (x int);
+             DROP SEQUENCE IF EXISTS stale_inside_runs; CREATE SEQUENCE stale_inside_runs;
+             CREATE OR REPLACE FUNCTION stale_inside() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+             BEGIN
+               -- Sequences are not rolled back: it counts the runs.
+               PERFORM nextval('stale_inside_runs');
+               EXECUTE 'PREPARE stale_inside_p AS SELECT * FROM stale_inside_t';
+               ALTER TABLE stale_inside_t ADD COLUMN note text;
+               EXECUTE 'EXECUTE stale_inside_p';
+               RETURN 1;
+             END $$;",
+        )
+        .await
+        .unwrap();
+    let client = serve_writes_on_one_connection().await;
+    let error = call_err(
+        &client,
+        "execute_write",
+        json!({"sql": "INSERT INTO stale_inside_log SELECT stale_inside()"}),
+    )
+    .await;
+    assert_eq!(error["sqlstate"], json!("0A000"), "{error}");
+    let runs: i64 = observer
+        .query_one("SELECT last_value FROM stale_inside_runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1);
+    client.cancel().await.ok();
+}
+
 /// A repeated statement reuses its prepared form on the connection; when the table changes shape under it,
 /// PostgreSQL refuses the old statement ("cached plan must not change result type") and pgmcp prepares it again,
 /// so the caller sees the new columns instead of an error.

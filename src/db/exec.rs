@@ -465,7 +465,12 @@ impl From<tokio_postgres::Error> for Failure {
         let Some(db) = error.as_db_error() else {
             return Failure::Tool(error.into());
         };
-        if db.code() == &SqlState::FEATURE_NOT_SUPPORTED && plan_cache_refused(db) {
+        // With no context, like the vanished statement below: the Bind of the call's own cached statement, not
+        // a statement some function ran, whose call must not be run again.
+        if db.code() == &SqlState::FEATURE_NOT_SUPPORTED
+            && db.where_().is_none()
+            && plan_cache_refused(db)
+        {
             return Failure::Refused(Refusal::StalePlan);
         }
         // The Bind of a statement the session does not have. It carries no context, which any error raised while
