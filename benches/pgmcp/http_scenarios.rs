@@ -15,7 +15,10 @@ use crate::dataset::Dataset;
 use crate::http::{Era, HttpServer, McpHttp, http_client};
 use crate::http_floor::{FloorWork, HttpFloor};
 use crate::issuer::{self, Issuer};
-use crate::measure::{Latencies, XorShift, cpu_time, ms, status_kib};
+use crate::measure::{
+    Latencies, XorShift, cpu_time, machine_ticks, ms, postmaster_pid, status_kib, threads_cpu_time,
+    tree_cpu_time,
+};
 use crate::peers::PointCall;
 use crate::raw;
 use crate::report::{Section, spread};
@@ -24,6 +27,10 @@ use crate::stdio_scenarios::Pgmcp;
 /// pgmcp's default pool size: the raw floor gets as many connections, so both sides use the same database.
 const PGMCP_POOL_MAX: usize = 10;
 
+/// The name of the bench runtime's worker threads, which run the clients: it tells their CPU apart from the HTTP
+/// floor's runtime threads in the same process. At most 15 bytes, all the kernel keeps of a thread's name.
+pub const CLIENT_THREAD: &str = "bench-clients";
+
 /// The figures of one (server, era, concurrency) cell over the repetitions.
 #[derive(Default)]
 struct Cell {
@@ -31,6 +38,12 @@ struct Cell {
     p50: Vec<f64>,
     p99: Vec<f64>,
     cpu: Vec<f64>,
+    /// PostgreSQL's CPU per call (the postmaster and every backend), ms.
+    database_cpu: Vec<f64>,
+    /// The bench's clients' CPU per call (the bench runtime's worker threads), ms.
+    client_cpu: Vec<f64>,
+    /// Share of the machine's CPU time left idle while the repetition ran, %.
+    idle: Vec<f64>,
     /// Largest VmRSS seen while the load ran, MiB.
     peak_rss: f64,
 }
@@ -43,6 +56,21 @@ impl Cell {
         self.p50.push(ms(latencies.percentile(50.0)));
         self.p99.push(ms(latencies.percentile(99.0)));
         Ok(())
+    }
+
+    /// A row of the table of where the CPU went (2b).
+    fn split_row(&self, label: &str, auth: &str) -> Vec<String> {
+        let per_call = median(&self.cpu) + median(&self.database_cpu) + median(&self.client_cpu);
+        vec![
+            label.into(),
+            auth.into(),
+            spread(&self.rate, 0),
+            spread(&self.cpu, 3),
+            spread(&self.database_cpu, 3),
+            spread(&self.client_cpu, 3),
+            format!("{per_call:.3}"),
+            spread(&self.idle, 1),
+        ]
     }
 
     /// A row of scenario 2's table; the CPU column is "—" where the server's CPU was not measured.
@@ -210,8 +238,10 @@ fn measure_cell(
     era: Era,
     tokens: &[String],
     concurrency: usize,
-    accounts: u64,
+    data: &Dataset,
 ) -> anyhow::Result<Cell> {
+    let accounts = data.accounts();
+    let postmaster = postmaster_pid(data.cluster.data_dir());
     let mut cell = Cell::default();
     // The clients stay connected across the repetitions, as agents do; legacy sessions are closed at the end.
     let clients = rt.block_on(connect_all(target.url(), era, tokens, concurrency))?;
@@ -226,6 +256,9 @@ fn measure_cell(
     for rep in 0..plan.reps {
         let sampler = target.pid().map(RssSampler::start);
         let cpu_before = target.cpu_time().unwrap_or_default();
+        let database_before = postmaster.and_then(tree_cpu_time).unwrap_or_default();
+        let clients_before = threads_cpu_time(CLIENT_THREAD).unwrap_or_default();
+        let ticks_before = machine_ticks().unwrap_or_default();
         let (latencies, wall, back) = rt.block_on(load(
             PointCall::PGMCP,
             clients,
@@ -236,10 +269,22 @@ fn measure_cell(
         ))?;
         clients = back;
         let cpu_used = target.cpu_time().unwrap_or_default() - cpu_before;
+        // Saturating: a backend or a thread that ended during the repetition takes its CPU time with it.
+        let database_used = (postmaster.and_then(tree_cpu_time).unwrap_or_default())
+            .saturating_sub(database_before);
+        let clients_used =
+            (threads_cpu_time(CLIENT_THREAD).unwrap_or_default()).saturating_sub(clients_before);
+        let ticks_after = machine_ticks().unwrap_or_default();
+        let idle_ticks = ticks_after.0.saturating_sub(ticks_before.0) as f64;
+        let all_ticks = ticks_after.1.saturating_sub(ticks_before.1).max(1) as f64;
         if let Some(sampler) = sampler {
             cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
         }
-        cell.cpu.push(ms(cpu_used) / latencies.len().max(1) as f64);
+        let calls = latencies.len().max(1) as f64;
+        cell.cpu.push(ms(cpu_used) / calls);
+        cell.database_cpu.push(ms(database_used) / calls);
+        cell.client_cpu.push(ms(clients_used) / calls);
+        cell.idle.push(100.0 * idle_ticks / all_ticks);
         cell.add(latencies, wall)?;
     }
     rt.block_on(async {
@@ -259,6 +304,8 @@ fn median(values: &[f64]) -> f64 {
 /// call with and without token validation for scenario 6.
 pub struct HttpResults {
     pub transport: Section,
+    /// Where each call's CPU went at the heaviest concurrency (2b).
+    pub split: Section,
     pub memory: Section,
     /// (concurrency, CPU/call with Entra tokens, CPU/call without authentication), 2026-07-28 era.
     pub auth_cost: Vec<(usize, f64, f64)>,
@@ -285,6 +332,20 @@ pub fn transport(
             "server CPU/call ms",
             "× raw pool calls/s",
             "× raw sequence calls/s",
+        ],
+    );
+    let heaviest = plan.http_concurrency.iter().copied().max().unwrap_or(1);
+    let mut split = Section::new(
+        format!("2b. Where a call's CPU goes over HTTP at {heaviest} clients"),
+        &[
+            "server",
+            "auth",
+            "calls/s",
+            "server CPU/call ms",
+            "PostgreSQL CPU/call ms",
+            "clients' CPU/call ms",
+            "sum ms",
+            "idle CPU %",
         ],
     );
     let mut memory = Section::new(
@@ -359,10 +420,13 @@ pub fn transport(
                 Era::Legacy,
                 &tokens,
                 concurrency,
-                accounts,
+                data,
             )
             .with_context(|| format!("{} at {concurrency} clients", work.label()))?;
             drop(floor);
+            if concurrency == heaviest {
+                split.row(cell.split_row(work.label(), "Entra JWT (RS256)"));
+            }
             transport.row(cell.row(
                 work.label(),
                 "Entra JWT (RS256)",
@@ -373,7 +437,6 @@ pub fn transport(
         }
     }
 
-    let heaviest = plan.http_concurrency.iter().copied().max().unwrap_or(1);
     let mut auth_cost = Vec::new();
     let variants: [(Era, bool); 4] = [
         (Era::Legacy, true),
@@ -401,11 +464,19 @@ pub fn transport(
                 era,
                 if with_auth { &tokens } else { &[] },
                 concurrency,
-                accounts,
+                data,
             )
             .with_context(|| format!("{} at {concurrency} clients", era.label()))?;
             if concurrency == heaviest {
                 heaviest_rss = cell.peak_rss;
+                split.row(cell.split_row(
+                    &format!("pgmcp, {}", era.label()),
+                    if with_auth {
+                        "Entra JWT (RS256)"
+                    } else {
+                        "none"
+                    },
+                ));
             }
             if era == Era::Stateless {
                 let cpu = median(&cell.cpu);
@@ -470,12 +541,22 @@ pub fn transport(
         floor = FloorWork::Statement.label(),
         floor_sequence = FloorWork::PgmcpSequence.label(),
     ));
+    split.note(
+        "Per repetition, around the calls only: the server's CPU as in section 2; PostgreSQL's, the postmaster's \
+         process tree (every backend); the clients', the bench runtime's worker threads, which run the load; the \
+         machine's idle time from /proc/stat (idle and I/O wait, against all CPU time, both cores). Median \
+         (min–max) over the repetitions. With every core busy, calls/s is about 2 cores over the sum; idle time is \
+         work the chain of client, server and database left undone. CPU is counted in 10 ms ticks, so a figure \
+         per call over a repetition of a few thousand calls is good to about 0.005 ms."
+            .to_string(),
+    );
     memory.note(format!(
         "Idle RSS is VmRSS 300 ms after start (the pool's first connection is open by then); under load it is the \
          largest VmRSS sampled every 20 ms during the {heaviest}-client runs."
     ));
     Ok(HttpResults {
         transport,
+        split,
         memory,
         auth_cost,
     })

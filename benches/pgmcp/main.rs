@@ -152,6 +152,7 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let load = measure::LoadSampler::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(http_scenarios::CLIENT_THREAD)
         .enable_all()
         .build()?;
     println!(
@@ -200,6 +201,7 @@ fn main() -> anyhow::Result<()> {
                 auth_cost = results.auth_cost;
                 memory = Some(results.memory);
                 run("2. Streamable HTTP", Ok(results.transport));
+                run("2b. Where a call's CPU goes over HTTP", Ok(results.split));
             }
             Err(err) => run("2. Streamable HTTP", Err(err)),
         }

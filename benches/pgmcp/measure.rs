@@ -67,6 +67,32 @@ pub fn threads_cpu_time(name: &str) -> Option<Duration> {
     Some(total)
 }
 
+/// The machine's CPU time so far from /proc/stat's first line, in clock ticks: (idle and waiting for I/O, all).
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already counted in user).
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((idle, ticks.iter().take(8).sum()))
+}
+
+/// The postmaster's pid, from the first line of `postmaster.pid` in the cluster's data directory.
+pub fn postmaster_pid(data_dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// utime + stime of a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat line.
 fn stat_cpu_time(stat: &str) -> Option<Duration> {
     // The command name is in parentheses and may contain spaces: fields are counted after the last ')'.
