@@ -82,6 +82,7 @@ impl HttpServer {
             .arg("--config")
             .arg(file.path())
             .args(extra)
+            .args(extra_serve_args())
             // Only the line announcing the address: per-call logging would be measured too.
             .env("PGMCP_LOG", "warn,pgmcp::http::server=info")
             .stdin(Stdio::null())
@@ -474,4 +475,17 @@ fn parse_answer(bytes: &[u8]) -> anyhow::Result<Value> {
         .rfind(|data| data.starts_with('{'))
         .context("no data event")
         .and_then(|data| Ok(serde_json::from_str(data)?))
+}
+
+/// The variable whose words are added to every `pgmcp serve --http` the bench starts, for trying a setting (e.g.
+/// `--http-threads 2`): the servers' environment is stripped of `PG*` variables, `PGMCP_*` included, so that the
+/// shell the bench runs in cannot change what it measures unnoticed.
+pub const EXTRA_SERVE_ARGS: &str = "PGMCP_BENCH_SERVE_ARGS";
+
+fn extra_serve_args() -> Vec<String> {
+    std::env::var(EXTRA_SERVE_ARGS)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }

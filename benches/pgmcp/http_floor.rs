@@ -9,6 +9,8 @@
 //! to pgmcp is its MCP layer alone.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,24 +24,29 @@ use axum::routing::post;
 use axum::serve::ListenerExt;
 use deadpool_postgres::Pool;
 use futures_util::{StreamExt, pin_mut};
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use pgmcp::db::render::data_row_to_json;
 use postgres_protocol::message::backend::Message;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Row, Statement};
 
 use crate::issuer::{self, Issuer};
-use crate::measure::threads_cpu_time;
 use crate::raw;
 
-/// The name of the floor runtime's threads, which tells their CPU apart from the bench's clients'.
+/// The variable that makes the bench binary serve a floor (its value the floor's spec, as JSON) instead of running
+/// the plan: the floor runs in a process of its own, as pgmcp does, so both pay the same process switches and
+/// neither shares an address space with the clients.
+pub const CHILD_ENV: &str = "PGMCP_BENCH_HTTP_FLOOR";
+
+/// The name of the floor runtime's threads.
 const THREAD_NAME: &str = "pgmcp-floor";
 
 /// What the floor asks of PostgreSQL per call.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum FloorWork {
     /// The bare statement, prepared once per connection: the least any server could ask.
     Statement,
@@ -59,69 +66,124 @@ impl FloorWork {
     }
 }
 
-/// The floor server, on loopback in the bench process; stopped on drop.
+/// What the floor process needs to know: the database, its pool, the work, and the token issuer's public key.
+#[derive(Serialize, Deserialize)]
+struct FloorSpec {
+    database_url: String,
+    connections: usize,
+    work: FloorWork,
+    issuer: String,
+    jwk: Jwk,
+}
+
+/// The floor server, on loopback in a child process of the bench; stopped on drop.
 pub struct HttpFloor {
-    runtime: Option<tokio::runtime::Runtime>,
+    child: Child,
     pub mcp_url: String,
 }
 
 impl HttpFloor {
-    /// Serves `POST /mcp` on a free loopback port, with a pool of `connections` to `database_url`.
+    /// Starts the bench binary again as a floor serving `POST /mcp` on a free loopback port, with a pool of
+    /// `connections` to `database_url`, and waits for its address.
     pub fn start(
         issuer: &Issuer,
         database_url: &str,
         connections: usize,
         work: FloorWork,
     ) -> anyhow::Result<HttpFloor> {
-        // Two worker threads: on this 2-core host the floor reaches more calls/s with two than with one.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name(THREAD_NAME)
-            .enable_all()
-            .build()?;
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_audience(&[issuer::CLIENT_ID]);
-        validation.set_issuer(&[issuer.issuer()]);
-        let pool = match work {
-            FloorWork::Statement => raw::pool(database_url, connections)?,
-            FloorWork::PgmcpSequence => raw::Sequence::Current.pool(database_url, connections)?,
-        };
-        let floor = Arc::new(Floor {
-            pool,
+        let spec = FloorSpec {
+            database_url: database_url.to_string(),
+            connections,
             work,
-            bounded_sql: raw::bounded_point_sql(),
-            key: issuer.decoding_key()?,
-            validation,
-            verified: Mutex::new(HashMap::new()),
-        });
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-        let address = listener.local_addr()?;
-        let app = axum::Router::new()
-            .route("/mcp", post(mcp))
-            .with_state(floor);
-        // TCP_NODELAY as pgmcp sets it, so both answer without waiting for the client's delayed ACK.
-        runtime.spawn(async move {
-            let _ = axum::serve(listener.tap_io(|tcp| drop(tcp.set_nodelay(true))), app).await;
-        });
-        Ok(HttpFloor {
-            runtime: Some(runtime),
-            mcp_url: format!("http://{address}/mcp"),
-        })
+            issuer: issuer.issuer(),
+            jwk: issuer.public_jwk().clone(),
+        };
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(CHILD_ENV, serde_json::to_string(&spec)?)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the HTTP floor's process")?;
+        // The child's first line is its address; it ends when its stdin closes (on drop, or with the bench).
+        let mut line = String::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|stdout| BufReader::new(stdout).read_line(&mut line));
+        let mcp_url = line.trim().to_string();
+        if !matches!(read, Some(Ok(n)) if n > 0) || !mcp_url.starts_with("http://") {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "the HTTP floor's process did not report its address (it printed {mcp_url:?})"
+            );
+        }
+        Ok(HttpFloor { child, mcp_url })
     }
 
-    /// CPU used so far by the floor's threads: its workers, which also run the pool's connections.
-    pub fn cpu_time(&self) -> Option<Duration> {
-        threads_cpu_time(THREAD_NAME)
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
 impl Drop for HttpFloor {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            // Not waiting: the tasks (server, pool connections) are dropped, which closes their sockets.
-            runtime.shutdown_background();
+        // Closing its stdin ends the floor; it is given a moment and then killed, so a stuck one cannot hang the bench.
+        drop(self.child.stdin.take());
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+/// The floor process's body (`CHILD_ENV` set): serves until its stdin closes.
+pub fn serve(spec: &str) -> anyhow::Result<()> {
+    let spec: FloorSpec = serde_json::from_str(spec).context("reading the HTTP floor's spec")?;
+    // Two worker threads: on this 2-core host the floor reaches more calls/s with two than with one.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(THREAD_NAME)
+        .enable_all()
+        .build()?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[issuer::CLIENT_ID]);
+    validation.set_issuer(&[&spec.issuer]);
+    let pool = match spec.work {
+        FloorWork::Statement => raw::pool(&spec.database_url, spec.connections)?,
+        FloorWork::PgmcpSequence => {
+            raw::Sequence::Current.pool(&spec.database_url, spec.connections)?
+        }
+    };
+    let floor = Arc::new(Floor {
+        pool,
+        work: spec.work,
+        bounded_sql: raw::bounded_point_sql(),
+        key: DecodingKey::from_jwk(&spec.jwk)?,
+        validation,
+        verified: Mutex::new(HashMap::new()),
+    });
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let address = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route("/mcp", post(mcp))
+        .with_state(floor);
+    // TCP_NODELAY as pgmcp sets it, so both answer without waiting for the client's delayed ACK.
+    runtime.spawn(async move {
+        let _ = axum::serve(listener.tap_io(|tcp| drop(tcp.set_nodelay(true))), app).await;
+    });
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "http://{address}/mcp")?;
+    stdout.flush()?;
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;
+    // Not waiting: the tasks (server, pool connections) are dropped, which closes their sockets.
+    runtime.shutdown_background();
+    Ok(())
 }
 
 struct Floor {

@@ -200,7 +200,7 @@ impl RssSampler {
     }
 }
 
-/// The server a cell's clients call: pgmcp's process, or the HTTP floor in the bench's own.
+/// The server a cell's clients call: pgmcp's process, or the HTTP floor's.
 #[derive(Clone, Copy)]
 enum Target<'a> {
     Pgmcp(&'a HttpServer),
@@ -218,15 +218,14 @@ impl Target<'_> {
     fn cpu_time(&self) -> Option<Duration> {
         match self {
             Target::Pgmcp(server) => cpu_time(server.pid()),
-            Target::Floor(floor) => floor.cpu_time(),
+            Target::Floor(floor) => cpu_time(floor.pid()),
         }
     }
 
-    /// The process whose memory is the server's: none for the floor, which shares the bench's.
-    fn pid(&self) -> Option<u32> {
+    fn pid(&self) -> u32 {
         match self {
-            Target::Pgmcp(server) => Some(server.pid()),
-            Target::Floor(_) => None,
+            Target::Pgmcp(server) => server.pid(),
+            Target::Floor(floor) => floor.pid(),
         }
     }
 }
@@ -254,7 +253,7 @@ fn measure_cell(
         7,
     ))?;
     for rep in 0..plan.reps {
-        let sampler = target.pid().map(RssSampler::start);
+        let sampler = RssSampler::start(target.pid());
         let cpu_before = target.cpu_time().unwrap_or_default();
         let database_before = postmaster.and_then(tree_cpu_time).unwrap_or_default();
         let clients_before = threads_cpu_time(CLIENT_THREAD).unwrap_or_default();
@@ -277,9 +276,7 @@ fn measure_cell(
         let ticks_after = machine_ticks().unwrap_or_default();
         let idle_ticks = ticks_after.0.saturating_sub(ticks_before.0) as f64;
         let all_ticks = ticks_after.1.saturating_sub(ticks_before.1).max(1) as f64;
-        if let Some(sampler) = sampler {
-            cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
-        }
+        cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
         let calls = latencies.len().max(1) as f64;
         cell.cpu.push(ms(cpu_used) / calls);
         cell.database_cpu.push(ms(database_used) / calls);
@@ -518,15 +515,16 @@ pub fn transport(
          read-only call, without pgmcp (the statement restated with its row limit and prepared once per pool \
          connection; BEGIN READ ONLY, the statement, and the ROLLBACK with the session check in one flight; no reset on checkout; the \
          session check after). \"{floor}\" is the most any \
-         HTTP server with a token check could reach on this machine with this client: a minimal axum server in the \
-         bench process on its own runtime of 2 worker threads (faster here than one) that checks the bearer \
+         HTTP server with a token check could reach on this machine with this client: a minimal axum server in a \
+         process of its own (the bench binary started again), on a runtime of 2 worker threads (faster here than \
+         one), that checks the bearer \
          token as a verdict cache does (its SHA-256 looked up among the tokens verified before; RS256 signature, \
          `exp`, audience, issuer, tenant, role and calling app on a miss), parses the JSON-RPC body, runs the \
          statement from a per-connection prepared statement of a pool of the raw pool's size and answers in \
          pgmcp's shape (one compact JSON text block) — no MCP layer, SQL guard, transaction or row limit. It is \
          driven by the same 2025-11-25 clients as pgmcp, which share the 2 cores with it and PostgreSQL, so the gap \
          between the raw pool and the floor is what HTTP, JSON and the token check cost here before any MCP server \
-         does its own work; its server CPU is that of the floor runtime's threads (/proc/self/task). \"{floor_sequence}\" \
+         does its own work; its server CPU is that of its process, as pgmcp's is. \"{floor_sequence}\" \
          is the same server running pgmcp's statement sequence instead of the bare statement (rows rendered by \
          pgmcp's renderer from the binary answer): the database work pgmcp's safety layers ask for, so the gap \
          between it and pgmcp is pgmcp's MCP layer, guard and policy alone. Clients \

@@ -143,6 +143,9 @@ fn parse_options() -> anyhow::Result<Options> {
 }
 
 fn main() -> anyhow::Result<()> {
+    if let Ok(spec) = std::env::var(http_floor::CHILD_ENV) {
+        return http_floor::serve(&spec);
+    }
     let options = parse_options()?;
     let plan = if options.smoke {
         Plan::smoke()

@@ -45,7 +45,7 @@ fn children(pid: u32) -> Vec<u32> {
 }
 
 /// User plus system CPU time of this process's living threads called `name` (a tokio runtime names its threads):
-/// the share of a server that runs inside the bench process, apart from the bench's clients.
+/// the bench's clients' share of its CPU, apart from its other threads.
 pub fn threads_cpu_time(name: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
