@@ -1,9 +1,9 @@
 //! Scenario 2's HTTP floor: the least an HTTP server that checks a bearer token and runs the point query can cost
 //! on this machine with the bench's own clients. axum in a process of its own, as pgmcp is, on a runtime of 2
-//! worker threads (more calls/s here than one); the token checked as a validator with a verdict cache does it (its SHA-256 looked up
-//! among the tokens verified before, the RS256 signature and claims verified on a miss); the JSON-RPC body parsed;
-//! the statement run from a per-connection prepared statement of a pool like the raw floor's; an answer of pgmcp's
-//! shape. No MCP session handling, SQL guard, policy, transaction or row limit: what is left is HTTP, JSON and the
+//! worker threads (more calls/s here than one); the token checked as a validator with a verdict cache does it (its
+//! SHA-256 looked up among the tokens verified before, the RS256 signature and claims verified on a miss); the
+//! JSON-RPC body parsed; the statement run from a per-connection prepared statement of a pool like the raw floor's;
+//! an answer of pgmcp's shape. No MCP session handling, SQL guard, policy, transaction or row limit: what is left is HTTP, JSON and the
 //! token, which every server in pgmcp's place pays. `FloorWork::PgmcpSequence` runs pgmcp's statement sequence
 //! instead of the bare statement, so the floor does the database work pgmcp's safety layers ask for, and the gap
 //! to pgmcp is its MCP layer alone.

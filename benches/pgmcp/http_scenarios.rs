@@ -27,8 +27,8 @@ use crate::stdio_scenarios::Pgmcp;
 /// pgmcp's default pool size: the raw floor gets as many connections, so both sides use the same database.
 const PGMCP_POOL_MAX: usize = 10;
 
-/// The name of the bench runtime's worker threads, which run the clients: it tells their CPU apart from the HTTP
-/// floor's runtime threads in the same process. At most 15 bytes, all the kernel keeps of a thread's name.
+/// The name of the bench runtime's worker threads, which run the clients: it tells their CPU apart from the bench's
+/// other threads (its main thread, the memory sampler). At most 15 bytes, all the kernel keeps of a thread's name.
 pub const CLIENT_THREAD: &str = "bench-clients";
 
 /// The figures of one (server, era, concurrency) cell over the repetitions.
