@@ -1332,11 +1332,17 @@ where
 /// never exist. Dropped before it answers, the handler's cancellation token is
 /// cancelled and the handler runs to its end on a task of its own, as a
 /// handler the service loop spawned would.
-pub(crate) async fn serve_request_inline<R, S>(
+///
+/// The handler's context is built when this is called, not in the future it
+/// returns, so that future holds only the boxed handler and the request's id.
+/// As an `async fn` it also held the request, the peer's info and the context,
+/// some of them twice (2.4 KB), and every future that awaits it grew by as
+/// much.
+pub(crate) fn serve_request_inline<R, S>(
     service: S,
     request: JsonRpcRequest<R::PeerReq>,
     peer_info: Option<R::PeerInfo>,
-) -> TxJsonRpcMessage<R>
+) -> impl Future<Output = TxJsonRpcMessage<R>>
 where
     R: ServiceRole,
     S: Service<R>,
@@ -1353,42 +1359,48 @@ where
         id, mut request, ..
     } = request;
     let nothing_pending = HashMap::<RequestId, ()>::new();
-    if let Err(error) = R::enforce_peer_request_association(
+    let handled = R::enforce_peer_request_association(
         &request,
         peer.peer_info().as_deref(),
         peer_request_association(&request, &nothing_pending),
-    ) {
-        return JsonRpcMessage::error(error, Some(id));
-    }
-    let mut extensions = Extensions::new();
-    let mut meta = RequestMetaObject::new();
-    std::mem::swap(&mut meta, request.get_meta_mut());
-    std::mem::swap(&mut extensions, request.extensions_mut());
-    let ct = CancellationToken::new();
-    let context = RequestContext {
-        ct: ct.clone(),
-        id: id.clone(),
-        peer,
-        meta,
-        extensions,
-    };
-    let handler_version = context.meta.protocol_version();
-    let handler_id = id.clone();
-    let handled = FinishOnDrop {
-        handler: Some(Box::pin(async move {
-            ORIGINATING_REQUEST
-                .scope(
-                    handler_id,
-                    ORIGINATING_PROTOCOL_VERSION
-                        .scope(handler_version, service.handle_request(request, context)),
-                )
-                .await
-        })),
-        ct,
-    };
-    match handled.await {
-        Ok(result) => JsonRpcMessage::response(result, id),
-        Err(error) => JsonRpcMessage::error(error, Some(id)),
+    )
+    .map(|()| {
+        let mut extensions = Extensions::new();
+        let mut meta = RequestMetaObject::new();
+        std::mem::swap(&mut meta, request.get_meta_mut());
+        std::mem::swap(&mut extensions, request.extensions_mut());
+        let ct = CancellationToken::new();
+        let context = RequestContext {
+            ct: ct.clone(),
+            id: id.clone(),
+            peer,
+            meta,
+            extensions,
+        };
+        let handler_version = context.meta.protocol_version();
+        let handler_id = id.clone();
+        FinishOnDrop {
+            handler: Some(Box::pin(async move {
+                ORIGINATING_REQUEST
+                    .scope(
+                        handler_id,
+                        ORIGINATING_PROTOCOL_VERSION
+                            .scope(handler_version, service.handle_request(request, context)),
+                    )
+                    .await
+            })),
+            started: false,
+            ct,
+        }
+    });
+    async move {
+        match handled {
+            Ok(handled) => match handled.await {
+                Ok(result) => JsonRpcMessage::response(result, id),
+                Err(error) => JsonRpcMessage::error(error, Some(id)),
+            },
+            Err(error) => JsonRpcMessage::error(error, Some(id)),
+        }
     }
 }
 
@@ -1396,6 +1408,9 @@ where
 /// token and finishes on a task of its own.
 struct FinishOnDrop<F: Future + Send + 'static> {
     handler: Option<std::pin::Pin<Box<F>>>,
+    /// A handler never polled has run none of its code: dropped, it is
+    /// dropped, as an `async fn` never polled would be, not spawned.
+    started: bool,
     ct: CancellationToken,
 }
 
@@ -1406,6 +1421,7 @@ impl<F: Future + Send + 'static> Future for FinishOnDrop<F> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
+        self.started = true;
         let handler = self.handler.as_mut().expect("polled after completion");
         let output = std::task::ready!(handler.as_mut().poll(cx));
         self.handler = None;
@@ -1418,6 +1434,9 @@ impl<F: Future + Send + 'static> Drop for FinishOnDrop<F> {
         let Some(handler) = self.handler.take() else {
             return;
         };
+        if !self.started {
+            return;
+        }
         self.ct.cancel();
         if tokio::runtime::Handle::try_current().is_ok() {
             spawn_service_task(async move {

@@ -1692,27 +1692,30 @@ where
     /// A stateless request answered with plain JSON is answered by exactly one
     /// message, so its handler can run on this task (see
     /// [`StreamableHttpServerConfig::inline_stateless_requests`]).
-    async fn serve_inline(
+    ///
+    /// Not an `async fn`: the request and the peer's info are handed on when
+    /// this is called, so the future does not hold them a second time.
+    fn serve_inline(
         &self,
         service: S,
         request: crate::model::JsonRpcRequest<ClientRequest>,
         peer_info: Option<InitializeRequestParams>,
-    ) -> HttpResult<ServerJsonRpcMessage> {
-        tokio::select! {
-            message = serve_request_inline(
-                NegotiatingStatelessHttpService(service),
-                request,
-                peer_info,
-            ) => Ok(message),
-            // Waits on the server's token itself: a child token per request would take the token tree's lock
-            // twice for nothing.
-            _ = self.config.cancellation_token.cancelled() => Err(internal_error_response("empty response")(
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server stopped before the handler answered",
-                ),
-            )
-            .into()),
+    ) -> impl Future<Output = HttpResult<ServerJsonRpcMessage>> + '_ {
+        let handled =
+            serve_request_inline(NegotiatingStatelessHttpService(service), request, peer_info);
+        async move {
+            tokio::select! {
+                message = handled => Ok(message),
+                // Waits on the server's token itself: a child token per request would take the token tree's lock
+                // twice for nothing.
+                _ = self.config.cancellation_token.cancelled() => Err(internal_error_response("empty response")(
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the server stopped before the handler answered",
+                    ),
+                )
+                .into()),
+            }
         }
     }
 
@@ -2029,10 +2032,13 @@ where
         };
         let result = match method {
             Method::POST => self.handle_post(request).await,
+            // GET and DELETE are boxed: inline, their futures would size every POST's.
             Method::GET if self.config.legacy_session_mode || supports_stateless_replay => {
-                self.handle_get(request).await
+                Box::pin(self.handle_get(request)).await
             }
-            Method::DELETE if self.config.legacy_session_mode => self.handle_delete(request).await,
+            Method::DELETE if self.config.legacy_session_mode => {
+                Box::pin(self.handle_delete(request)).await
+            }
             _ => {
                 // Handle other methods or return an error
                 let response = Response::builder()
@@ -2228,7 +2234,7 @@ where
 
         // json deserialize request body
         let (part, body) = request.into_parts();
-        let mut message = match expect_json(body, self.config.max_request_body_bytes).await {
+        let message = match expect_json(body, self.config.max_request_body_bytes).await {
             Ok(message) => message,
             Err(response) => return Ok(response),
         };
@@ -2237,200 +2243,9 @@ where
             self.config.legacy_session_mode && is_legacy_request(Some(&message), &part.headers)?;
 
         if use_session {
-            // do we have a session id?
-            let session_id = part
-                .headers
-                .get(HEADER_SESSION_ID)
-                .and_then(|v| v.to_str().ok());
-            if let Some(session_id) = session_id {
-                let session_id = session_id.to_owned().into();
-                let has_session = self
-                    .session_manager
-                    .has_session(&session_id)
-                    .await
-                    .map_err(internal_error_response("check session"))?;
-                if !has_session {
-                    // Attempt transparent cross-instance restore from external store.
-                    let restored = self
-                        .try_restore_from_store(&session_id, &part)
-                        .await
-                        .map_err(internal_error_response("restore session"))?;
-                    if !restored {
-                        // MCP spec: server MUST respond with 404 Not Found for terminated/unknown sessions
-                        return Ok(Response::builder()
-                            .status(http::StatusCode::NOT_FOUND)
-                            .body(Full::new(Bytes::from("Not Found: Session not found")).boxed())
-                            .expect("valid response"));
-                    }
-                }
-
-                // Validate MCP-Protocol-Version header (per 2025-06-18 spec)
-                let has_per_request_version = message_has_per_request_protocol_version(&message);
-                validate_protocol_version_header(&part.headers, has_per_request_version)?;
-                validate_request_protocol_version_meta(&part.headers, &message)?;
-                // Validate SEP-2243 standard headers against the body
-                validate_standard_headers(&part.headers, &message, |name| self.tool_schema(name))?;
-
-                // inject request part to extensions
-                match &mut message {
-                    ClientJsonRpcMessage::Request(req) => {
-                        req.request.extensions_mut().insert(part);
-                    }
-                    ClientJsonRpcMessage::Notification(not) => {
-                        not.notification.extensions_mut().insert(part);
-                    }
-                    _ => {
-                        // skip
-                    }
-                }
-
-                match message {
-                    ClientJsonRpcMessage::Request(_) => {
-                        // Priming for request-wise streams is handled by the
-                        // session layer (SessionManager::create_stream) which
-                        // has access to the http_request_id for correct event IDs.
-                        let stream = self
-                            .session_manager
-                            .create_stream(&session_id, message)
-                            .await
-                            .map_err(internal_error_response("get session"))?;
-                        Ok(sse_stream_response(
-                            stream,
-                            self.config.sse_keep_alive,
-                            self.config.cancellation_token.child_token(),
-                        ))
-                    }
-                    ClientJsonRpcMessage::Notification(_)
-                    | ClientJsonRpcMessage::Response(_)
-                    | ClientJsonRpcMessage::Error(_) => {
-                        // handle notification
-                        self.session_manager
-                            .accept_message(&session_id, message)
-                            .await
-                            .map_err(internal_error_response("accept message"))?;
-                        Ok(accepted_response())
-                    }
-                }
-            } else {
-                if matches!(
-                    &message,
-                    ClientJsonRpcMessage::Request(request)
-                        if matches!(&request.request, ClientRequest::DiscoverRequest(_))
-                ) {
-                    validate_protocol_version_header(
-                        &part.headers,
-                        message_has_per_request_protocol_version(&message),
-                    )?;
-                    validate_standard_headers(&part.headers, &message, |name| {
-                        self.tool_schema(name)
-                    })?;
-                    validate_request_protocol_version_meta(&part.headers, &message)?;
-                    let ClientJsonRpcMessage::Request(request) = message else {
-                        unreachable!("guarded as a request above");
-                    };
-                    let service = self
-                        .get_service()
-                        .map_err(internal_error_response("get service"))?;
-                    return self
-                        .serve_negotiated_request_directly(service, request, part)
-                        .await;
-                }
-                // SEP-2243: run the standard-header validator on the initialize
-                // handshake before a session is created for it — a supplied
-                // Mcp-Method header contradicting the body must be rejected
-                // here, not answered with HTTP 200 and a fresh session.
-                validate_standard_headers(&part.headers, &message, |name| self.tool_schema(name))?;
-                // Capture init params for external store persistence before
-                // extensions are injected (which would require Clone).
-                let stored_init_params = match &mut message {
-                    ClientJsonRpcMessage::Request(req) => {
-                        let ClientRequest::InitializeRequest(init_req) = &req.request else {
-                            return Err(session_id_required_response().into());
-                        };
-                        // Reject mismatched MCP-Protocol-Version header before binding the session to anything.
-                        validate_header_matches_init_body(
-                            &part.headers,
-                            init_req.params.protocol_version.as_str(),
-                            Some(req.id.clone()),
-                        )?;
-                        let stored_init_params = self
-                            .config
-                            .session_store
-                            .as_ref()
-                            .map(|_| init_req.params.clone());
-                        // inject request part to extensions
-                        req.request.extensions_mut().insert(part);
-                        stored_init_params
-                    }
-                    _ => {
-                        return Err(session_id_required_response().into());
-                    }
-                };
-                let service = self
-                    .get_service()
-                    .map_err(internal_error_response("get service"))?;
-                let (session_id, transport) = self
-                    .session_manager
-                    .create_session()
-                    .await
-                    .map_err(internal_error_response("create session"))?;
-                // spawn a task to serve the session
-                Self::spawn_session_worker(
-                    self.session_manager.clone(),
-                    session_id.clone(),
-                    service,
-                    transport,
-                    None,
-                    self.config.cancellation_token.child_token(),
-                );
-                // get initialize response
-                let response = self
-                    .session_manager
-                    .initialize_session(&session_id, message)
-                    .await
-                    .map_err(internal_error_response("create stream"))?;
-                // Persist session state to external store after a successful handshake.
-                if let (Some(store), Some(params)) =
-                    (&self.config.session_store, stored_init_params)
-                {
-                    let state = SessionState {
-                        initialize_params: params,
-                    };
-                    let _ = store
-                        .store(session_id.as_ref(), &state)
-                        .await
-                        .inspect_err(|e| {
-                            tracing::warn!(
-                                "Failed to persist session {} to store: {e}",
-                                session_id
-                            );
-                        });
-                }
-                let stream =
-                    futures::stream::once(async move { ServerSseMessage::from_message(response) });
-                // Prepend priming event if sse_retry configured
-                let stream = if let Some(retry) = self.config.sse_retry {
-                    let priming = ServerSseMessage::priming("0", retry);
-                    futures::stream::once(async move { priming })
-                        .chain(stream)
-                        .left_stream()
-                } else {
-                    stream.right_stream()
-                };
-                let mut response = sse_stream_response(
-                    stream,
-                    self.config.sse_keep_alive,
-                    self.config.cancellation_token.child_token(),
-                );
-
-                response.headers_mut().insert(
-                    HEADER_SESSION_ID,
-                    session_id
-                        .parse()
-                        .map_err(internal_error_response("create session id header"))?,
-                );
-                Ok(response)
-            }
+            // Boxed, as the session path's awaits are far larger than the stateless path's: inline, they made every
+            // stateless request's future as large as theirs.
+            return Box::pin(self.handle_session_post(part, message)).await;
         } else {
             // Stateless mode:
             // - on initialize: the header (if present) must match `params.protocolVersion`
@@ -2470,9 +2285,11 @@ where
                     let negotiates_per_request = has_per_request_version
                         || matches!(&request.request, ClientRequest::DiscoverRequest(_));
                     if negotiates_per_request {
-                        return self
-                            .serve_negotiated_request_directly(service, request, part)
-                            .await;
+                        // Boxed for the same reason as the session path.
+                        return Box::pin(
+                            self.serve_negotiated_request_directly(service, request, part),
+                        )
+                        .await;
                     }
                     // Build a peer_info so context.protocol_version() works inside handlers.
                     // serve_directly skips the handshake and receives None by default, making
@@ -2562,6 +2379,202 @@ where
                     ))
                 }
             }
+        }
+    }
+
+    /// A POST that belongs to a legacy session: a message for an existing one, or the initialize request that
+    /// creates one.
+    async fn handle_session_post(
+        &self,
+        part: http::request::Parts,
+        mut message: ClientJsonRpcMessage,
+    ) -> HttpResult<BoxResponse> {
+        // do we have a session id?
+        let session_id = part
+            .headers
+            .get(HEADER_SESSION_ID)
+            .and_then(|v| v.to_str().ok());
+        if let Some(session_id) = session_id {
+            let session_id = session_id.to_owned().into();
+            let has_session = self
+                .session_manager
+                .has_session(&session_id)
+                .await
+                .map_err(internal_error_response("check session"))?;
+            if !has_session {
+                // Attempt transparent cross-instance restore from external store.
+                let restored = self
+                    .try_restore_from_store(&session_id, &part)
+                    .await
+                    .map_err(internal_error_response("restore session"))?;
+                if !restored {
+                    // MCP spec: server MUST respond with 404 Not Found for terminated/unknown sessions
+                    return Ok(Response::builder()
+                        .status(http::StatusCode::NOT_FOUND)
+                        .body(Full::new(Bytes::from("Not Found: Session not found")).boxed())
+                        .expect("valid response"));
+                }
+            }
+
+            // Validate MCP-Protocol-Version header (per 2025-06-18 spec)
+            let has_per_request_version = message_has_per_request_protocol_version(&message);
+            validate_protocol_version_header(&part.headers, has_per_request_version)?;
+            validate_request_protocol_version_meta(&part.headers, &message)?;
+            // Validate SEP-2243 standard headers against the body
+            validate_standard_headers(&part.headers, &message, |name| self.tool_schema(name))?;
+
+            // inject request part to extensions
+            match &mut message {
+                ClientJsonRpcMessage::Request(req) => {
+                    req.request.extensions_mut().insert(part);
+                }
+                ClientJsonRpcMessage::Notification(not) => {
+                    not.notification.extensions_mut().insert(part);
+                }
+                _ => {
+                    // skip
+                }
+            }
+
+            match message {
+                ClientJsonRpcMessage::Request(_) => {
+                    // Priming for request-wise streams is handled by the
+                    // session layer (SessionManager::create_stream) which
+                    // has access to the http_request_id for correct event IDs.
+                    let stream = self
+                        .session_manager
+                        .create_stream(&session_id, message)
+                        .await
+                        .map_err(internal_error_response("get session"))?;
+                    Ok(sse_stream_response(
+                        stream,
+                        self.config.sse_keep_alive,
+                        self.config.cancellation_token.child_token(),
+                    ))
+                }
+                ClientJsonRpcMessage::Notification(_)
+                | ClientJsonRpcMessage::Response(_)
+                | ClientJsonRpcMessage::Error(_) => {
+                    // handle notification
+                    self.session_manager
+                        .accept_message(&session_id, message)
+                        .await
+                        .map_err(internal_error_response("accept message"))?;
+                    Ok(accepted_response())
+                }
+            }
+        } else {
+            if matches!(
+                &message,
+                ClientJsonRpcMessage::Request(request)
+                    if matches!(&request.request, ClientRequest::DiscoverRequest(_))
+            ) {
+                validate_protocol_version_header(
+                    &part.headers,
+                    message_has_per_request_protocol_version(&message),
+                )?;
+                validate_standard_headers(&part.headers, &message, |name| self.tool_schema(name))?;
+                validate_request_protocol_version_meta(&part.headers, &message)?;
+                let ClientJsonRpcMessage::Request(request) = message else {
+                    unreachable!("guarded as a request above");
+                };
+                let service = self
+                    .get_service()
+                    .map_err(internal_error_response("get service"))?;
+                return self
+                    .serve_negotiated_request_directly(service, request, part)
+                    .await;
+            }
+            // SEP-2243: run the standard-header validator on the initialize
+            // handshake before a session is created for it — a supplied
+            // Mcp-Method header contradicting the body must be rejected
+            // here, not answered with HTTP 200 and a fresh session.
+            validate_standard_headers(&part.headers, &message, |name| self.tool_schema(name))?;
+            // Capture init params for external store persistence before
+            // extensions are injected (which would require Clone).
+            let stored_init_params = match &mut message {
+                ClientJsonRpcMessage::Request(req) => {
+                    let ClientRequest::InitializeRequest(init_req) = &req.request else {
+                        return Err(session_id_required_response().into());
+                    };
+                    // Reject mismatched MCP-Protocol-Version header before binding the session to anything.
+                    validate_header_matches_init_body(
+                        &part.headers,
+                        init_req.params.protocol_version.as_str(),
+                        Some(req.id.clone()),
+                    )?;
+                    let stored_init_params = self
+                        .config
+                        .session_store
+                        .as_ref()
+                        .map(|_| init_req.params.clone());
+                    // inject request part to extensions
+                    req.request.extensions_mut().insert(part);
+                    stored_init_params
+                }
+                _ => {
+                    return Err(session_id_required_response().into());
+                }
+            };
+            let service = self
+                .get_service()
+                .map_err(internal_error_response("get service"))?;
+            let (session_id, transport) = self
+                .session_manager
+                .create_session()
+                .await
+                .map_err(internal_error_response("create session"))?;
+            // spawn a task to serve the session
+            Self::spawn_session_worker(
+                self.session_manager.clone(),
+                session_id.clone(),
+                service,
+                transport,
+                None,
+                self.config.cancellation_token.child_token(),
+            );
+            // get initialize response
+            let response = self
+                .session_manager
+                .initialize_session(&session_id, message)
+                .await
+                .map_err(internal_error_response("create stream"))?;
+            // Persist session state to external store after a successful handshake.
+            if let (Some(store), Some(params)) = (&self.config.session_store, stored_init_params) {
+                let state = SessionState {
+                    initialize_params: params,
+                };
+                let _ = store
+                    .store(session_id.as_ref(), &state)
+                    .await
+                    .inspect_err(|e| {
+                        tracing::warn!("Failed to persist session {} to store: {e}", session_id);
+                    });
+            }
+            let stream =
+                futures::stream::once(async move { ServerSseMessage::from_message(response) });
+            // Prepend priming event if sse_retry configured
+            let stream = if let Some(retry) = self.config.sse_retry {
+                let priming = ServerSseMessage::priming("0", retry);
+                futures::stream::once(async move { priming })
+                    .chain(stream)
+                    .left_stream()
+            } else {
+                stream.right_stream()
+            };
+            let mut response = sse_stream_response(
+                stream,
+                self.config.sse_keep_alive,
+                self.config.cancellation_token.child_token(),
+            );
+
+            response.headers_mut().insert(
+                HEADER_SESSION_ID,
+                session_id
+                    .parse()
+                    .map_err(internal_error_response("create session id header"))?,
+            );
+            Ok(response)
         }
     }
 
