@@ -421,3 +421,79 @@ async fn chunked_bodies_over_the_limit_get_413_and_run_nothing() {
     assert_eq!(lines.lines().count(), 1, "{lines}");
     assert!(lines.contains("execute_query"), "{lines}");
 }
+
+/// 2026-07-28 requests name their method and tool in headers (SEP-2243) for intermediaries that route without
+/// reading the body; a header that disagrees with the body must be refused, or the two could be routed apart.
+#[tokio::test]
+async fn stateless_era_headers_must_agree_with_the_body() {
+    let server = serve_app(&[]);
+    let client = http();
+    let url = server.mcp_url();
+    let call = |sql: &str| {
+        json!({
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {
+                "name": "execute_query",
+                "arguments": {"sql": sql},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+                },
+            },
+        })
+        .to_string()
+    };
+    let send = |headers: &[(&str, &str)]| {
+        let mut request = mcp_post(&client, &url, call("SELECT 40 + 2 AS answer"))
+            .header("mcp-protocol-version", "2026-07-28");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let mismatch = rmcp::model::ErrorCode::HEADER_MISMATCH.0;
+
+    let (status, agreed) =
+        send(&[("mcp-method", "tools/call"), ("mcp-name", "execute_query")]).await;
+    assert_eq!(status, 200, "{agreed}");
+    let text = agreed["result"]["content"][0]["text"].as_str().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(text).unwrap()["rows"],
+        json!([[42]])
+    );
+    // A name may come Base64-wrapped (`=?base64?…?=`), and then means what it decodes to.
+    let (status, wrapped) = send(&[
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "=?base64?ZXhlY3V0ZV9xdWVyeQ==?="),
+    ])
+    .await;
+    assert_eq!(status, 200, "{wrapped}");
+    assert!(
+        wrapped["result"]["content"][0]["text"].is_string(),
+        "{wrapped}"
+    );
+
+    let refusals: [&[(&str, &str)]; 5] = [
+        &[("mcp-name", "execute_query")],
+        &[("mcp-method", "tools/list"), ("mcp-name", "execute_query")],
+        &[("mcp-method", "tools/call")],
+        &[("mcp-method", "tools/call"), ("mcp-name", "list_schemas")],
+        &[
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "execute_query"),
+            ("mcp-name", "execute_query"),
+        ],
+    ];
+    for headers in refusals {
+        let (status, refused) = send(headers).await;
+        assert_eq!(status, 400, "{headers:?}: {refused}");
+        assert_eq!(refused["error"]["code"], mismatch, "{headers:?}: {refused}");
+        assert_eq!(refused["id"], 3, "{headers:?}: {refused}");
+        assert!(refused.get("result").is_none(), "{headers:?}: {refused}");
+    }
+}

@@ -329,7 +329,48 @@ pub(crate) fn validate_request_headers(
         return Ok(());
     };
     let params = request.get("params");
+    let arguments = params.and_then(|p| p.get("arguments"));
+    validate_headers(
+        headers,
+        method,
+        extract_name(method, params).as_deref(),
+        |path| arguments.and_then(|a| value_at(a, path)),
+        tool_schema,
+    )
+}
 
+/// [`validate_request_headers`] for a `tools/call` read from its typed form, which is what the server holds:
+/// serializing the whole request back into a [`Value`] to read its name and arguments cost more than the rest of
+/// the validation together.
+#[cfg(feature = "server-side-http")]
+pub(crate) fn validate_tool_call_headers(
+    headers: &http::HeaderMap,
+    name: &str,
+    arguments: Option<&JsonObject>,
+    tool_schema: Option<&JsonObject>,
+) -> Result<(), String> {
+    validate_headers(
+        headers,
+        "tools/call",
+        Some(name),
+        |path| {
+            let (first, rest) = path.split_first()?;
+            value_at(arguments?.get(*first)?, rest)
+        },
+        tool_schema,
+    )
+}
+
+/// The checks behind both entry points: `expected_name` is the body's `Mcp-Name` value, if the method has one, and
+/// `argument_at` finds a `tools/call` argument by its path of property names.
+#[cfg(feature = "server-side-http")]
+fn validate_headers<'a>(
+    headers: &http::HeaderMap,
+    method: &str,
+    expected_name: Option<&str>,
+    argument_at: impl Fn(&[&str]) -> Option<&'a Value>,
+    tool_schema: Option<&JsonObject>,
+) -> Result<(), String> {
     match header_str(headers, HEADER_MCP_METHOD)? {
         None => return Err("missing required Mcp-Method header".to_owned()),
         Some(value) if value != method => {
@@ -340,7 +381,7 @@ pub(crate) fn validate_request_headers(
         Some(_) => {}
     }
 
-    if let Some(expected) = extract_name(method, params) {
+    if let Some(expected) = expected_name {
         match header_str(headers, HEADER_MCP_NAME)? {
             None => return Err(format!("missing required Mcp-Name header for `{method}`")),
             Some(raw) => {
@@ -358,12 +399,11 @@ pub(crate) fn validate_request_headers(
     if method == "tools/call"
         && let Some(schema) = tool_schema
     {
-        let arguments = params.and_then(|p| p.get("arguments"));
         for (path, header) in param_header_annotations(schema) {
             let prop = path.join(".");
             let full = format!("{HEADER_MCP_PARAM_PREFIX}{header}");
             let header_value = header_str(headers, &full)?;
-            let arg = arguments.and_then(|a| value_at(a, &path));
+            let arg = argument_at(&path);
             let body_value = arg.filter(|v| !v.is_null()).and_then(primitive_to_string);
 
             match (header_value, body_value) {

@@ -1062,6 +1062,19 @@ fn validate_standard_headers(
         _ => return Ok(()),
     };
 
+    if let ClientJsonRpcMessage::Request(request) = message
+        && let ClientRequest::CallToolRequest(call) = &request.request
+    {
+        let name = call.params.name.as_ref();
+        let schema = tool_schema(name);
+        return mcp_headers::validate_tool_call_headers(
+            headers,
+            name,
+            call.params.arguments.as_ref(),
+            schema.as_deref(),
+        )
+        .map_err(|reason| header_mismatch_jsonrpc_response(request_id, reason).into());
+    }
     let Ok(value) = serde_json::to_value(message) else {
         return Ok(());
     };
