@@ -1379,23 +1379,27 @@ where
         };
         let handler_version = context.meta.protocol_version();
         let handler_id = id.clone();
-        FinishOnDrop {
-            handler: Some(Box::pin(async move {
-                ORIGINATING_REQUEST
-                    .scope(
-                        handler_id,
-                        ORIGINATING_PROTOCOL_VERSION
-                            .scope(handler_version, service.handle_request(request, context)),
-                    )
-                    .await
-            })),
-            started: false,
-            ct,
-        }
+        let handler = Box::pin(async move {
+            ORIGINATING_REQUEST
+                .scope(
+                    handler_id,
+                    ORIGINATING_PROTOCOL_VERSION
+                        .scope(handler_version, service.handle_request(request, context)),
+                )
+                .await
+        });
+        (handler, ct)
     });
     async move {
         match handled {
-            Ok(handled) => match handled.await {
+            // Made here, at the first poll: a handler dropped before it has run any of its code is dropped, not
+            // finished on a task of its own.
+            Ok((handler, ct)) => match (FinishOnDrop {
+                handler: Some(handler),
+                ct,
+            })
+            .await
+            {
                 Ok(result) => JsonRpcMessage::response(result, id),
                 Err(error) => JsonRpcMessage::error(error, Some(id)),
             },
@@ -1408,9 +1412,6 @@ where
 /// token and finishes on a task of its own.
 struct FinishOnDrop<F: Future + Send + 'static> {
     handler: Option<std::pin::Pin<Box<F>>>,
-    /// A handler never polled has run none of its code: dropped, it is
-    /// dropped, as an `async fn` never polled would be, not spawned.
-    started: bool,
     ct: CancellationToken,
 }
 
@@ -1421,7 +1422,6 @@ impl<F: Future + Send + 'static> Future for FinishOnDrop<F> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        self.started = true;
         let handler = self.handler.as_mut().expect("polled after completion");
         let output = std::task::ready!(handler.as_mut().poll(cx));
         self.handler = None;
@@ -1434,9 +1434,6 @@ impl<F: Future + Send + 'static> Drop for FinishOnDrop<F> {
         let Some(handler) = self.handler.take() else {
             return;
         };
-        if !self.started {
-            return;
-        }
         self.ct.cancel();
         if tokio::runtime::Handle::try_current().is_ok() {
             spawn_service_task(async move {
