@@ -16,8 +16,8 @@ use crate::http::{Era, HttpServer, McpHttp, http_client};
 use crate::http_floor::{FloorWork, HttpFloor};
 use crate::issuer::{self, Issuer};
 use crate::measure::{
-    Latencies, XorShift, cpu_time, machine_ticks, ms, postmaster_pid, status_kib, threads_cpu_time,
-    tree_cpu_time,
+    Latencies, XorShift, context_switches, cpu_time, machine_ipis, machine_ticks, ms,
+    postmaster_pid, status_kib, threads_cpu_time, tree_cpu_time,
 };
 use crate::peers::PointCall;
 use crate::raw;
@@ -44,6 +44,12 @@ struct Cell {
     client_cpu: Vec<f64>,
     /// Share of the machine's CPU time left idle while the repetition ran, %.
     idle: Vec<f64>,
+    /// The server's threads' voluntary context switches per call (they ran out of work and slept).
+    slept: Vec<f64>,
+    /// The server's threads' involuntary context switches per call (taken off a core with work left).
+    preempted: Vec<f64>,
+    /// The machine's inter-processor interrupts per call (rescheduling and function-call ones).
+    ipis: Vec<f64>,
     /// Largest VmRSS seen while the load ran, MiB.
     peak_rss: f64,
 }
@@ -70,6 +76,9 @@ impl Cell {
             spread(&self.client_cpu, 3),
             format!("{per_call:.3}"),
             spread(&self.idle, 1),
+            spread(&self.slept, 2),
+            spread(&self.preempted, 2),
+            spread(&self.ipis, 2),
         ]
     }
 
@@ -258,6 +267,8 @@ fn measure_cell(
         let database_before = postmaster.and_then(tree_cpu_time).unwrap_or_default();
         let clients_before = threads_cpu_time(CLIENT_THREAD).unwrap_or_default();
         let ticks_before = machine_ticks().unwrap_or_default();
+        let switches_before = context_switches(target.pid()).unwrap_or_default();
+        let ipis_before = machine_ipis().unwrap_or_default();
         let (latencies, wall, back) = rt.block_on(load(
             PointCall::PGMCP,
             clients,
@@ -274,6 +285,8 @@ fn measure_cell(
         let clients_used =
             (threads_cpu_time(CLIENT_THREAD).unwrap_or_default()).saturating_sub(clients_before);
         let ticks_after = machine_ticks().unwrap_or_default();
+        let switches_after = context_switches(target.pid()).unwrap_or_default();
+        let ipis_after = machine_ipis().unwrap_or_default();
         let idle_ticks = ticks_after.0.saturating_sub(ticks_before.0) as f64;
         let all_ticks = ticks_after.1.saturating_sub(ticks_before.1).max(1) as f64;
         cell.peak_rss = cell.peak_rss.max(sampler.peak_mib());
@@ -282,6 +295,12 @@ fn measure_cell(
         cell.database_cpu.push(ms(database_used) / calls);
         cell.client_cpu.push(ms(clients_used) / calls);
         cell.idle.push(100.0 * idle_ticks / all_ticks);
+        let per_call = |before: u64, after: u64| after.saturating_sub(before) as f64 / calls;
+        cell.slept
+            .push(per_call(switches_before.0, switches_after.0));
+        cell.preempted
+            .push(per_call(switches_before.1, switches_after.1));
+        cell.ipis.push(per_call(ipis_before, ipis_after));
         cell.add(latencies, wall)?;
     }
     rt.block_on(async {
@@ -343,6 +362,9 @@ pub fn transport(
             "clients' CPU/call ms",
             "sum ms",
             "idle CPU %",
+            "server slept/call",
+            "server preempted/call",
+            "IPIs/call",
         ],
     );
     let mut memory = Section::new(
@@ -545,7 +567,12 @@ pub fn transport(
          machine's idle time from /proc/stat (idle and I/O wait, against all CPU time, both cores). Median \
          (min–max) over the repetitions. With every core busy, calls/s is about 2 cores over the sum; idle time is \
          work the chain of client, server and database left undone. CPU is counted in 10 ms ticks, so a figure \
-         per call over a repetition of a few thousand calls is good to about 0.005 ms."
+         per call over a repetition of a few thousand calls is good to about 0.005 ms. The server's context \
+         switches per call, from its threads' /proc status: voluntary ones (a thread ran out of work and slept) \
+         and involuntary ones (a thread was taken off its core with work left, mostly by a task it woke). The \
+         machine's inter-processor interrupts per call, from /proc/interrupts (rescheduling and function-call ones, \
+         both cores, every process): what waking a task on the other core costs, an exit to the hypervisor for \
+         sender and receiver on this virtual machine."
             .to_string(),
     );
     memory.note(format!(

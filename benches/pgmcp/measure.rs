@@ -82,6 +82,56 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
     Some((idle, ticks.iter().take(8).sum()))
 }
 
+/// Context switches of a process's living threads so far: (voluntary, involuntary). A voluntary switch is a thread
+/// that ran out of work and slept; an involuntary one, a thread taken off its core with work left (preempted by a
+/// task it woke, or at the end of its slice).
+pub fn context_switches(pid: u32) -> Option<(u64, u64)> {
+    let (mut voluntary, mut involuntary) = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        // A thread may end between the listing and the read; its switches leave with it.
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            let count = |field: &str| {
+                let value = line.strip_prefix(field)?.strip_prefix(':')?;
+                value.trim().parse::<u64>().ok()
+            };
+            if let Some(n) = count("voluntary_ctxt_switches") {
+                voluntary += n;
+            } else if let Some(n) = count("nonvoluntary_ctxt_switches") {
+                involuntary += n;
+            }
+        }
+    }
+    Some((voluntary, involuntary))
+}
+
+/// Inter-processor interrupts the machine has taken so far, all CPUs: rescheduling (a task woken onto, or
+/// preempting on, another core) and function-call ones (a wake-up queued to another core, a TLB shootdown). In a
+/// virtual machine each one costs its sender and its receiver an exit to the hypervisor, so they price wake-ups.
+pub fn machine_ipis() -> Option<u64> {
+    let interrupts = std::fs::read_to_string("/proc/interrupts").ok()?;
+    let total = interrupts
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            line.strip_prefix("RES:")
+                .or_else(|| line.strip_prefix("CAL:"))
+        })
+        .flat_map(|counts| {
+            // One count per CPU, then the interrupt's name.
+            counts
+                .split_whitespace()
+                .map_while(|field| field.parse::<u64>().ok())
+        })
+        .sum();
+    Some(total)
+}
+
 /// The postmaster's pid, from the first line of `postmaster.pid` in the cluster's data directory.
 pub fn postmaster_pid(data_dir: &std::path::Path) -> Option<u32> {
     std::fs::read_to_string(data_dir.join("postmaster.pid"))
