@@ -569,7 +569,7 @@ pub fn transport(
          work the chain of client, server and database left undone. CPU is counted in 10 ms ticks, so a figure \
          per call over a repetition of a few thousand calls is good to about 0.005 ms. The server's context \
          switches per call, from its threads' /proc status: voluntary ones (a thread ran out of work and slept) \
-         and involuntary ones (a thread was taken off its core with work left, mostly by a task it woke). The \
+         and involuntary ones (a thread was taken off its core with work left: preempted, or its slice ended). The \
          machine's inter-processor interrupts per call, from /proc/interrupts (rescheduling and function-call ones, \
          both cores, every process): what waking a task on the other core costs, an exit to the hypervisor for \
          sender and receiver on this virtual machine."
