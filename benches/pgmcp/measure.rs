@@ -95,17 +95,8 @@ pub fn context_switches(pid: u32) -> Option<(u64, u64)> {
         let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
             continue;
         };
-        for line in status.lines() {
-            let count = |field: &str| {
-                let value = line.strip_prefix(field)?.strip_prefix(':')?;
-                value.trim().parse::<u64>().ok()
-            };
-            if let Some(n) = count("voluntary_ctxt_switches") {
-                voluntary += n;
-            } else if let Some(n) = count("nonvoluntary_ctxt_switches") {
-                involuntary += n;
-            }
-        }
+        voluntary += status_field(&status, "voluntary_ctxt_switches").unwrap_or(0);
+        involuntary += status_field(&status, "nonvoluntary_ctxt_switches").unwrap_or(0);
     }
     Some((voluntary, involuntary))
 }
@@ -158,7 +149,14 @@ fn stat_cpu_time(stat: &str) -> Option<Duration> {
 
 /// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        field,
+    )
+}
+
+/// A numeric field of a /proc status file (a process's or one thread's), its unit (`kB`) dropped.
+fn status_field(status: &str, field: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
         rest.trim().trim_end_matches("kB").trim().parse().ok()
