@@ -395,6 +395,86 @@ async fn a_read_that_left_a_prepared_statement_does_not_return_to_the_pool() {
     client.cancel().await.ok();
 }
 
+/// A type's default operator class names the comparison PostgreSQL runs whenever two values of the type are ordered
+/// (`GREATEST`, `ORDER BY`), and no statement's tree names that function. Here one written in the database takes a
+/// session advisory lock and prepares a statement. The guard finds it through the class and refuses the read; a
+/// profile that trusts it gets the read, and what the function left does not outlive the call: the lock is
+/// released and the connection holding the statement is not used again.
+#[tokio::test]
+async fn state_left_through_an_operator_class_does_not_outlive_the_read() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "DROP TYPE IF EXISTS ordered_probe CASCADE;
+             CREATE TYPE ordered_probe AS (n int);
+             CREATE FUNCTION ordered_probe_cmp(ordered_probe, ordered_probe) RETURNS int
+               LANGUAGE plpgsql VOLATILE AS $$
+             BEGIN
+               PERFORM pg_advisory_lock(4347);
+               IF NOT EXISTS (SELECT 1 FROM pg_prepared_statements WHERE name = 'left_by_a_comparison') THEN
+                 EXECUTE 'PREPARE left_by_a_comparison AS SELECT 1';
+               END IF;
+               RETURN btint4cmp(($1).n, ($2).n);
+             END $$;
+             CREATE FUNCTION ordered_probe_lt(ordered_probe, ordered_probe) RETURNS bool
+               LANGUAGE sql IMMUTABLE AS 'SELECT ($1).n < ($2).n';
+             CREATE FUNCTION ordered_probe_le(ordered_probe, ordered_probe) RETURNS bool
+               LANGUAGE sql IMMUTABLE AS 'SELECT ($1).n <= ($2).n';
+             CREATE FUNCTION ordered_probe_eq(ordered_probe, ordered_probe) RETURNS bool
+               LANGUAGE sql IMMUTABLE AS 'SELECT ($1).n = ($2).n';
+             CREATE FUNCTION ordered_probe_ge(ordered_probe, ordered_probe) RETURNS bool
+               LANGUAGE sql IMMUTABLE AS 'SELECT ($1).n >= ($2).n';
+             CREATE FUNCTION ordered_probe_gt(ordered_probe, ordered_probe) RETURNS bool
+               LANGUAGE sql IMMUTABLE AS 'SELECT ($1).n > ($2).n';
+             CREATE OPERATOR < (LEFTARG = ordered_probe, RIGHTARG = ordered_probe, FUNCTION = ordered_probe_lt);
+             CREATE OPERATOR <= (LEFTARG = ordered_probe, RIGHTARG = ordered_probe, FUNCTION = ordered_probe_le);
+             CREATE OPERATOR = (LEFTARG = ordered_probe, RIGHTARG = ordered_probe, FUNCTION = ordered_probe_eq);
+             CREATE OPERATOR >= (LEFTARG = ordered_probe, RIGHTARG = ordered_probe, FUNCTION = ordered_probe_ge);
+             CREATE OPERATOR > (LEFTARG = ordered_probe, RIGHTARG = ordered_probe, FUNCTION = ordered_probe_gt);
+             CREATE OPERATOR CLASS ordered_probe_ops DEFAULT FOR TYPE ordered_probe USING btree AS
+               OPERATOR 1 <, OPERATOR 2 <=, OPERATOR 3 =, OPERATOR 4 >=, OPERATOR 5 >,
+               FUNCTION 1 ordered_probe_cmp(ordered_probe, ordered_probe);",
+        )
+        .await
+        .unwrap();
+    let compare = json!({
+        "sql": "SELECT (GREATEST(ROW($1::int)::ordered_probe, ROW($2::int)::ordered_probe)).n",
+        "params": [1, 2],
+    });
+    let untrusting = serve_on_one_connection("").await;
+    let (backend, _) = session_probe(&untrusting).await;
+    let refused = call_err(&untrusting, "execute_query", compare.clone()).await;
+    assert_eq!(refused["error"], json!("rejected"), "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|why| why.contains("public.ordered_probe_")),
+        "{refused}"
+    );
+    assert_eq!(locks_held_now(&observer, backend).await, 0);
+    untrusting.cancel().await.ok();
+
+    let client =
+        serve_on_one_connection("allow_volatile_functions = [\"public.ordered_probe_*\"]\n").await;
+    // The first run of a statement is checked on its own; the later ones in their read's flight.
+    for _ in 0..3 {
+        let (backend, _) = session_probe(&client).await;
+        let answer = call_ok(&client, "execute_query", compare.clone()).await;
+        assert_eq!(rows(&answer)[0], json!([2]));
+        assert_eq!(
+            advisory_locks_of(&observer, backend).await,
+            0,
+            "the comparison's lock outlived the read"
+        );
+        assert_ne!(
+            session_probe(&client).await.0,
+            backend,
+            "the connection holding the comparison's prepared statement was used again"
+        );
+    }
+    client.cancel().await.ok();
+}
+
 /// A read that leaves nothing gives its connection back: pgmcp's own prepared statements, created on the
 /// connection by the first call's flight, are not mistaken for something a call left.
 #[tokio::test]

@@ -2,10 +2,11 @@
 //!
 //! SQL has many ways to call a function without writing a call: field selection (`(x).f` is `f(x)`), attribute
 //! notation (`t.f`), operators, casts, aggregates' support functions, views, row-level security policies, domain
-//! constraints, default arguments. Listing syntaxes always misses one. Instead, the statement is parsed by the
-//! server with `debug_print_rewritten` on: PostgreSQL then sends the analysed and rewritten tree (views expanded,
-//! policies applied, every call, operator and cast resolved to catalog OIDs) as a notice, before anything is
-//! planned or run. Every function OID in it, and every function those operators, types and aggregates stand for,
+//! constraints, default arguments, operator classes. Listing syntaxes always misses one. Instead, the statement is
+//! parsed by the server with `debug_print_rewritten` on: PostgreSQL then sends the analysed and rewritten tree
+//! (views expanded, policies applied, every call, operator and cast resolved to catalog OIDs) as a notice, before
+//! anything is planned or run. Every function OID in it, and every function those operators, types and aggregates
+//! stand for in the catalogs (what PostgreSQL looks up by type when it runs, such as a type's comparison, included),
 //! is checked against the deny-list and, in read-only mode, the volatility gate.
 //!
 //! What the tree cannot show is the body of a called function: a function declared STABLE or IMMUTABLE is
@@ -157,29 +158,73 @@ fn collect_oids(value: &tree::Value, target: &mut BTreeSet<u32>) -> bool {
     }
 }
 
-/// Every function the referenced objects stand for, with what the gates need to know. The functions behind
-/// operators (and their selectivity estimators, which the planner calls), the input, output and support
-/// functions of every type involved and of the base and element types behind them, and domain constraints'
-/// functions; then the support functions of the aggregates among them (called with every argument, so their
-/// own defaults never apply). `nested` lists the functions in each one's default arguments, which PostgreSQL
-/// inserts into the call and which [`check_functions`] follows in turn.
-/// No recursion over functions here: the planner estimates a recursive union so large that it compiles the
-/// query with JIT, which costs a second.
+/// Every function the referenced objects stand for, with what the gates need to know:
+///
+/// - the functions behind operators, and their selectivity estimators, which the planner calls;
+/// - the input, output and support functions of every type involved, and of the types behind them: a domain's base
+///   type, an array's element type, a composite's column types (comparing, hashing or printing a row does the same
+///   for each column), a range's subtype (and a multirange's range);
+/// - the functions in domain constraints;
+/// - what PostgreSQL runs through operator classes, which no tree names: the operators and support functions of
+///   every type's default operator classes (`GREATEST`, array and row comparisons, hashing and sorting by type),
+///   the support functions of every operator family an operator of the statement belongs to (sorts, hash joins,
+///   index scans and partition pruning call them), and a range type's subtype class, canonical and difference
+///   functions (range comparisons, and the planner's estimates for range operators);
+/// - then the support functions of the aggregates among them (called with every argument, so their own defaults
+///   never apply).
+///
+/// `nested` lists the functions in each one's default arguments, which PostgreSQL inserts into the call and which
+/// [`check_functions`] follows in turn. No recursion over functions here: the planner estimates a recursive union so
+/// large that it compiles the query with JIT, which costs a second.
 const FUNCTIONS_SQL: &str = "\
 WITH RECURSIVE
 types(oid) AS (
     SELECT t FROM unnest($3::oid[]) AS t
   UNION
-    SELECT next FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
-      LATERAL (VALUES (ty.typbasetype), (ty.typelem)) AS v(next)
-    WHERE next <> 0
+    SELECT v.next FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
+      LATERAL (
+          SELECT ty.typbasetype
+        UNION ALL SELECT ty.typelem
+        UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = ty.oid
+        UNION ALL SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = ty.oid
+      ) AS v(next)
+    WHERE v.next <> 0
+),
+default_families(family, type) AS (
+    SELECT oc.opcfamily, oc.opcintype FROM types
+      JOIN pg_catalog.pg_opclass oc ON oc.opcintype = types.oid AND oc.opcdefault
+  UNION
+    SELECT oc.opcfamily, oc.opcintype FROM types
+      JOIN pg_catalog.pg_range r ON r.rngtypid = types.oid
+      JOIN pg_catalog.pg_opclass oc ON oc.oid = r.rngsubopc
+),
+operators(oid) AS (
+    SELECT o FROM unnest($2::oid[]) AS o
+  UNION
+    SELECT ao.amopopr FROM default_families d
+      JOIN pg_catalog.pg_amop ao ON ao.amopfamily = d.family
+        AND ao.amoplefttype = d.type AND ao.amoprighttype = d.type
 ),
 direct(oid) AS (
     SELECT f FROM unnest($1::oid[]) AS f
   UNION
-    SELECT v.f FROM pg_catalog.pg_operator o,
+    SELECT v.f FROM operators JOIN pg_catalog.pg_operator o ON o.oid = operators.oid,
       LATERAL (VALUES (o.oprcode::oid), (o.oprrest::oid), (o.oprjoin::oid)) AS v(f)
-    WHERE o.oid = ANY ($2::oid[])
+  UNION
+    SELECT ap.amproc::oid FROM operators
+      JOIN pg_catalog.pg_amop ao ON ao.amopopr = operators.oid
+      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = ao.amopfamily
+        AND (ap.amproclefttype IN (ao.amoplefttype, ao.amoprighttype)
+             OR ap.amprocrighttype IN (ao.amoplefttype, ao.amoprighttype))
+  UNION
+    SELECT ap.amproc::oid FROM default_families d
+      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = d.family
+        AND ap.amproclefttype = d.type AND ap.amprocrighttype = d.type
+  UNION
+    SELECT v.f FROM types JOIN pg_catalog.pg_range r ON r.rngtypid = types.oid,
+      LATERAL (VALUES (r.rngcanonical::oid), (r.rngsubdiff::oid)) AS v(f)
   UNION
     SELECT v.f FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
       LATERAL (VALUES (ty.typinput::oid), (ty.typoutput::oid), (ty.typreceive::oid), (ty.typsend::oid),

@@ -32,6 +32,30 @@ CREATE DOMAIN public.checked_int AS int CHECK (public.noisy_eq(VALUE, VALUE));
 CREATE FUNCTION public.with_default(a int DEFAULT public.bump()) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1';
 CREATE VIEW public.bumping AS SELECT id, public.bump() AS bumped FROM public.canary;
 CREATE VIEW public.calm_view AS SELECT id, hidden.calm() AS calm FROM public.canary;
+CREATE TYPE public.ordered AS (n int);
+CREATE FUNCTION public.ordered_cmp(public.ordered, public.ordered) RETURNS int LANGUAGE sql IMMUTABLE
+    AS 'SELECT btint4cmp(($1).n, ($2).n)';
+CREATE FUNCTION public.ordered_lt(public.ordered, public.ordered) RETURNS bool LANGUAGE sql IMMUTABLE
+    AS 'SELECT ($1).n < ($2).n';
+CREATE FUNCTION public.ordered_le(public.ordered, public.ordered) RETURNS bool LANGUAGE sql IMMUTABLE
+    AS 'SELECT ($1).n <= ($2).n';
+CREATE FUNCTION public.ordered_eq(public.ordered, public.ordered) RETURNS bool LANGUAGE sql IMMUTABLE
+    AS 'SELECT ($1).n = ($2).n';
+CREATE FUNCTION public.ordered_ge(public.ordered, public.ordered) RETURNS bool LANGUAGE sql IMMUTABLE
+    AS 'SELECT ($1).n >= ($2).n';
+CREATE FUNCTION public.ordered_gt(public.ordered, public.ordered) RETURNS bool LANGUAGE sql IMMUTABLE
+    AS 'SELECT ($1).n > ($2).n';
+CREATE OPERATOR public.< (LEFTARG = public.ordered, RIGHTARG = public.ordered, FUNCTION = public.ordered_lt);
+CREATE OPERATOR public.<= (LEFTARG = public.ordered, RIGHTARG = public.ordered, FUNCTION = public.ordered_le);
+CREATE OPERATOR public.= (LEFTARG = public.ordered, RIGHTARG = public.ordered, FUNCTION = public.ordered_eq);
+CREATE OPERATOR public.>= (LEFTARG = public.ordered, RIGHTARG = public.ordered, FUNCTION = public.ordered_ge);
+CREATE OPERATOR public.> (LEFTARG = public.ordered, RIGHTARG = public.ordered, FUNCTION = public.ordered_gt);
+CREATE OPERATOR CLASS public.ordered_ops DEFAULT FOR TYPE public.ordered USING btree AS
+    OPERATOR 1 public.<, OPERATOR 2 public.<=, OPERATOR 3 public.=, OPERATOR 4 public.>=, OPERATOR 5 public.>,
+    FUNCTION 1 public.ordered_cmp(public.ordered, public.ordered);
+CREATE TYPE public.holder AS (o public.ordered);
+CREATE FUNCTION public.noisy_diff(float8, float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS 'SELECT $1 - $2';
+CREATE TYPE public.noisy_range AS RANGE (subtype = float8, subtype_diff = public.noisy_diff);
 ";
 
 /// One cluster for every test here; the demo module's reaper removes it when the test binary exits.
@@ -285,4 +309,44 @@ async fn allow_list_and_read_write_mode() {
         reason.starts_with("function pg_catalog.set_config is not allowed"),
         "{reason}"
     );
+}
+
+/// A type's operator class is a way to call functions that no tree names: PostgreSQL looks up the comparison,
+/// equality and hashing of a type by the type when it computes `GREATEST`, compares arrays or rows holding it, or
+/// searches an array, and a range's difference function when it estimates a range operator. Functions written in
+/// the database and reached that way meet the same gates as any other.
+#[tokio::test]
+async fn functions_an_operator_class_runs_are_checked() {
+    for sql in [
+        "SELECT GREATEST(ROW(1)::ordered, ROW(2)::ordered)",
+        "SELECT LEAST(ROW(1)::ordered, ROW(2)::ordered)",
+        "SELECT ARRAY[ROW(1)::ordered] < ARRAY[ROW(2)::ordered]",
+        "SELECT array_position(ARRAY[ROW(1)::ordered], ROW(1)::ordered)",
+        "SELECT ROW(ROW(1)::ordered)::holder = ROW(ROW(2)::ordered)::holder",
+        "SELECT count(DISTINCT ARRAY[x]) FROM (VALUES (ROW(1)::ordered), (ROW(2)::ordered)) AS v(x)",
+        "SELECT r FROM (VALUES (ROW(ROW(1)::ordered)::holder)) AS v(r) ORDER BY r",
+    ] {
+        let reason = refusal(sql, &GuardPolicy::read_only()).await;
+        assert!(
+            reason.starts_with("function public.ordered_")
+                && reason.contains("written in this database"),
+            "{sql}: {reason}"
+        );
+        passes(sql, &trusting("public.ordered_*")).await;
+    }
+    let range = "SELECT numrange(1, 2), '[1,2]'::noisy_range && '[2,3]'::noisy_range";
+    let reason = refusal(range, &GuardPolicy::read_only()).await;
+    assert!(
+        reason.starts_with("function public.noisy_diff is not allowed in read-only mode"),
+        "{reason}"
+    );
+    passes(range, &trusting("public.noisy_diff")).await;
+    // PostgreSQL's own types reach only PostgreSQL's own classes.
+    passes(
+        "SELECT GREATEST(1, 2), ARRAY[note] < ARRAY['x'], array_position(ARRAY[id], 1), \
+         ROW(id, note) = ROW(1, 'one'), '[1,2]'::int4range && '[2,3]'::int4range \
+         FROM canary ORDER BY note",
+        &GuardPolicy::read_only(),
+    )
+    .await;
 }

@@ -52,7 +52,7 @@ CREATE FUNCTION public.stable_remote_writer(conn text) RETURNS text LANGUAGE plp
     END $$;
 
 -- Calls hidden behind catalog objects: an operator, a domain constraint, casts, a view, a default argument, an
--- aggregate's transition function.
+-- aggregate's transition function, an operator class.
 CREATE FUNCTION public.lock_op(a bigint, b bigint) RETURNS bool LANGUAGE sql VOLATILE
     AS $$ SELECT pg_catalog.pg_try_advisory_lock(a + b) $$;
 CREATE OPERATOR public.### (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.lock_op);
@@ -72,6 +72,37 @@ CREATE FUNCTION public.with_default(k bigint DEFAULT (CASE WHEN public.lock_key(
 CREATE FUNCTION public.lock_sfunc(acc bigint, k bigint) RETURNS bigint LANGUAGE sql VOLATILE
     AS $$ SELECT CASE WHEN pg_catalog.pg_try_advisory_lock(k) THEN acc ELSE acc END $$;
 CREATE AGGREGATE public.lock_agg(bigint) (SFUNC = public.lock_sfunc, STYPE = bigint, INITCOND = '0');
+-- A type whose default operator class compares with a function that locks and signals: PostgreSQL calls it by
+-- the type (GREATEST, array comparisons and searches), and no statement names it.
+CREATE TYPE public.ordered_key AS (k bigint);
+CREATE FUNCTION public.ordered_key_cmp(a public.ordered_key, b public.ordered_key) RETURNS int
+    LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_catalog.btint8cmp(a.k, b.k)
+                 + 0 * (pg_catalog.pg_try_advisory_lock(a.k)::int
+                        + pg_catalog.pg_terminate_backend((SELECT pid FROM public.targets))::int) $$;
+CREATE FUNCTION public.ordered_key_lt(a public.ordered_key, b public.ordered_key) RETURNS bool
+    LANGUAGE sql IMMUTABLE AS $$ SELECT a.k < b.k $$;
+CREATE FUNCTION public.ordered_key_le(a public.ordered_key, b public.ordered_key) RETURNS bool
+    LANGUAGE sql IMMUTABLE AS $$ SELECT a.k <= b.k $$;
+CREATE FUNCTION public.ordered_key_eq(a public.ordered_key, b public.ordered_key) RETURNS bool
+    LANGUAGE sql VOLATILE AS $$ SELECT public.ordered_key_cmp(a, b) = 0 $$;
+CREATE FUNCTION public.ordered_key_ge(a public.ordered_key, b public.ordered_key) RETURNS bool
+    LANGUAGE sql IMMUTABLE AS $$ SELECT a.k >= b.k $$;
+CREATE FUNCTION public.ordered_key_gt(a public.ordered_key, b public.ordered_key) RETURNS bool
+    LANGUAGE sql IMMUTABLE AS $$ SELECT a.k > b.k $$;
+CREATE OPERATOR public.< (LEFTARG = public.ordered_key, RIGHTARG = public.ordered_key,
+    FUNCTION = public.ordered_key_lt);
+CREATE OPERATOR public.<= (LEFTARG = public.ordered_key, RIGHTARG = public.ordered_key,
+    FUNCTION = public.ordered_key_le);
+CREATE OPERATOR public.= (LEFTARG = public.ordered_key, RIGHTARG = public.ordered_key,
+    FUNCTION = public.ordered_key_eq);
+CREATE OPERATOR public.>= (LEFTARG = public.ordered_key, RIGHTARG = public.ordered_key,
+    FUNCTION = public.ordered_key_ge);
+CREATE OPERATOR public.> (LEFTARG = public.ordered_key, RIGHTARG = public.ordered_key,
+    FUNCTION = public.ordered_key_gt);
+CREATE OPERATOR CLASS public.ordered_key_ops DEFAULT FOR TYPE public.ordered_key USING btree AS
+    OPERATOR 1 public.<, OPERATOR 2 public.<=, OPERATOR 3 public.=, OPERATOR 4 public.>=, OPERATOR 5 public.>,
+    FUNCTION 1 public.ordered_key_cmp(public.ordered_key, public.ordered_key);
 
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO prober;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO prober;

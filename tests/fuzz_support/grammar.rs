@@ -104,6 +104,9 @@ pub enum Shape {
     },
     /// `public.with_default()`, whose default argument takes a lock.
     DefaultArgument,
+    /// Values of `public.ordered_key` compared by the type's default operator class, whose comparison function
+    /// takes a lock and signals the victim.
+    OperatorClass,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -254,6 +257,7 @@ pub const DANGERS: &[Danger] = &[
         },
     ),
     special("lock_key", Shape::DefaultArgument),
+    special("ordered_key_cmp", Shape::OperatorClass),
 ];
 
 /// How the call is written.
@@ -608,6 +612,30 @@ fn special_call(danger: &Danger, syntax: Syntax, form: ArgForm) -> Option<Call> 
         (Shape::DefaultArgument, Syntax::SchemaQualified) => {
             with("(SELECT public.with_default())".into(), key.from.clone())
         }
+        (Shape::OperatorClass, Syntax::Plain) => with(
+            format!(
+                "GREATEST(ROW(({k})::bigint)::public.ordered_key, ROW(1::bigint)::public.ordered_key)"
+            ),
+            key.from.clone(),
+        ),
+        (Shape::OperatorClass, Syntax::SchemaQualified) => with(
+            format!(
+                "(ARRAY[ROW(({k})::bigint)::public.ordered_key] < ARRAY[ROW(1::bigint)::public.ordered_key])"
+            ),
+            key.from.clone(),
+        ),
+        (Shape::OperatorClass, Syntax::ArrayElement) => with(
+            format!(
+                "pg_catalog.array_position(ARRAY[ROW(({k})::bigint)::public.ordered_key], ROW(1::bigint)::public.ordered_key)"
+            ),
+            key.from.clone(),
+        ),
+        (Shape::OperatorClass, Syntax::RowField) => with(
+            format!(
+                "(LEAST(ROW(({k})::bigint)::public.ordered_key, ROW(1::bigint)::public.ordered_key)).k"
+            ),
+            key.from.clone(),
+        ),
         _ => return None,
     })
 }

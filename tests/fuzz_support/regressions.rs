@@ -1,4 +1,4 @@
-//! The attacks observed in issue 10, through the real binary over stdio: each is rejected with a reason that
+//! The attacks observed in issue 10 (and found since), through the real binary over stdio: each is rejected with a reason that
 //! names the function, and the victim survives.
 
 use serde_json::json;
@@ -47,6 +47,15 @@ const OBSERVED: &[(&str, &str)] = &[
     ),
     ("SELECT t.kill_target FROM public.targets t", "kill_target"),
     ("SELECT t.lock_target FROM public.targets t", "lock_target"),
+    // Found in issue 17's sixteenth step: a type's operator class runs its comparison, and no tree names it.
+    (
+        "SELECT GREATEST(ROW(4242::bigint)::public.ordered_key, ROW(1::bigint)::public.ordered_key)",
+        "public.ordered_key_",
+    ),
+    (
+        "SELECT ARRAY[ROW(4242::bigint)::public.ordered_key] < ARRAY[ROW(1::bigint)::public.ordered_key]",
+        "public.ordered_key_",
+    ),
 ];
 
 async fn assert_rejected(
