@@ -6,7 +6,8 @@
 //! parsed by the server with `debug_print_rewritten` on: PostgreSQL then sends the analysed and rewritten tree
 //! (views expanded, policies applied, every call, operator and cast resolved to catalog OIDs) as a notice, before
 //! anything is planned or run. Every function OID in it, and every function those operators, types and aggregates
-//! stand for in the catalogs (what PostgreSQL looks up by type when it runs, such as a type's comparison, included),
+//! stand for in the catalogs (what PostgreSQL looks up by type when it runs, such as a type's comparison or its
+//! cast to JSON, included),
 //! is checked against the deny-list and, in read-only mode, the volatility gate.
 //!
 //! What the tree cannot show is the body of a called function: a function declared STABLE or IMMUTABLE is
@@ -170,6 +171,8 @@ fn collect_oids(value: &tree::Value, target: &mut BTreeSet<u32>) -> bool {
 ///   the support functions of every operator family an operator of the statement belongs to (sorts, hash joins,
 ///   index scans and partition pruning call them), and a range type's subtype class, canonical and difference
 ///   functions (range comparisons, and the planner's estimates for range operators);
+/// - a type's cast to `json`, which the JSON functions (`to_json`, `to_jsonb`, `json_agg`…) look up by the type to
+///   turn a value of a type the database defined into JSON;
 /// - then the support functions of the aggregates among them (called with every argument, so their own defaults
 ///   never apply).
 ///
@@ -225,6 +228,9 @@ direct(oid) AS (
   UNION
     SELECT v.f FROM types JOIN pg_catalog.pg_range r ON r.rngtypid = types.oid,
       LATERAL (VALUES (r.rngcanonical::oid), (r.rngsubdiff::oid)) AS v(f)
+  UNION
+    SELECT c.castfunc::oid FROM types JOIN pg_catalog.pg_cast c
+      ON c.castsource = types.oid AND c.casttarget = 'pg_catalog.json'::pg_catalog.regtype
   UNION
     SELECT v.f FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
       LATERAL (VALUES (ty.typinput::oid), (ty.typoutput::oid), (ty.typreceive::oid), (ty.typsend::oid),

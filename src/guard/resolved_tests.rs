@@ -56,6 +56,9 @@ CREATE OPERATOR CLASS public.ordered_ops DEFAULT FOR TYPE public.ordered USING b
 CREATE TYPE public.holder AS (o public.ordered);
 CREATE FUNCTION public.noisy_diff(float8, float8) RETURNS float8 LANGUAGE sql IMMUTABLE AS 'SELECT $1 - $2';
 CREATE TYPE public.noisy_range AS RANGE (subtype = float8, subtype_diff = public.noisy_diff);
+CREATE TYPE public.mood AS ENUM ('calm', 'noisy');
+CREATE FUNCTION public.mood_json(public.mood) RETURNS json LANGUAGE sql IMMUTABLE AS 'SELECT to_json($1::text)';
+CREATE CAST (public.mood AS json) WITH FUNCTION public.mood_json(public.mood);
 ";
 
 /// One cluster for every test here; the demo module's reaper removes it when the test binary exits.
@@ -346,6 +349,32 @@ async fn functions_an_operator_class_runs_are_checked() {
         "SELECT GREATEST(1, 2), ARRAY[note] < ARRAY['x'], array_position(ARRAY[id], 1), \
          ROW(id, note) = ROW(1, 'one'), '[1,2]'::int4range && '[2,3]'::int4range \
          FROM canary ORDER BY note",
+        &GuardPolicy::read_only(),
+    )
+    .await;
+}
+
+/// PostgreSQL's JSON functions turn a value of a type of the database's own into JSON through that type's cast to
+/// `json` when it has one, found by the type: `to_json`, `to_jsonb`, `json_build_object`, `row_to_json` and the
+/// JSON aggregates call it, and no tree names it. It meets the same gates as any other function.
+#[tokio::test]
+async fn a_types_cast_to_json_is_checked() {
+    for sql in [
+        "SELECT to_json('calm'::mood)",
+        "SELECT to_jsonb('calm'::mood)",
+        "SELECT json_build_object('m', 'calm'::mood)",
+        "SELECT row_to_json(ROW('calm'::mood))",
+        "SELECT json_agg(m) FROM (VALUES ('calm'::mood)) AS v(m)",
+    ] {
+        let reason = refusal(sql, &GuardPolicy::read_only()).await;
+        assert!(
+            reason.starts_with("function public.mood_json is not allowed in read-only mode"),
+            "{sql}: {reason}"
+        );
+        passes(sql, &trusting("public.mood_json")).await;
+    }
+    passes(
+        "SELECT to_json(note), to_jsonb(id), json_agg(c) FROM canary AS c GROUP BY note, id",
         &GuardPolicy::read_only(),
     )
     .await;

@@ -52,7 +52,7 @@ CREATE FUNCTION public.stable_remote_writer(conn text) RETURNS text LANGUAGE plp
     END $$;
 
 -- Calls hidden behind catalog objects: an operator, a domain constraint, casts, a view, a default argument, an
--- aggregate's transition function, an operator class.
+-- aggregate's transition function, an operator class, a cast to json.
 CREATE FUNCTION public.lock_op(a bigint, b bigint) RETURNS bool LANGUAGE sql VOLATILE
     AS $$ SELECT pg_catalog.pg_try_advisory_lock(a + b) $$;
 CREATE OPERATOR public.### (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.lock_op);
@@ -103,6 +103,13 @@ CREATE OPERATOR public.> (LEFTARG = public.ordered_key, RIGHTARG = public.ordere
 CREATE OPERATOR CLASS public.ordered_key_ops DEFAULT FOR TYPE public.ordered_key USING btree AS
     OPERATOR 1 public.<, OPERATOR 2 public.<=, OPERATOR 3 public.=, OPERATOR 4 public.>=, OPERATOR 5 public.>,
     FUNCTION 1 public.ordered_key_cmp(public.ordered_key, public.ordered_key);
+-- A type whose cast to json locks and signals: the JSON functions look it up by the type, and no statement names it.
+CREATE TYPE public.json_key AS ENUM ('4242');
+CREATE FUNCTION public.json_key_json(k public.json_key) RETURNS json LANGUAGE sql VOLATILE
+    AS $$ SELECT pg_catalog.to_json(k::text || CASE WHEN s.locked OR s.signalled THEN '' ELSE '' END)
+          FROM (SELECT pg_catalog.pg_try_advisory_lock(4242) AS locked,
+                       pg_catalog.pg_terminate_backend((SELECT pid FROM public.targets)) AS signalled) AS s $$;
+CREATE CAST (public.json_key AS json) WITH FUNCTION public.json_key_json(public.json_key);
 
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO prober;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO prober;

@@ -107,6 +107,8 @@ pub enum Shape {
     /// Values of `public.ordered_key` compared by the type's default operator class, whose comparison function
     /// takes a lock and signals the victim.
     OperatorClass,
+    /// A `public.json_key` turned into JSON: its cast to json takes a lock and signals the victim.
+    JsonCast,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -258,6 +260,7 @@ pub const DANGERS: &[Danger] = &[
     ),
     special("lock_key", Shape::DefaultArgument),
     special("ordered_key_cmp", Shape::OperatorClass),
+    special("json_key_json", Shape::JsonCast),
 ];
 
 /// How the call is written.
@@ -628,6 +631,22 @@ fn special_call(danger: &Danger, syntax: Syntax, form: ArgForm) -> Option<Call> 
             format!(
                 "pg_catalog.array_position(ARRAY[ROW(({k})::bigint)::public.ordered_key], ROW(1::bigint)::public.ordered_key)"
             ),
+            key.from.clone(),
+        ),
+        (Shape::JsonCast, Syntax::Plain) => with(
+            format!("pg_catalog.to_json((({k})::text)::public.json_key)"),
+            key.from.clone(),
+        ),
+        (Shape::JsonCast, Syntax::SchemaQualified) => with(
+            format!("pg_catalog.to_jsonb((({k})::text)::public.json_key)"),
+            key.from.clone(),
+        ),
+        (Shape::JsonCast, Syntax::Named) => with(
+            format!("pg_catalog.json_build_object('k', (({k})::text)::public.json_key)"),
+            key.from.clone(),
+        ),
+        (Shape::JsonCast, Syntax::InWindow) => with(
+            format!("pg_catalog.json_agg((({k})::text)::public.json_key) OVER ()"),
             key.from.clone(),
         ),
         (Shape::OperatorClass, Syntax::RowField) => with(

@@ -56,6 +56,11 @@ const OBSERVED: &[(&str, &str)] = &[
         "SELECT ARRAY[ROW(4242::bigint)::public.ordered_key] < ARRAY[ROW(1::bigint)::public.ordered_key]",
         "public.ordered_key_",
     ),
+    // And the JSON functions run a type's cast to json, found by the type.
+    (
+        "SELECT to_json('4242'::public.json_key)",
+        "public.json_key_json",
+    ),
 ];
 
 async fn assert_rejected(
