@@ -83,6 +83,9 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "table_to_xml*",
     "ts_stat",
     "ts_rewrite",
+    // tablefunc: crosstab runs its query text, and connectby writes its table and column arguments into one
+    "crosstab*",
+    "connectby",
     // statistics, index and storage maintenance that writes
     "pg_stat_reset*",
     "pg_stat_statements_reset",

@@ -236,6 +236,12 @@ SELECT dblink_exec('dbname=postgres', 'DELETE FROM canary')
 -- why: runs SQL text the guard cannot see
 SELECT query_to_xml('DELETE FROM canary RETURNING 1', true, true, '')
 -- ----
+-- why: tablefunc's crosstab runs the query text it is given (offered on Azure Database for PostgreSQL)
+SELECT * FROM crosstab('SELECT pg_terminate_backend(1)::text, ''a''::text, ''b''::text') AS t(r text, a text)
+-- ----
+-- why: tablefunc's connectby writes its table and column arguments into the query it runs
+SELECT * FROM connectby('canary', 'id', 'pg_terminate_backend(1)::text', '1', 0) AS t(k int, p int, l int)
+-- ----
 -- why: runs SQL text the guard cannot see
 SELECT ts_stat('SELECT to_tsvector(note) FROM canary')
 -- ----

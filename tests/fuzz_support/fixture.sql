@@ -3,6 +3,8 @@
 CREATE ROLE prober LOGIN;
 GRANT CONNECT ON DATABASE fuzz TO prober;
 CREATE EXTENSION IF NOT EXISTS dblink;
+-- tablefunc's crosstab runs the query text it is given (Azure Database for PostgreSQL offers the extension).
+CREATE EXTENSION IF NOT EXISTS tablefunc;
 
 -- What an accepted statement must never change.
 CREATE TABLE public.canary (id serial PRIMARY KEY, note text NOT NULL);

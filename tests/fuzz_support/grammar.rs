@@ -32,6 +32,8 @@ pub enum Val {
     Text,
     Seconds,
     ConnStr,
+    /// Query text that signals the idle victim, for functions that run the SQL they are given.
+    Query,
 }
 
 impl Val {
@@ -51,6 +53,10 @@ impl Val {
             Val::Text => ("'on'", "text"),
             Val::Seconds => ("0.001", "float8"),
             Val::ConnStr => ("'{conn}'", "text"),
+            Val::Query => (
+                "'SELECT pg_catalog.pg_terminate_backend({pid})::text, ''a''::text, ''b''::text'",
+                "text",
+            ),
         }
     }
 
@@ -206,6 +212,7 @@ pub const DANGERS: &[Danger] = &[
         None,
     ),
     f(PUBLIC, "dblink_connect", Some(Val::ConnStr), "", None),
+    f(PUBLIC, "crosstab2", Some(Val::Query), "", None),
     f(PUBLIC, "write_canary", None, "", None),
     f(PUBLIC, "write_canary_with", Some(Val::Int), "", Some("n")),
     f(PUBLIC, "lock_key", Some(Val::Key), "", Some("k")),
