@@ -83,9 +83,11 @@ const DENIED_FUNCTIONS: &[&str] = &[
     "table_to_xml*",
     "ts_stat",
     "ts_rewrite",
-    // tablefunc: crosstab runs its query text, and connectby writes its table and column arguments into one
+    // tablefunc: crosstab runs its query text, and connectby writes its table and column arguments into one; xml2's
+    // xpath_table writes its relation and criteria arguments into the query it runs
     "crosstab*",
     "connectby",
+    "xpath_table",
     // statistics, index and storage maintenance that writes
     "pg_stat_reset*",
     "pg_stat_statements_reset",

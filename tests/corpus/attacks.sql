@@ -242,6 +242,9 @@ SELECT * FROM crosstab('SELECT pg_terminate_backend(1)::text, ''a''::text, ''b''
 -- why: tablefunc's connectby writes its table and column arguments into the query it runs
 SELECT * FROM connectby('canary', 'id', 'pg_terminate_backend(1)::text', '1', 0) AS t(k int, p int, l int)
 -- ----
+-- why: xml2's xpath_table writes its relation and criteria arguments into the query it runs
+SELECT * FROM xpath_table('id', 'note', 'canary', '/a', 'pg_terminate_backend(1)') AS t(k int, a text)
+-- ----
 -- why: runs SQL text the guard cannot see
 SELECT ts_stat('SELECT to_tsvector(note) FROM canary')
 -- ----

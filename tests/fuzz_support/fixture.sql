@@ -5,6 +5,8 @@ GRANT CONNECT ON DATABASE fuzz TO prober;
 CREATE EXTENSION IF NOT EXISTS dblink;
 -- tablefunc's crosstab runs the query text it is given (Azure Database for PostgreSQL offers the extension).
 CREATE EXTENSION IF NOT EXISTS tablefunc;
+-- xml2's xpath_table writes its criteria argument into the query it runs.
+CREATE EXTENSION IF NOT EXISTS xml2;
 
 -- What an accepted statement must never change.
 CREATE TABLE public.canary (id serial PRIMARY KEY, note text NOT NULL);

@@ -61,6 +61,11 @@ const OBSERVED: &[(&str, &str)] = &[
         "SELECT * FROM crosstab2('SELECT pg_catalog.pg_terminate_backend({pid})::text, ''a''::text, ''b''::text')",
         "crosstab2",
     ),
+    (
+        "SELECT * FROM xpath_table('1', '''<a/>''', '(SELECT 1) s', '/a', \
+         'pg_catalog.pg_terminate_backend({pid})') AS t(k int, a text)",
+        "xpath_table",
+    ),
     // And the JSON functions run a type's cast to json, found by the type.
     (
         "SELECT to_json('4242'::public.json_key)",
