@@ -6,9 +6,8 @@
 //! parsed by the server with `debug_print_rewritten` on: PostgreSQL then sends the analysed and rewritten tree
 //! (views expanded, policies applied, every call, operator and cast resolved to catalog OIDs) as a notice, before
 //! anything is planned or run. Every function OID in it, and every function those operators, types and aggregates
-//! stand for in the catalogs (what PostgreSQL looks up by type when it runs, such as a type's comparison or its
-//! cast to JSON, included),
-//! is checked against the deny-list and, in read-only mode, the volatility gate.
+//! stand for in the catalogs (what PostgreSQL looks up by type when it runs included, such as a type's comparison
+//! or its cast to JSON), is checked against the deny-list and, in read-only mode, the volatility gate.
 //!
 //! What the tree cannot show is the body of a called function: a function declared STABLE or IMMUTABLE is
 //! trusted as declared. PostgreSQL refuses data writes inside such functions, and the read-only transaction and

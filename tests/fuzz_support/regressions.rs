@@ -1,5 +1,5 @@
-//! The attacks observed in issue 10 (and found since), through the real binary over stdio: each is rejected with a reason that
-//! names the function, and the victim survives.
+//! The attacks observed in issue 10 and found since, through the real binary over stdio: each is rejected with a
+//! reason that names the function, and the victim survives.
 
 use serde_json::json;
 
@@ -61,6 +61,7 @@ const OBSERVED: &[(&str, &str)] = &[
         "SELECT * FROM crosstab2('SELECT pg_catalog.pg_terminate_backend({pid})::text, ''a''::text, ''b''::text')",
         "crosstab2",
     ),
+    // xml2's xpath_table pastes its criteria into the query it runs.
     (
         "SELECT * FROM xpath_table('1', '''<a/>''', '(SELECT 1) s', '/a', \
          'pg_catalog.pg_terminate_backend({pid})') AS t(k int, a text)",
