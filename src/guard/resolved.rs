@@ -40,11 +40,16 @@ pub struct Referenced {
     pub functions: BTreeSet<u32>,
     pub operators: BTreeSet<u32>,
     pub types: BTreeSet<u32>,
+    /// Tables, views and other relations the statement reads or writes (range table entries).
+    pub relations: BTreeSet<u32>,
 }
 
 impl Referenced {
     pub fn is_empty(&self) -> bool {
-        self.functions.is_empty() && self.operators.is_empty() && self.types.is_empty()
+        self.functions.is_empty()
+            && self.operators.is_empty()
+            && self.types.is_empty()
+            && self.relations.is_empty()
     }
 }
 
@@ -73,6 +78,12 @@ pub fn referenced_objects(trees: &[tree::Value]) -> Result<Referenced, GuardErro
     for tree in trees {
         let mut unreadable = None;
         tree.walk(&mut |node| {
+            if node.name == "RANGETBLENTRY"
+                && let Some(relid) = node.field("relid")
+                && !collect_oids(relid, &mut referenced.relations)
+            {
+                unreadable.get_or_insert_with(|| "relid".to_string());
+            }
             for (field, value) in &node.fields {
                 let (target, strict) = if FUNCTION_FIELDS.contains(&field.as_str()) {
                     (&mut referenced.functions, true)
@@ -97,6 +108,7 @@ pub fn referenced_objects(trees: &[tree::Value]) -> Result<Referenced, GuardErro
     referenced.functions.remove(&0);
     referenced.operators.remove(&0);
     referenced.types.remove(&0);
+    referenced.relations.remove(&0);
     Ok(referenced)
 }
 
@@ -158,9 +170,25 @@ fn collect_oids(value: &tree::Value, target: &mut BTreeSet<u32>) -> bool {
     }
 }
 
+/// Whether the function `p` is PostgreSQL's own or a member of an installed extension: the select-list column both
+/// catalog queries end with.
+macro_rules! shipped {
+    () => {
+        "
+  p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+               WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
+    };
+}
+
 /// Every function the referenced objects stand for, with what the gates need to know:
 ///
-/// - the functions behind operators, and their selectivity estimators, which the planner calls;
+/// - the functions behind operators, and their selectivity estimators, which the planner calls; and the same for
+///   each operator's commutator and negator and the other members of its operator families, which the planner puts
+///   in its place or beside it without any tree naming them (`NOT (a = b)` runs `<>`, an estimate of `3 < x` runs
+///   `>` on the column's histogram, a merge join sorts with the family's `<`), until no new operator turns up (a
+///   family's members from initdb, whose catalog rows have OIDs below 16384, are PostgreSQL's own operators and
+///   are left out: following them costs milliseconds and finds only PostgreSQL's functions);
 /// - the input, output and support functions of every type involved, and of the types behind them: a domain's base
 ///   type, an array's element type, a composite's column types (comparing, hashing or printing a row does the same
 ///   for each column), a range's subtype (and a multirange's range);
@@ -178,7 +206,8 @@ fn collect_oids(value: &tree::Value, target: &mut BTreeSet<u32>) -> bool {
 /// `nested` lists the functions in each one's default arguments, which PostgreSQL inserts into the call and which
 /// [`check_functions`] follows in turn. No recursion over functions here: the planner estimates a recursive union so
 /// large that it compiles the query with JIT, which costs a second.
-const FUNCTIONS_SQL: &str = "\
+const FUNCTIONS_SQL: &str = concat!(
+    "\
 WITH RECURSIVE
 types(oid) AS (
     SELECT t FROM unnest($3::oid[]) AS t
@@ -208,6 +237,16 @@ operators(oid) AS (
     SELECT ao.amopopr FROM default_families d
       JOIN pg_catalog.pg_amop ao ON ao.amopfamily = d.family
         AND ao.amoplefttype = d.type AND ao.amoprighttype = d.type
+  UNION
+    SELECT v.next FROM operators JOIN pg_catalog.pg_operator o ON o.oid = operators.oid,
+      LATERAL (
+          SELECT o.oprcom
+        UNION ALL SELECT o.oprnegate
+        UNION ALL SELECT member.amopopr FROM pg_catalog.pg_amop ao
+          JOIN pg_catalog.pg_amop member ON member.amopfamily = ao.amopfamily
+          WHERE ao.amopopr = o.oid AND member.oid >= 16384
+      ) AS v(next)
+    WHERE v.next <> 0
 ),
 direct(oid) AS (
     SELECT f FROM unnest($1::oid[]) AS f
@@ -252,20 +291,93 @@ called(oid, nested) AS (
                     (a.aggdeserialfn::oid), (a.aggmtransfn::oid), (a.aggminvtransfn::oid), (a.aggmfinalfn::oid))
       AS support(oid)
 )
-SELECT p.oid, n.nspname::text, p.proname::text, p.provolatile::text, c.nested,
-  p.pronamespace IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-               WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+SELECT p.oid, n.nspname::text, p.proname::text, p.provolatile::text, c.nested,",
+    shipped!(),
+    "
 FROM called c
 JOIN pg_catalog.pg_proc p ON p.oid = c.oid
-JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace";
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+);
+
+/// The expressions the planner reads with a relation, before it plans anything, of every relation given and of
+/// every table that inherits from one or is a partition of one: its indexes' expressions and predicates, its
+/// extended statistics' expressions, its partition key's expressions and its CHECK constraints. The planner
+/// simplifies each, and simplifying calls an IMMUTABLE function whose arguments are constants and inlines a
+/// function written in SQL; no tree of the statement shows any of it. `pg_statistic_ext.stxexprs` is read through
+/// `to_jsonb` because PostgreSQL 13 has no such column. Only expressions that call something are returned, each
+/// once, with one relation that holds it (for the refusal's wording).
+///
+/// Rows of a second kind carry a function instead of an expression: the support functions and operators' functions
+/// of a partitioned table's key operator classes, which PostgreSQL calls to sort the partitions' bounds when it
+/// loads the table, whatever the statement compares (initdb's own, below 16384, left out).
+const RELATION_EXPRESSIONS_SQL: &str = "\
+WITH RECURSIVE relations(oid) AS (
+    SELECT r FROM unnest($1::oid[]) AS r
+  UNION
+    SELECT i.inhrelid FROM relations JOIN pg_catalog.pg_inherits i ON i.inhparent = relations.oid
+),
+expressions(relation, expr) AS (
+    SELECT r.oid::pg_catalog.regclass::text, e.expr
+    FROM relations r, LATERAL (
+        SELECT x.indexprs::text FROM pg_catalog.pg_index x WHERE x.indrelid = r.oid
+      UNION ALL
+        SELECT x.indpred::text FROM pg_catalog.pg_index x WHERE x.indrelid = r.oid
+      UNION ALL
+        SELECT pg_catalog.to_jsonb(s) ->> 'stxexprs' FROM pg_catalog.pg_statistic_ext s WHERE s.stxrelid = r.oid
+      UNION ALL
+        SELECT k.partexprs::text FROM pg_catalog.pg_partitioned_table k WHERE k.partrelid = r.oid
+      UNION ALL
+        SELECT c.conbin::text FROM pg_catalog.pg_constraint c WHERE c.conrelid = r.oid AND c.contype = 'c'
+    ) AS e(expr)
+),
+key_support(relation, f) AS (
+    SELECT r.oid::pg_catalog.regclass::text, f.oid
+    FROM relations r
+      JOIN pg_catalog.pg_partitioned_table k ON k.partrelid = r.oid
+      CROSS JOIN LATERAL unnest(k.partclass::oid[]) AS key(opclass)
+      JOIN pg_catalog.pg_opclass oc ON oc.oid = key.opclass,
+      LATERAL (
+          SELECT ap.amproc::oid FROM pg_catalog.pg_amproc ap WHERE ap.amprocfamily = oc.opcfamily
+        UNION ALL
+          SELECT o.oprcode::oid FROM pg_catalog.pg_amop ao
+            JOIN pg_catalog.pg_operator o ON o.oid = ao.amopopr
+          WHERE ao.amopfamily = oc.opcfamily
+      ) AS f(oid)
+)
+SELECT min(relation), expr, NULL::oid FROM expressions WHERE expr LIKE '%funcid%' GROUP BY expr
+UNION ALL
+SELECT min(relation), NULL, f FROM key_support WHERE f >= 16384 GROUP BY f";
+
+/// Of the functions found in a relation's expressions, those the planner may run: IMMUTABLE ones called with no
+/// column as a direct argument (`$1`), which simplification calls when the other arguments fold to constants, and
+/// any it may inline, wherever they stand (`$2`): SQL functions without SECURITY DEFINER or settings of their own,
+/// whose bodies then fold like the rest. A call with a column as an argument is never evaluated by the planner.
+/// And every function in `$3`, which PostgreSQL calls as it loads a relation.
+const PLANNED_FUNCTIONS_SQL: &str = concat!(
+    "\
+SELECT p.oid, n.nspname::text, p.proname::text, p.provolatile::text, '{}'::oid[],",
+    shipped!(),
+    "
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE p.oid = ANY($3::oid[])
+   OR (p.oid = ANY($1::oid[]) AND p.provolatile = 'i')
+   OR ((p.oid = ANY($1::oid[]) OR p.oid = ANY($2::oid[]))
+       AND p.prolang = (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'sql')
+       AND NOT p.prosecdef AND p.proconfig IS NULL)"
+);
+
+/// OIDs below this are PostgreSQL's own objects, made by initdb (`FirstNormalObjectId`); anything created later,
+/// extensions included, gets a larger one. The planner's calls among them need no catalog lookup.
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
 /// How many times [`check_functions`] follows functions found in default arguments of functions found in
 /// default arguments before refusing: real schemas need one or two.
 const MAX_NESTING: usize = 8;
 
-/// Catalog round trips, usually one: rejects the statement when anything it calls is on the deny-list, or, in
-/// read-only mode, is VOLATILE and not on the allow-list.
+/// Catalog round trips, usually one: rejects the statement when anything it calls, or anything the planner may
+/// call for the relations it reads, is on the deny-list, or, in read-only mode, is VOLATILE and not on the
+/// allow-list, or was written in the database and is not trusted.
 pub async fn check_functions(
     client: &tokio_postgres::Client,
     referenced: &Referenced,
@@ -274,46 +386,110 @@ pub async fn check_functions(
     if referenced.is_empty() {
         return Ok(());
     }
-    let as_vec = |set: &BTreeSet<u32>| set.iter().copied().collect::<Vec<u32>>();
-    let (mut functions, mut operators, mut types) = (
-        as_vec(&referenced.functions),
-        as_vec(&referenced.operators),
-        as_vec(&referenced.types),
+    // One flight: both questions go to the server before either answer is read.
+    let (called, planned) = tokio::join!(
+        check_called(client, referenced, policy),
+        planner_calls(client, &referenced.relations),
     );
+    called?;
+    check_planned(client, &planned?, policy).await
+}
+
+fn catalog_error(error: tokio_postgres::Error) -> GuardError {
+    GuardError::new(format!(
+        "could not check the statement's functions in the catalog: {}",
+        error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+    ))
+}
+
+fn unexpected_row() -> GuardError {
+    GuardError::new("could not check the statement's functions: unexpected catalog row")
+}
+
+fn oid_vec(set: &BTreeSet<u32>) -> Vec<u32> {
+    set.iter().copied().collect()
+}
+
+/// A catalog query whose three parameters are OID arrays.
+async fn query_oids(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    [first, second, third]: [&[u32]; 3],
+) -> Result<Vec<tokio_postgres::Row>, GuardError> {
+    client
+        .query_typed(
+            sql,
+            &[
+                (&first, Type::OID_ARRAY),
+                (&second, Type::OID_ARRAY),
+                (&third, Type::OID_ARRAY),
+            ],
+        )
+        .await
+        .map_err(catalog_error)
+}
+
+/// A function as both catalog queries describe it: OID, schema, name, volatility, the functions its default
+/// arguments call, and whether PostgreSQL or an extension shipped it.
+struct FunctionRow<'a> {
+    oid: u32,
+    schema: &'a str,
+    name: &'a str,
+    volatility: &'a str,
+    nested: Vec<u32>,
+    shipped: bool,
+}
+
+impl<'a> FunctionRow<'a> {
+    fn read(row: &'a tokio_postgres::Row) -> Result<FunctionRow<'a>, GuardError> {
+        let column = |_| unexpected_row();
+        Ok(FunctionRow {
+            oid: row.try_get(0).map_err(column)?,
+            schema: row.try_get(1).map_err(column)?,
+            name: row.try_get(2).map_err(column)?,
+            volatility: row.try_get(3).map_err(column)?,
+            nested: row.try_get(4).map_err(column)?,
+            shipped: row.try_get(5).map_err(column)?,
+        })
+    }
+
+    fn judge(&self, policy: &GuardPolicy, reached: &Reached<'_>) -> Result<(), GuardError> {
+        judge(
+            self.schema,
+            self.name,
+            self.volatility,
+            self.shipped,
+            policy,
+            reached,
+        )
+    }
+}
+
+/// What the statement's resolved tree calls, directly or through the catalog objects it names.
+async fn check_called(
+    client: &tokio_postgres::Client,
+    referenced: &Referenced,
+    policy: &GuardPolicy,
+) -> Result<(), GuardError> {
+    let (mut functions, mut operators, mut types) = (
+        oid_vec(&referenced.functions),
+        oid_vec(&referenced.operators),
+        oid_vec(&referenced.types),
+    );
+    if functions.is_empty() && operators.is_empty() && types.is_empty() {
+        return Ok(());
+    }
     let mut seen = BTreeSet::new();
     for _ in 0..MAX_NESTING {
-        let rows = client
-            .query_typed(
-                FUNCTIONS_SQL,
-                &[
-                    (&functions, Type::OID_ARRAY),
-                    (&operators, Type::OID_ARRAY),
-                    (&types, Type::OID_ARRAY),
-                ],
-            )
-            .await
-            .map_err(|error| {
-                GuardError::new(format!(
-                    "could not check the statement's functions in the catalog: {}",
-                    error
-                        .as_db_error()
-                        .map_or_else(|| error.to_string(), |db| db.message().to_owned())
-                ))
-            })?;
+        let rows = query_oids(client, FUNCTIONS_SQL, [&functions, &operators, &types]).await?;
         let mut pending = BTreeSet::new();
         for row in &rows {
-            let unexpected = || {
-                GuardError::new("could not check the statement's functions: unexpected catalog row")
-            };
-            let oid: u32 = row.try_get(0).map_err(|_| unexpected())?;
-            let schema: &str = row.try_get(1).map_err(|_| unexpected())?;
-            let name: &str = row.try_get(2).map_err(|_| unexpected())?;
-            let volatility: &str = row.try_get(3).map_err(|_| unexpected())?;
-            let nested: Vec<u32> = row.try_get(4).map_err(|_| unexpected())?;
-            let shipped: bool = row.try_get(5).map_err(|_| unexpected())?;
-            judge(schema, name, volatility, shipped, policy)?;
-            seen.insert(oid);
-            pending.extend(nested);
+            let function = FunctionRow::read(row)?;
+            function.judge(policy, &Reached::Resolved)?;
+            seen.insert(function.oid);
+            pending.extend(function.nested);
         }
         pending.retain(|oid| !seen.contains(oid));
         if pending.is_empty() {
@@ -329,6 +505,158 @@ pub async fn check_functions(
     ))
 }
 
+/// Functions found in the expressions the planner reads with the statement's relations (see
+/// [`RELATION_EXPRESSIONS_SQL`]), PostgreSQL's own left out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PlannerCalls {
+    /// Called with no column as a direct argument: evaluated while planning when the rest fold to constants.
+    pub unbound: BTreeSet<u32>,
+    /// Called with a column as a direct argument: never evaluated while planning, but inlined when written in SQL.
+    pub bound: BTreeSet<u32>,
+    /// Called whatever they are: a partitioned table's key comparisons.
+    pub always: BTreeSet<u32>,
+    /// One relation whose expressions call each function, for the refusal's wording.
+    pub relation_of: std::collections::BTreeMap<u32, String>,
+}
+
+async fn planner_calls(
+    client: &tokio_postgres::Client,
+    relations: &BTreeSet<u32>,
+) -> Result<PlannerCalls, GuardError> {
+    let mut calls = PlannerCalls::default();
+    if relations.is_empty() {
+        return Ok(calls);
+    }
+    let relations = oid_vec(relations);
+    let rows = client
+        .query_typed(RELATION_EXPRESSIONS_SQL, &[(&relations, Type::OID_ARRAY)])
+        .await
+        .map_err(catalog_error)?;
+    for row in &rows {
+        let relation: &str = row.try_get(0).map_err(|_| unexpected_row())?;
+        let expression: Option<&str> = row.try_get(1).map_err(|_| unexpected_row())?;
+        let support: Option<u32> = row.try_get(2).map_err(|_| unexpected_row())?;
+        let Some(expression) = expression else {
+            let oid = support.ok_or_else(unexpected_row)?;
+            calls.always.insert(oid);
+            calls
+                .relation_of
+                .entry(oid)
+                .or_insert_with(|| relation.to_string());
+            continue;
+        };
+        let tree = tree::parse(expression).map_err(|tree::Unreadable(why)| {
+            GuardError::new(format!(
+                "could not read the expressions the planner reads with {relation} ({why}); the statement was not run"
+            ))
+        })?;
+        calls_in_expression(&tree, relation, &mut calls).map_err(|field| {
+            GuardError::new(format!(
+                "could not read the expressions the planner reads with {relation} (field {field}); the statement \
+                 was not run"
+            ))
+        })?;
+    }
+    Ok(calls)
+}
+
+/// Function fields of the nodes a stored expression can hold: calls, operators, `IS DISTINCT FROM`, `NULLIF`,
+/// `= ANY(…)`.
+const EXPRESSION_FUNCTION_FIELDS: &[&str] = &["funcid", "opfuncid", "hashfuncid", "negfuncid"];
+
+/// Sorts every function an expression tree calls into [`PlannerCalls`]; `Err` names a function field that holds
+/// anything but an OID.
+pub fn calls_in_expression(
+    tree: &tree::Value,
+    relation: &str,
+    calls: &mut PlannerCalls,
+) -> Result<(), String> {
+    let mut unreadable = None;
+    tree.walk(&mut |node| {
+        let bound = node.nodes("args").into_iter().any(is_column);
+        for (field, value) in &node.fields {
+            if !EXPRESSION_FUNCTION_FIELDS.contains(&field.as_str()) {
+                continue;
+            }
+            let mut found = BTreeSet::new();
+            if !collect_oids(value, &mut found) {
+                unreadable.get_or_insert_with(|| field.clone());
+            }
+            for oid in found {
+                if oid < FIRST_NORMAL_OBJECT_ID {
+                    continue;
+                }
+                if bound {
+                    calls.bound.insert(oid);
+                } else {
+                    calls.unbound.insert(oid);
+                }
+                calls
+                    .relation_of
+                    .entry(oid)
+                    .or_insert_with(|| relation.to_string());
+            }
+        }
+    });
+    unreadable.map_or(Ok(()), Err)
+}
+
+/// A column, possibly relabelled to a binary-compatible type or given a collation: simplification leaves it a
+/// column, so a call with it as an argument never has only constants to be evaluated with.
+fn is_column(node: &tree::Node) -> bool {
+    match node.name.as_str() {
+        "VAR" => true,
+        "RELABELTYPE" | "COLLATEEXPR" => node.node("arg").is_some_and(is_column),
+        _ => false,
+    }
+}
+
+async fn check_planned(
+    client: &tokio_postgres::Client,
+    calls: &PlannerCalls,
+    policy: &GuardPolicy,
+) -> Result<(), GuardError> {
+    if calls.unbound.is_empty() && calls.bound.is_empty() && calls.always.is_empty() {
+        return Ok(());
+    }
+    let (unbound, bound, always) = (
+        oid_vec(&calls.unbound),
+        oid_vec(&calls.bound),
+        oid_vec(&calls.always),
+    );
+    let rows = query_oids(client, PLANNED_FUNCTIONS_SQL, [&unbound, &bound, &always]).await?;
+    for row in &rows {
+        let function = FunctionRow::read(row)?;
+        let relation = calls
+            .relation_of
+            .get(&function.oid)
+            .map_or("", String::as_str);
+        function.judge(policy, &Reached::Planned { relation })?;
+    }
+    Ok(())
+}
+
+/// How a judged function comes to run, for the refusal's last words.
+enum Reached<'a> {
+    /// The statement's resolved tree calls it, or a catalog object the tree names does.
+    Resolved,
+    /// The planner may call it while it plans a read of `relation`.
+    Planned { relation: &'a str },
+}
+
+impl std::fmt::Display for Reached<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reached::Resolved => f.write_str("PostgreSQL resolves the statement to a call of it"),
+            Reached::Planned { relation } => write!(
+                f,
+                "the planner may call it while it plans the statement: an index, extended statistics, partition \
+                 key or CHECK constraint of {relation} calls it, or {relation}'s partitions are sorted with it"
+            ),
+        }
+    }
+}
+
 /// The gates for one resolved function. `shipped`: PostgreSQL's own (pg_catalog, information_schema) or a member
 /// of an installed extension, whose declared volatility is trusted; a function someone wrote in the database is
 /// not, in read-only mode: its body may do what its declaration does not say (a STABLE function can still signal
@@ -341,11 +669,12 @@ fn judge(
     volatility: &str,
     shipped: bool,
     policy: &GuardPolicy,
+    reached: &Reached<'_>,
 ) -> Result<(), GuardError> {
     if policy.denied_entry(Some(schema), name).is_some() {
         return Err(GuardError::new(format!(
             "function {schema}.{name} is not allowed: it can change server or session state, or reach outside \
-             the database (PostgreSQL resolves the statement to a call of it)"
+             the database ({reached})"
         )));
     }
     if !shipped && !policy.masks.is_empty() {
@@ -353,7 +682,7 @@ fn judge(
             "function {schema}.{name} is not allowed on a profile with masked columns: it was written in this \
              database, and pgmcp cannot see what its body reads, so it could hand a masked column's values out \
              unmasked (allow_volatile_functions does not lift this; only PostgreSQL's and installed extensions' \
-             functions may be called here) (PostgreSQL resolves the statement to a call of it)"
+             functions may be called here) ({reached})"
         )));
     }
     if policy.access_mode == AccessMode::ReadOnly
@@ -365,7 +694,7 @@ fn judge(
             "function {schema}.{name} is not allowed in read-only mode: it was written in this database, and its \
              body may change state whatever its declared volatility says; only PostgreSQL's and installed \
              extensions' functions are trusted as declared — a profile may trust it with \
-             allow_volatile_functions = [\"{schema}.{name}\"] (PostgreSQL resolves the statement to a call of it)"
+             allow_volatile_functions = [\"{schema}.{name}\"] ({reached})"
         )));
     }
     if policy.access_mode == AccessMode::ReadOnly
@@ -374,8 +703,7 @@ fn judge(
     {
         return Err(GuardError::new(format!(
             "function {schema}.{name} is VOLATILE and not allowed in read-only mode: it may change data or state; \
-             only stable and immutable functions and allow-listed volatile ones may be called (PostgreSQL \
-             resolves the statement to a call of it)"
+             only stable and immutable functions and allow-listed volatile ones may be called ({reached})"
         )));
     }
     Ok(())
@@ -384,6 +712,24 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The gates for a function the statement's tree calls.
+    fn judged(
+        schema: &str,
+        name: &str,
+        volatility: &str,
+        shipped: bool,
+        policy: &GuardPolicy,
+    ) -> Result<(), GuardError> {
+        judge(
+            schema,
+            name,
+            volatility,
+            shipped,
+            policy,
+            &Reached::Resolved,
+        )
+    }
 
     fn referenced(tree: &str) -> Referenced {
         read(tree).expect("readable")
@@ -430,6 +776,48 @@ mod tests {
     }
 
     #[test]
+    fn relations_are_read_from_range_table_entries() {
+        let tree = "({QUERY :rtable ({RANGETBLENTRY :rtekind 0 :relid 16400 :relkind r} \
+            {RANGETBLENTRY :rtekind 5 :relid 0}) :x {OTHER :relid 99}})";
+        assert_eq!(referenced(tree).relations, BTreeSet::from([16400]));
+        let odd = "({QUERY :rtable ({RANGETBLENTRY :relid {CONST}})})";
+        assert!(
+            read(odd)
+                .expect_err("unreadable")
+                .reason
+                .contains("field relid")
+        );
+    }
+
+    #[test]
+    fn a_call_given_a_column_is_bound_and_the_rest_are_not() {
+        let planned = |expression: &str| {
+            let mut calls = PlannerCalls::default();
+            let tree = tree::parse(expression).expect("readable");
+            calls_in_expression(&tree, "t", &mut calls).map(|()| calls)
+        };
+        // `a + index_const()`, `column_norm(a::varchar::text)`, `f(a, g(1))`, and PostgreSQL's own `int4pl`.
+        let calls = planned(
+            "({OPEXPR :opfuncid 177 :args ({VAR :varno 1} {FUNCEXPR :funcid 16403 :args <>})} \
+             {FUNCEXPR :funcid 16404 :args ({RELABELTYPE :arg {VAR :varno 1}})} \
+             {FUNCEXPR :funcid 16405 :args ({VAR :varno 1} {FUNCEXPR :funcid 16406 :args ({CONST})})} \
+             {FUNCEXPR :funcid 16407 :args ({FUNCEXPR :funcid 870 :args ({VAR :varno 1})})})",
+        )
+        .expect("readable");
+        assert_eq!(calls.unbound, BTreeSet::from([16403, 16406, 16407]));
+        assert_eq!(calls.bound, BTreeSet::from([16404, 16405]));
+        assert_eq!(calls.relation_of.get(&16403).map(String::as_str), Some("t"));
+        assert_eq!(
+            planned("({FUNCEXPR :funcid (o 1 2) :args <>})"),
+            Ok(PlannerCalls::default())
+        );
+        assert_eq!(
+            planned("({FUNCEXPR :funcid {CONST} :args <>})").expect_err("unreadable"),
+            "funcid"
+        );
+    }
+
+    #[test]
     fn type_like_enumerations_are_skipped_without_refusing() {
         let found =
             referenced("({QUERY :commandType 1 :jointype 0 :nulltesttype 0 :resulttype 1043})");
@@ -441,30 +829,30 @@ mod tests {
     #[test]
     fn deny_list_and_volatility_judge_resolved_names() {
         let policy = GuardPolicy::read_only();
-        assert!(judge("pg_catalog", "pg_terminate_backend", "v", true, &policy).is_err());
-        assert!(judge("pg_catalog", "lower", "i", true, &policy).is_ok());
-        assert!(judge("pg_catalog", "random", "v", true, &policy).is_ok());
-        let volatile = judge("public", "bump", "v", false, &policy).expect_err("volatile");
+        assert!(judged("pg_catalog", "pg_terminate_backend", "v", true, &policy).is_err());
+        assert!(judged("pg_catalog", "lower", "i", true, &policy).is_ok());
+        assert!(judged("pg_catalog", "random", "v", true, &policy).is_ok());
+        let volatile = judged("public", "bump", "v", false, &policy).expect_err("volatile");
         assert!(
             volatile.reason.contains("public.bump is VOLATILE"),
             "{}",
             volatile.reason
         );
-        let written = judge("public", "calm", "s", false, &policy).expect_err("user-defined");
+        let written = judged("public", "calm", "s", false, &policy).expect_err("user-defined");
         assert!(
             written.reason.contains("written in this database"),
             "{}",
             written.reason
         );
-        assert!(judge("extensions", "similarity", "i", true, &policy).is_ok());
+        assert!(judged("extensions", "similarity", "i", true, &policy).is_ok());
         let trusting = GuardPolicy {
             allowed_volatile_functions: vec!["public.calm".into()],
             ..GuardPolicy::read_only()
         };
-        assert!(judge("public", "calm", "s", false, &trusting).is_ok());
+        assert!(judged("public", "calm", "s", false, &trusting).is_ok());
         let write = GuardPolicy::read_write(false);
-        assert!(judge("public", "bump", "v", false, &write).is_ok());
-        assert!(judge("pg_catalog", "set_config", "v", true, &write).is_err());
+        assert!(judged("public", "bump", "v", false, &write).is_ok());
+        assert!(judged("pg_catalog", "set_config", "v", true, &write).is_err());
     }
 
     #[test]
@@ -485,14 +873,14 @@ mod tests {
             masked(GuardPolicy::read_write(true)),
         ] {
             let refused =
-                judge("public", "email_of", "s", false, &policy).expect_err("written here");
+                judged("public", "email_of", "s", false, &policy).expect_err("written here");
             assert!(
                 refused.reason.contains("profile with masked columns"),
                 "{}",
                 refused.reason
             );
-            assert!(judge("pg_catalog", "lower", "i", true, &policy).is_ok());
-            assert!(judge("extensions", "similarity", "i", true, &policy).is_ok());
+            assert!(judged("pg_catalog", "lower", "i", true, &policy).is_ok());
+            assert!(judged("extensions", "similarity", "i", true, &policy).is_ok());
         }
     }
 }

@@ -59,6 +59,47 @@ CREATE TYPE public.noisy_range AS RANGE (subtype = float8, subtype_diff = public
 CREATE TYPE public.mood AS ENUM ('calm', 'noisy');
 CREATE FUNCTION public.mood_json(public.mood) RETURNS json LANGUAGE sql IMMUTABLE AS 'SELECT to_json($1::text)';
 CREATE CAST (public.mood AS json) WITH FUNCTION public.mood_json(public.mood);
+CREATE FUNCTION public.noisy_ne(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 <> $2';
+CREATE OPERATOR public.!== (LEFTARG = int, RIGHTARG = int, FUNCTION = public.noisy_ne);
+CREATE OPERATOR public.==== (LEFTARG = int, RIGHTARG = int, FUNCTION = pg_catalog.int4eq,
+    NEGATOR = OPERATOR(public.!==), RESTRICT = eqsel);
+CREATE FUNCTION public.noisy_gt(int, int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 > $2';
+CREATE OPERATOR public.>>>> (LEFTARG = int, RIGHTARG = int, FUNCTION = public.noisy_gt);
+CREATE OPERATOR public.<<<< (LEFTARG = int, RIGHTARG = int, FUNCTION = pg_catalog.int4lt,
+    COMMUTATOR = OPERATOR(public.>>>>), RESTRICT = scalarltsel);
+CREATE FUNCTION public.index_const() RETURNS int LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN 1; END';
+CREATE FUNCTION public.predicate_const() RETURNS int LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN 1; END';
+CREATE FUNCTION public.statistics_const() RETURNS int LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN 1; END';
+CREATE FUNCTION public.partition_const() RETURNS int LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN 1; END';
+CREATE FUNCTION public.check_const() RETURNS int LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN 1; END';
+CREATE FUNCTION public.child_const() RETURNS int LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN 1; END';
+CREATE FUNCTION public.inlined_sum(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + 0';
+CREATE FUNCTION public.column_norm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN $1; END';
+CREATE TABLE public.indexed (a int, b int);
+CREATE INDEX ON public.indexed ((a + public.index_const()));
+CREATE TABLE public.partial (a int);
+CREATE INDEX ON public.partial (a) WHERE a > public.predicate_const();
+CREATE TABLE public.estimated (a int, b int);
+CREATE STATISTICS public.estimated_stats ON (a * public.statistics_const()), b FROM public.estimated;
+CREATE TABLE public.parted (a int) PARTITION BY RANGE ((a + public.partition_const()));
+CREATE TABLE public.parted_low PARTITION OF public.parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE public.checked (a int CHECK (a + public.check_const() > 0));
+CREATE TABLE public.inlining (a int CHECK (public.inlined_sum(a) > 0));
+CREATE TABLE public.parent (a int);
+CREATE TABLE public.child (CHECK (a > public.child_const())) INHERITS (public.parent);
+CREATE TABLE public.normalised (a int CHECK (public.column_norm(a) > 0));
+CREATE INDEX ON public.normalised (public.column_norm(a));
+CREATE TYPE public.keyed AS (n int);
+CREATE FUNCTION public.keyed_cmp(public.keyed, public.keyed) RETURNS int LANGUAGE sql IMMUTABLE
+    AS 'SELECT btint4cmp(($1).n, ($2).n)';
+CREATE FUNCTION public.keyed_eq(public.keyed, public.keyed) RETURNS bool LANGUAGE sql IMMUTABLE
+    AS 'SELECT ($1).n = ($2).n';
+CREATE OPERATOR public.= (LEFTARG = public.keyed, RIGHTARG = public.keyed, FUNCTION = public.keyed_eq);
+CREATE OPERATOR CLASS public.keyed_ops FOR TYPE public.keyed USING btree AS
+    OPERATOR 3 public.=, FUNCTION 1 public.keyed_cmp(public.keyed, public.keyed);
+CREATE TABLE public.listed (k public.keyed) PARTITION BY LIST (k public.keyed_ops);
+CREATE TABLE public.listed_odd PARTITION OF public.listed FOR VALUES IN ('(1)', '(3)');
+CREATE TABLE public.listed_even PARTITION OF public.listed FOR VALUES IN ('(2)', '(4)');
 ";
 
 /// One cluster for every test here; the demo module's reaper removes it when the test binary exits.
@@ -380,6 +421,71 @@ async fn a_types_cast_to_json_is_checked() {
     }
     passes(
         "SELECT to_json(note), to_jsonb(id), json_agg(c) FROM canary AS c GROUP BY note, id",
+        &GuardPolicy::read_only(),
+    )
+    .await;
+}
+
+/// The planner puts an operator's negator in its place (`NOT (a ==== b)` runs `!==`), and estimates `3 <<<< x` with
+/// the commutator `>>>>` on the column's histogram: functions no tree names, behind an operator whose own function
+/// is PostgreSQL's.
+#[tokio::test]
+async fn an_operators_commutator_and_negator_are_checked() {
+    refused_until_trusted(
+        "SELECT count(*) FROM canary WHERE NOT (id ==== 1)",
+        "public.noisy_ne",
+    )
+    .await;
+    refused_until_trusted(
+        "SELECT count(*) FROM canary WHERE 3 <<<< id",
+        "public.noisy_gt",
+    )
+    .await;
+    // The same forms with PostgreSQL's own operators.
+    passes(
+        "SELECT count(*) FROM canary WHERE NOT (id = 1) AND 3 < id",
+        &GuardPolicy::read_only(),
+    )
+    .await;
+}
+
+/// The planner reads a table's index expressions and predicates, extended statistics expressions, partition key
+/// and CHECK constraints (those of the tables inheriting from it too) and simplifies them, which calls an
+/// IMMUTABLE function whose arguments are constants and inlines a function written in SQL, and sorts its
+/// partitions' bounds with its key's operator class: `SELECT * FROM t` can run a function written in the database
+/// that no tree of the statement shows.
+#[tokio::test]
+async fn functions_the_planner_runs_for_a_table_are_checked() {
+    for (sql, function) in [
+        ("SELECT * FROM indexed", "public.index_const"),
+        ("SELECT * FROM partial", "public.predicate_const"),
+        ("SELECT * FROM estimated", "public.statistics_const"),
+        ("SELECT * FROM parted", "public.partition_const"),
+        // A CHECK constraint is simplified for constraint exclusion: a UNION ALL member's, a child's, or any
+        // table's when the database sets `constraint_exclusion = on`.
+        (
+            "SELECT * FROM (SELECT * FROM checked UNION ALL SELECT * FROM checked) AS u WHERE a = 1",
+            "public.check_const",
+        ),
+        ("SELECT * FROM inlining", "public.inlined_sum"),
+        ("SELECT * FROM parent WHERE a = 1", "public.child_const"),
+        // PostgreSQL sorts a partitioned table's bounds with its key's operator class when it loads the table.
+        ("SELECT * FROM listed", "public.keyed_*"),
+        (
+            "SELECT count(*) FROM canary JOIN (SELECT * FROM indexed) AS i ON i.a = canary.id",
+            "public.index_const",
+        ),
+    ] {
+        refused_until_trusted(sql, function).await;
+    }
+    let reason = refusal("SELECT * FROM parent", &GuardPolicy::read_only()).await;
+    assert!(
+        reason.contains("planner may call it") && reason.contains("CHECK constraint of child"),
+        "{reason}"
+    );
+    // A function written in the database that the planner never calls: it is given a column.
+    passes(
+        "SELECT a FROM normalised WHERE a = 1",
         &GuardPolicy::read_only(),
     )
     .await;

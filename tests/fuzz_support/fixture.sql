@@ -114,6 +114,44 @@ CREATE FUNCTION public.json_key_json(k public.json_key) RETURNS json LANGUAGE sq
           FROM (SELECT pg_catalog.pg_try_advisory_lock(4242) AS locked,
                        pg_catalog.pg_terminate_backend((SELECT pid FROM public.targets)) AS signalled) AS s $$;
 CREATE CAST (public.json_key AS json) WITH FUNCTION public.json_key_json(public.json_key);
+-- Operators whose own functions are PostgreSQL's, with a negator and a commutator that lock and signal: the
+-- planner runs the negator in the operator's place (`NOT (a #=# b)`) and the commutator to estimate `3 #<# column`
+-- on the column's histogram. No tree names either.
+CREATE FUNCTION public.negator_ne(a bigint, b bigint) RETURNS bool LANGUAGE sql VOLATILE
+    AS $$ SELECT CASE WHEN s.locked OR s.signalled THEN a <> b ELSE a <> b END
+          FROM (SELECT pg_catalog.pg_try_advisory_lock(4242) AS locked,
+                       pg_catalog.pg_terminate_backend((SELECT pid FROM public.targets)) AS signalled) AS s $$;
+CREATE OPERATOR public.#<># (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.negator_ne);
+CREATE OPERATOR public.#=# (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = pg_catalog.int8eq,
+    NEGATOR = OPERATOR(public.#<>#), RESTRICT = eqsel);
+CREATE FUNCTION public.commutator_gt(a bigint, b bigint) RETURNS bool LANGUAGE sql VOLATILE
+    AS $$ SELECT CASE WHEN s.locked OR s.signalled THEN a > b ELSE a > b END
+          FROM (SELECT pg_catalog.pg_try_advisory_lock(4242) AS locked,
+                       pg_catalog.pg_terminate_backend((SELECT pid FROM public.targets)) AS signalled) AS s $$;
+CREATE OPERATOR public.#># (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.commutator_gt);
+CREATE OPERATOR public.#<# (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = pg_catalog.int8lt,
+    COMMUTATOR = OPERATOR(public.#>#), RESTRICT = scalarltsel);
+CREATE TABLE public.spread (v bigint NOT NULL);
+INSERT INTO public.spread SELECT g FROM pg_catalog.generate_series(1, 200) AS g;
+ANALYZE public.spread;
+-- An IMMUTABLE function written in the database that locks and signals, in a CHECK constraint of a table that
+-- inherits from another, and in an index expression: the planner simplifies both while it plans a read, which
+-- calls the function, and no tree of the statement names it.
+CREATE FUNCTION public.planner_key() RETURNS bigint LANGUAGE plpgsql IMMUTABLE
+    AS $$ BEGIN
+        PERFORM pg_catalog.pg_try_advisory_lock(4242);
+        PERFORM pg_catalog.pg_terminate_backend((SELECT pid FROM public.targets));
+        RETURN 0;
+    END $$;
+CREATE TABLE public.planned_parent (v bigint NOT NULL);
+CREATE TABLE public.planned_child (CHECK (v + public.planner_key() >= 0)) INHERITS (public.planned_parent);
+CREATE TABLE public.planned_indexed (v bigint NOT NULL);
+CREATE INDEX planned_indexed_shifted ON public.planned_indexed ((v + public.planner_key()));
+-- A table partitioned by a public.ordered_key: PostgreSQL sorts the partitions' bounds with the key's operator
+-- class (whose comparison locks and signals) when it loads the table, whatever the statement compares.
+CREATE TABLE public.planned_listed (key public.ordered_key NOT NULL) PARTITION BY LIST (key);
+CREATE TABLE public.planned_listed_low PARTITION OF public.planned_listed FOR VALUES IN ('(1)', '(3)');
+CREATE TABLE public.planned_listed_high PARTITION OF public.planned_listed FOR VALUES IN ('(2)', '(4)');
 
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO prober;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO prober;

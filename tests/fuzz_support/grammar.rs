@@ -115,6 +115,13 @@ pub enum Shape {
     OperatorClass,
     /// A `public.json_key` turned into JSON: its cast to json takes a lock and signals the victim.
     JsonCast,
+    /// `NOT (x #=# y)`: the planner puts the negator `#<>#` in its place, whose function takes a lock and signals.
+    Negator,
+    /// `x #<# column`: the planner estimates it with the commutator `#>#` on the column's histogram.
+    Commutator,
+    /// A read of a table whose CHECK constraint (of a child) or index expression calls `public.planner_key()`,
+    /// which the planner calls while it simplifies them.
+    PlannedRelation,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -268,6 +275,9 @@ pub const DANGERS: &[Danger] = &[
     special("lock_key", Shape::DefaultArgument),
     special("ordered_key_cmp", Shape::OperatorClass),
     special("json_key_json", Shape::JsonCast),
+    special("negator_ne", Shape::Negator),
+    special("commutator_gt", Shape::Commutator),
+    special("planner_key", Shape::PlannedRelation),
 ];
 
 /// How the call is written.
@@ -662,6 +672,33 @@ fn special_call(danger: &Danger, syntax: Syntax, form: ArgForm) -> Option<Call> 
             ),
             key.from.clone(),
         ),
+        (Shape::Negator, Syntax::Plain) => with(
+            format!("(NOT (({k})::bigint #=# 1::bigint))"),
+            key.from.clone(),
+        ),
+        (Shape::Negator, Syntax::SchemaQualified) => with(
+            format!("(NOT (({k})::bigint OPERATOR(public.#=#) 1::bigint))"),
+            key.from.clone(),
+        ),
+        (Shape::Commutator, Syntax::Plain) => with(
+            format!("(SELECT count(*) FROM public.spread AS sp WHERE ({k})::bigint #<# sp.v)"),
+            key.from.clone(),
+        ),
+        (Shape::Commutator, Syntax::SchemaQualified) => with(
+            format!(
+                "(SELECT count(*) FROM public.spread AS sp WHERE ({k})::bigint OPERATOR(public.#<#) sp.v)"
+            ),
+            key.from.clone(),
+        ),
+        (Shape::PlannedRelation, Syntax::Plain) => with(
+            format!(
+                "(SELECT count(*) FROM public.planned_parent AS pp WHERE pp.v = ({k})::bigint)"
+            ),
+            key.from.clone(),
+        ),
+        (Shape::PlannedRelation, Syntax::FromItem) => {
+            with("pi.v".into(), Some(scoped("public.planned_indexed AS pi")))
+        }
         _ => return None,
     })
 }

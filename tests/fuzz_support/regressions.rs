@@ -72,6 +72,23 @@ const OBSERVED: &[(&str, &str)] = &[
         "SELECT to_json('4242'::public.json_key)",
         "public.json_key_json",
     ),
+    // The planner runs an operator's negator and commutator, which no tree names.
+    (
+        "SELECT NOT (4242::bigint #=# 1::bigint)",
+        "public.negator_ne",
+    ),
+    (
+        "SELECT count(*) FROM public.spread AS sp WHERE 4242::bigint #<# sp.v",
+        "public.commutator_gt",
+    ),
+    // And the expressions it reads with a table: a child's CHECK constraint, an index expression; and the key
+    // comparison it sorts a partitioned table's bounds with.
+    (
+        "SELECT count(*) FROM public.planned_parent WHERE v = 4242",
+        "public.planner_key",
+    ),
+    ("SELECT * FROM public.planned_indexed", "public.planner_key"),
+    ("SELECT * FROM public.planned_listed", "public.ordered_key_"),
 ];
 
 async fn assert_rejected(
