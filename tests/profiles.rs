@@ -475,6 +475,61 @@ async fn state_left_through_an_operator_class_does_not_outlive_the_read() {
     client.cancel().await.ok();
 }
 
+/// Reading a foreign table runs a query on its server, which nothing pgmcp checks can see: read-only calls are
+/// refused until the profile trusts the table (`allow_foreign_tables`), and then read it.
+#[tokio::test]
+async fn a_foreign_table_is_read_once_the_profile_trusts_it() {
+    let observer = common::observer().await;
+    let here = observer
+        .query_one(
+            "SELECT inet_server_port()::text, current_database()::text, current_user::text",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (port, database, user): (String, String, String) = (here.get(0), here.get(1), here.get(2));
+    observer
+        .batch_execute(&format!(
+            "CREATE EXTENSION IF NOT EXISTS postgres_fdw;
+             DROP SERVER IF EXISTS loopback_probe CASCADE;
+             CREATE SERVER loopback_probe FOREIGN DATA WRAPPER postgres_fdw
+               OPTIONS (host '127.0.0.1', port '{port}', dbname '{database}');
+             CREATE USER MAPPING FOR CURRENT_USER SERVER loopback_probe OPTIONS (user '{user}');
+             CREATE FOREIGN TABLE remote_canary_probe (id int) SERVER loopback_probe
+               OPTIONS (table_name 'canary');"
+        ))
+        .await
+        .unwrap();
+    let read = json!({"sql": "SELECT count(*) FROM remote_canary_probe"});
+    let untrusting = serve_on_one_connection("").await;
+    let refused = call_err(&untrusting, "execute_query", read.clone()).await;
+    assert_eq!(refused["error"], json!("rejected"), "{refused}");
+    assert!(
+        refused["reason"].as_str().is_some_and(|why| {
+            why.starts_with(
+                "foreign table public.remote_canary_probe is not allowed in read-only mode",
+            ) && why.contains("server loopback_probe")
+                && why.contains("allow_foreign_tables")
+        }),
+        "{refused}"
+    );
+    untrusting.cancel().await.ok();
+
+    let trusting = serve_on_one_connection("allow_foreign_tables = [\"public.remote_*\"]\n").await;
+    let local: i64 = observer
+        .query_one("SELECT count(*) FROM canary", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let answer = call_ok(&trusting, "execute_query", read).await;
+    assert_eq!(rows(&answer)[0], json!([local]));
+    trusting.cancel().await.ok();
+    observer
+        .batch_execute("DROP SERVER loopback_probe CASCADE")
+        .await
+        .unwrap();
+}
+
 /// A read that leaves nothing gives its connection back: pgmcp's own prepared statements, created on the
 /// connection by the first call's flight, are not mistaken for something a call left.
 #[tokio::test]

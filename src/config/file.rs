@@ -156,6 +156,7 @@ pub struct ProfileFile {
     pub masks: Option<Vec<MaskFile>>,
     pub deny_functions: Option<Vec<String>>,
     pub allow_volatile_functions: Option<Vec<String>>,
+    pub allow_foreign_tables: Option<Vec<String>>,
     pub db_auth: Option<String>,
     pub entra_credential: Option<String>,
     pub managed_identity_client_id: Option<String>,

@@ -44,6 +44,8 @@ pub struct Profile {
     pub deny_functions: Vec<String>,
     /// Added to the guard's built-in list of volatile functions that are still allowed.
     pub allow_volatile_functions: Vec<String>,
+    /// Foreign tables read-only calls may read (`schema.table`, `*` as a wildcard); none by default.
+    pub allow_foreign_tables: Vec<String>,
     /// Prepared statements kept per connection for repeated SQL; `None` is automatic (see
     /// [`Profile::statement_cache_size`]).
     pub statement_cache: Option<usize>,
@@ -72,6 +74,7 @@ impl Profile {
             masks: Vec::new(),
             deny_functions: Vec::new(),
             allow_volatile_functions: Vec::new(),
+            allow_foreign_tables: Vec::new(),
             statement_cache: None,
             identity: crate::identity::IdentitySettings::default(),
         }
@@ -382,6 +385,7 @@ pub(crate) fn profile_from_file(name: &str, raw: &ProfileFile) -> Result<Profile
     profile.masks = masks_from_file(raw.masks.as_deref().unwrap_or_default(), &prefix)?;
     profile.deny_functions = raw.deny_functions.clone().unwrap_or_default();
     profile.allow_volatile_functions = raw.allow_volatile_functions.clone().unwrap_or_default();
+    profile.allow_foreign_tables = raw.allow_foreign_tables.clone().unwrap_or_default();
     profile.identity = super::identity::identity_from_file(raw, &prefix)?;
     Ok(profile)
 }

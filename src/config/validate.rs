@@ -159,6 +159,18 @@ pub(crate) fn validate(
             ));
         }
     }
+    if let Some(bad) = profile
+        .allow_foreign_tables
+        .iter()
+        .find(|t| t.trim().is_empty() || t.chars().any(char::is_whitespace))
+    {
+        return Err(ConfigError::invalid(
+            name("allow_foreign_tables", false),
+            quoted(bad),
+            "not a table name",
+            "list schema-qualified names such as \"sales.remote_orders\", or \"sales.*\" for a schema's",
+        ));
+    }
     if let Some(application_name) = &profile.conn.application_name
         && application_name.len() >= 64
     {

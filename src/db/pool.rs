@@ -87,6 +87,11 @@ impl Database {
                 .iter()
                 .map(|f| f.to_lowercase()),
         );
+        policy.allowed_foreign_tables = profile
+            .allow_foreign_tables
+            .iter()
+            .map(|t| t.to_lowercase())
+            .collect();
         Ok(Database {
             guard: CachedGuard::new(&policy),
             profile,

@@ -12,6 +12,9 @@ pub struct GuardPolicy {
     pub denied_functions: Vec<String>,
     /// Volatile functions that may still be called in read-only mode; same pattern syntax as `denied_functions`.
     pub allowed_volatile_functions: Vec<String>,
+    /// Foreign tables read-only calls may read (`schema.table`, same pattern syntax): reading one runs a query on
+    /// another server, which no check here can see.
+    pub allowed_foreign_tables: Vec<String>,
     /// Extensions DDL may create, update or drop (exact names). Empty: none.
     pub allowed_extensions: Vec<String>,
     /// Columns whose values never leave pgmcp unmasked.
@@ -173,6 +176,7 @@ impl GuardPolicy {
             allow_ddl: false,
             denied_functions: Self::default_denied_functions(),
             allowed_volatile_functions: Self::default_allowed_volatile_functions(),
+            allowed_foreign_tables: Vec::new(),
             allowed_extensions: Vec::new(),
             masks: Vec::new(),
         }
@@ -189,6 +193,7 @@ impl GuardPolicy {
                 .map(|name| name.to_string())
                 .collect(),
             allowed_volatile_functions: Self::default_allowed_volatile_functions(),
+            allowed_foreign_tables: Vec::new(),
             allowed_extensions: Vec::new(),
             masks: Vec::new(),
         }
@@ -206,11 +211,25 @@ impl GuardPolicy {
 
     /// Whether a resolved catalog function (`nspname`, `proname`) is on the volatile allow-list.
     pub(crate) fn volatile_allowed(&self, schema: &str, name: &str) -> bool {
-        self.allowed_volatile_functions.iter().any(|entry| {
-            let (entry_schema, entry_name) = split_entry(entry);
-            glob_matches(entry_name, name) && entry_schema.is_none_or(|s| glob_matches(s, schema))
-        })
+        allowed_by(&self.allowed_volatile_functions, schema, name)
     }
+
+    /// Whether the profile trusts reading the foreign table `schema.name` in read-only mode.
+    pub(crate) fn foreign_table_allowed(&self, schema: &str, name: &str) -> bool {
+        allowed_by(
+            &self.allowed_foreign_tables,
+            &schema.to_lowercase(),
+            &name.to_lowercase(),
+        )
+    }
+}
+
+/// Whether an allow-list entry (`name` or `schema.name`, `*` as a wildcard) names `schema.name`.
+fn allowed_by(entries: &[String], schema: &str, name: &str) -> bool {
+    entries.iter().any(|entry| {
+        let (entry_schema, entry_name) = split_entry(entry);
+        glob_matches(entry_name, name) && entry_schema.is_none_or(|s| glob_matches(s, schema))
+    })
 }
 
 fn split_entry(entry: &str) -> (Option<&str>, &str) {

@@ -309,7 +309,8 @@ JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
 ///
 /// Rows of a second kind carry a function instead of an expression: the support functions and operators' functions
 /// of a partitioned table's key operator classes, which PostgreSQL calls to sort the partitions' bounds when it
-/// loads the table, whatever the statement compares (initdb's own, below 16384, left out).
+/// loads the table, whatever the statement compares (initdb's own, below 16384, left out). Rows of a third kind
+/// name a foreign table (schema first, then name) and its server: reading it runs a query there.
 const RELATION_EXPRESSIONS_SQL: &str = "\
 WITH RECURSIVE relations(oid) AS (
     SELECT r FROM unnest($1::oid[]) AS r
@@ -330,6 +331,14 @@ expressions(relation, expr) AS (
         SELECT c.conbin::text FROM pg_catalog.pg_constraint c WHERE c.conrelid = r.oid AND c.contype = 'c'
     ) AS e(expr)
 ),
+foreign_tables(schema, name, server) AS (
+    SELECT n.nspname::text, c.relname::text, s.srvname::text
+    FROM relations r
+      JOIN pg_catalog.pg_class c ON c.oid = r.oid AND c.relkind = 'f'
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_catalog.pg_foreign_table t ON t.ftrelid = c.oid
+      JOIN pg_catalog.pg_foreign_server s ON s.oid = t.ftserver
+),
 key_support(relation, f) AS (
     SELECT r.oid::pg_catalog.regclass::text, f.oid
     FROM relations r
@@ -344,9 +353,12 @@ key_support(relation, f) AS (
           WHERE ao.amopfamily = oc.opcfamily
       ) AS f(oid)
 )
-SELECT min(relation), expr, NULL::oid FROM expressions WHERE expr LIKE '%funcid%' GROUP BY expr
+SELECT min(relation), expr, NULL::oid, NULL::text, NULL::text
+FROM expressions WHERE expr LIKE '%funcid%' GROUP BY expr
 UNION ALL
-SELECT min(relation), NULL, f FROM key_support WHERE f >= 16384 GROUP BY f";
+SELECT min(relation), NULL, f, NULL, NULL FROM key_support WHERE f >= 16384 GROUP BY f
+UNION ALL
+SELECT schema, NULL, NULL, name, server FROM foreign_tables";
 
 /// Of the functions found in a relation's expressions, those the planner may run: IMMUTABLE ones called with no
 /// column as a direct argument (`$1`), which simplification calls when the other arguments fold to constants, and
@@ -505,8 +517,17 @@ async fn check_called(
     ))
 }
 
-/// Functions found in the expressions the planner reads with the statement's relations (see
-/// [`RELATION_EXPRESSIONS_SQL`]), PostgreSQL's own left out.
+/// A foreign table a statement reads.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ForeignTable {
+    pub schema: String,
+    pub name: String,
+    pub server: String,
+}
+
+/// What the planner does with the statement's relations that no tree shows: the functions found in the expressions
+/// it reads with them (see [`RELATION_EXPRESSIONS_SQL`]), PostgreSQL's own left out, and the foreign tables among
+/// them.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PlannerCalls {
     /// Called with no column as a direct argument: evaluated while planning when the rest fold to constants.
@@ -517,6 +538,8 @@ pub struct PlannerCalls {
     pub always: BTreeSet<u32>,
     /// One relation whose expressions call each function, for the refusal's wording.
     pub relation_of: std::collections::BTreeMap<u32, String>,
+    /// Foreign tables read, directly or as a child or partition.
+    pub foreign_tables: Vec<ForeignTable>,
 }
 
 async fn planner_calls(
@@ -536,6 +559,16 @@ async fn planner_calls(
         let relation: &str = row.try_get(0).map_err(|_| unexpected_row())?;
         let expression: Option<&str> = row.try_get(1).map_err(|_| unexpected_row())?;
         let support: Option<u32> = row.try_get(2).map_err(|_| unexpected_row())?;
+        let foreign_name: Option<String> = row.try_get(3).map_err(|_| unexpected_row())?;
+        let server: Option<String> = row.try_get(4).map_err(|_| unexpected_row())?;
+        if let (Some(name), Some(server)) = (foreign_name, server) {
+            calls.foreign_tables.push(ForeignTable {
+                schema: relation.to_string(),
+                name,
+                server,
+            });
+            continue;
+        }
         let Some(expression) = expression else {
             let oid = support.ok_or_else(unexpected_row)?;
             calls.always.insert(oid);
@@ -616,6 +649,23 @@ async fn check_planned(
     calls: &PlannerCalls,
     policy: &GuardPolicy,
 ) -> Result<(), GuardError> {
+    if policy.access_mode == AccessMode::ReadOnly {
+        for ForeignTable {
+            schema,
+            name,
+            server,
+        } in &calls.foreign_tables
+        {
+            if !policy.foreign_table_allowed(schema, name) {
+                let table = format!("{schema}.{name}");
+                return Err(GuardError::new(format!(
+                    "foreign table {table} is not allowed in read-only mode: reading it runs a query on server \
+                     {server}, where a view or function may change state, and pgmcp cannot see what runs there — \
+                     a profile may trust it with allow_foreign_tables = [\"{table}\"]"
+                )));
+            }
+        }
+    }
     if calls.unbound.is_empty() && calls.bound.is_empty() && calls.always.is_empty() {
         return Ok(());
     }

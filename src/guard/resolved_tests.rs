@@ -100,6 +100,14 @@ CREATE OPERATOR CLASS public.keyed_ops FOR TYPE public.keyed USING btree AS
 CREATE TABLE public.listed (k public.keyed) PARTITION BY LIST (k public.keyed_ops);
 CREATE TABLE public.listed_odd PARTITION OF public.listed FOR VALUES IN ('(1)', '(3)');
 CREATE TABLE public.listed_even PARTITION OF public.listed FOR VALUES IN ('(2)', '(4)');
+CREATE EXTENSION postgres_fdw;
+CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', dbname 'postgres');
+CREATE USER MAPPING FOR CURRENT_USER SERVER elsewhere;
+CREATE FOREIGN TABLE public.remote_items (id int) SERVER elsewhere OPTIONS (table_name 'canary');
+CREATE TABLE public.mixed (id int) PARTITION BY LIST (id);
+CREATE TABLE public.mixed_local PARTITION OF public.mixed FOR VALUES IN (2);
+CREATE FOREIGN TABLE public.mixed_remote PARTITION OF public.mixed FOR VALUES IN (1)
+    SERVER elsewhere OPTIONS (table_name 'canary');
 ";
 
 /// One cluster for every test here; the demo module's reaper removes it when the test binary exits.
@@ -489,4 +497,46 @@ async fn functions_the_planner_runs_for_a_table_are_checked() {
         &GuardPolicy::read_only(),
     )
     .await;
+}
+
+/// Reading a foreign table runs a query on its server, where a view or function may take a lock, signal a session
+/// or write, and nothing pgmcp checks can see it: read-only mode refuses foreign tables, partitions included, until
+/// the profile trusts them by name.
+#[tokio::test]
+async fn foreign_tables_are_refused_in_read_only_mode_until_trusted() {
+    let cases = [
+        ("SELECT * FROM remote_items", "public.remote_items"),
+        (
+            "SELECT count(*) FROM canary WHERE id IN (SELECT id FROM remote_items)",
+            "public.remote_items",
+        ),
+        ("SELECT * FROM mixed", "public.mixed_remote"),
+    ];
+    for (sql, table) in cases {
+        let reason = refusal(sql, &GuardPolicy::read_only()).await;
+        assert!(
+            reason.starts_with(&format!(
+                "foreign table {table} is not allowed in read-only mode: reading it runs a query on server elsewhere"
+            )),
+            "{sql}: {reason}"
+        );
+    }
+    let trusting = GuardPolicy {
+        allowed_foreign_tables: vec!["public.remote_items".into(), "public.mixed_*".into()],
+        ..GuardPolicy::read_only()
+    };
+    for (sql, _) in cases {
+        passes(sql, &trusting).await;
+    }
+    // Trusting one foreign table trusts no other.
+    let one = GuardPolicy {
+        allowed_foreign_tables: vec!["public.remote_items".into()],
+        ..GuardPolicy::read_only()
+    };
+    let reason = refusal("SELECT * FROM mixed", &one).await;
+    assert!(reason.contains("public.mixed_remote"), "{reason}");
+    // A profile that may write reaches its foreign tables as it reaches its own.
+    passes("SELECT * FROM mixed", &GuardPolicy::read_write(false)).await;
+    // A local partition on its own is a local table.
+    passes("SELECT * FROM mixed_local", &GuardPolicy::read_only()).await;
 }

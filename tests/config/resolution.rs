@@ -31,6 +31,7 @@ access_mode = "read_write"
 allow_ddl = true
 deny_functions = ["dblink"]
 allow_volatile_functions = ["nextval"]
+allow_foreign_tables = ["sales.*"]
 "#;
 
 fn write_config(dir: &Path, text: &str) -> PathBuf {
@@ -96,6 +97,7 @@ fn file_profiles_resolve_with_default_first() {
     assert!(local.allow_ddl);
     assert_eq!(local.deny_functions, ["dblink"]);
     assert_eq!(local.allow_volatile_functions, ["nextval"]);
+    assert_eq!(local.allow_foreign_tables, ["sales.*"]);
     let zeta = &profiles[1];
     assert_eq!(
         zeta.conn.dbname.as_deref(),
@@ -215,6 +217,11 @@ fn url_order_and_profile_limits_stay() {
 fn file_problems_are_reported_with_the_key() {
     let message = error_for_profile("max_rowz = 3");
     assert!(message.contains("max_rowz"), "{message}");
+    let message = error_for_profile("allow_foreign_tables = [\"sales. orders\"]");
+    assert!(
+        message.contains("allow_foreign_tables") && message.contains("not a table name"),
+        "{message}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.toml");
     let message = expect_error(&sources_with(Some(&missing), &[])).to_string();
