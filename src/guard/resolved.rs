@@ -205,7 +205,9 @@ macro_rules! shipped {
 ///
 /// `nested` lists the functions in each one's default arguments, which PostgreSQL inserts into the call and which
 /// [`check_functions`] follows in turn. No recursion over functions here: the planner estimates a recursive union so
-/// large that it compiles the query with JIT, which costs a second.
+/// large that it compiles the query with JIT, which costs a second. The operators' closure is recursive, so it is
+/// gathered into an array first: its estimate of hundreds of rows made the rest of the query hash whole catalogs,
+/// which cost about 3 ms a statement; an array's elements are estimated at ten.
 const FUNCTIONS_SQL: &str = concat!(
     "\
 WITH RECURSIVE
@@ -232,21 +234,26 @@ default_families(family, type) AS (
       JOIN pg_catalog.pg_opclass oc ON oc.oid = r.rngsubopc
 ),
 operators(oid) AS (
-    SELECT o FROM unnest($2::oid[]) AS o
-  UNION
-    SELECT ao.amopopr FROM default_families d
-      JOIN pg_catalog.pg_amop ao ON ao.amopfamily = d.family
-        AND ao.amoplefttype = d.type AND ao.amoprighttype = d.type
-  UNION
-    SELECT v.next FROM operators JOIN pg_catalog.pg_operator o ON o.oid = operators.oid,
-      LATERAL (
-          SELECT o.oprcom
-        UNION ALL SELECT o.oprnegate
-        UNION ALL SELECT member.amopopr FROM pg_catalog.pg_amop ao
-          JOIN pg_catalog.pg_amop member ON member.amopfamily = ao.amopfamily
-          WHERE ao.amopopr = o.oid AND member.oid >= 16384
-      ) AS v(next)
-    WHERE v.next <> 0
+    SELECT pg_catalog.unnest(ARRAY(
+        WITH RECURSIVE closure(oid) AS (
+            SELECT o FROM unnest($2::oid[]) AS o
+          UNION
+            SELECT ao.amopopr FROM default_families d
+              JOIN pg_catalog.pg_amop ao ON ao.amopfamily = d.family
+                AND ao.amoplefttype = d.type AND ao.amoprighttype = d.type
+          UNION
+            SELECT v.next FROM closure JOIN pg_catalog.pg_operator o ON o.oid = closure.oid,
+              LATERAL (
+                  SELECT o.oprcom
+                UNION ALL SELECT o.oprnegate
+                UNION ALL SELECT member.amopopr FROM pg_catalog.pg_amop ao
+                  JOIN pg_catalog.pg_amop member ON member.amopfamily = ao.amopfamily
+                  WHERE ao.amopopr = o.oid AND member.oid >= 16384
+              ) AS v(next)
+            WHERE v.next <> 0
+        )
+        SELECT closure.oid FROM closure
+    ))
 ),
 direct(oid) AS (
     SELECT f FROM unnest($1::oid[]) AS f
