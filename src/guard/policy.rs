@@ -1,4 +1,5 @@
-//! What the guard lets through: access mode, DDL switch, and the two function name lists.
+//! What the guard lets through: access mode, DDL switch, the two function name lists, and the foreign tables
+//! reads may read.
 
 use crate::config::AccessMode;
 
