@@ -407,7 +407,16 @@ pub async fn check_functions(
     }
     // One flight: both questions go to the server before either answer is read.
     let (called, planned) = tokio::join!(
-        check_called(client, referenced, policy),
+        check_called(
+            client,
+            [
+                &referenced.functions,
+                &referenced.operators,
+                &referenced.types
+            ],
+            policy,
+            &Reached::Resolved,
+        ),
         planner_calls(client, &referenced.relations),
     );
     called?;
@@ -486,17 +495,15 @@ impl<'a> FunctionRow<'a> {
     }
 }
 
-/// What the statement's resolved tree calls, directly or through the catalog objects it names.
+/// What the given functions, operators and types call, directly or through the catalogs (see [`FUNCTIONS_SQL`]).
 async fn check_called(
     client: &tokio_postgres::Client,
-    referenced: &Referenced,
+    [functions, operators, types]: [&BTreeSet<u32>; 3],
     policy: &GuardPolicy,
+    reached: &Reached<'_>,
 ) -> Result<(), GuardError> {
-    let (mut functions, mut operators, mut types) = (
-        oid_vec(&referenced.functions),
-        oid_vec(&referenced.operators),
-        oid_vec(&referenced.types),
-    );
+    let (mut functions, mut operators, mut types) =
+        (oid_vec(functions), oid_vec(operators), oid_vec(types));
     if functions.is_empty() && operators.is_empty() && types.is_empty() {
         return Ok(());
     }
@@ -506,7 +513,7 @@ async fn check_called(
         let mut pending = BTreeSet::new();
         for row in &rows {
             let function = FunctionRow::read(row)?;
-            function.judge(policy, &Reached::Resolved)?;
+            function.judge(policy, reached)?;
             seen.insert(function.oid);
             pending.extend(function.nested);
         }
@@ -543,6 +550,12 @@ pub struct PlannerCalls {
     pub bound: BTreeSet<u32>,
     /// Called whatever they are: a partitioned table's key comparisons.
     pub always: BTreeSet<u32>,
+    /// Types of constants and operators of calls not given a column: simplifying them may run what PostgreSQL
+    /// looks up by type or operator (a comparison for `GREATEST` or an array comparison, a negator).
+    pub types: BTreeSet<u32>,
+    pub operators: BTreeSet<u32>,
+    /// One relation whose expressions hold those types or operators.
+    pub relation_of_lookups: Option<String>,
     /// One relation whose expressions call each function, for the refusal's wording.
     pub relation_of: std::collections::BTreeMap<u32, String>,
     /// Foreign tables read, directly or as a child or partition.
@@ -614,6 +627,22 @@ pub fn calls_in_expression(
     let mut unreadable = None;
     tree.walk(&mut |node| {
         let bound = node.nodes("args").into_iter().any(is_column);
+        let mut looked_up = |target: &mut BTreeSet<u32>, oid: Option<i64>| {
+            if let Some(oid) = oid.and_then(|oid| u32::try_from(oid).ok())
+                && oid >= FIRST_NORMAL_OBJECT_ID
+            {
+                target.insert(oid);
+                calls
+                    .relation_of_lookups
+                    .get_or_insert_with(|| relation.to_string());
+            }
+        };
+        if node.name == "CONST" {
+            looked_up(&mut calls.types, node.number("consttype"));
+        }
+        if !bound {
+            looked_up(&mut calls.operators, node.number("opno"));
+        }
         for (field, value) in &node.fields {
             if !EXPRESSION_FUNCTION_FIELDS.contains(&field.as_str()) {
                 continue;
@@ -672,6 +701,16 @@ async fn check_planned(
                 )));
             }
         }
+    }
+    if !calls.types.is_empty() || !calls.operators.is_empty() {
+        let relation = calls.relation_of_lookups.as_deref().unwrap_or("");
+        check_called(
+            client,
+            [&BTreeSet::new(), &calls.operators, &calls.types],
+            policy,
+            &Reached::Planned { relation },
+        )
+        .await?;
     }
     if calls.unbound.is_empty() && calls.bound.is_empty() && calls.always.is_empty() {
         return Ok(());
@@ -864,6 +903,17 @@ mod tests {
         assert_eq!(calls.unbound, BTreeSet::from([16403, 16406, 16407]));
         assert_eq!(calls.bound, BTreeSet::from([16404, 16405]));
         assert_eq!(calls.relation_of.get(&16403).map(String::as_str), Some("t"));
+        // A constant of a type the database defined, and an operator of a call not given a column, are looked up;
+        // an operator given a column is not.
+        let calls = planned(
+            "({MINMAXEXPR :minmaxtype 16500 :args ({CONST :consttype 16500} {CONST :consttype 23})} \
+             {OPEXPR :opno 16600 :opfuncid 65 :args ({CONST :consttype 23} {CONST :consttype 23})} \
+             {OPEXPR :opno 16700 :opfuncid 65 :args ({VAR :varno 1} {CONST :consttype 23})})",
+        )
+        .expect("readable");
+        assert_eq!(calls.types, BTreeSet::from([16500]));
+        assert_eq!(calls.operators, BTreeSet::from([16600]));
+        assert_eq!(calls.relation_of_lookups.as_deref(), Some("t"));
         assert_eq!(
             planned("({FUNCEXPR :funcid (o 1 2) :args <>})"),
             Ok(PlannerCalls::default())

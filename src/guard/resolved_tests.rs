@@ -100,6 +100,8 @@ CREATE OPERATOR CLASS public.keyed_ops FOR TYPE public.keyed USING btree AS
 CREATE TABLE public.listed (k public.keyed) PARTITION BY LIST (k public.keyed_ops);
 CREATE TABLE public.listed_odd PARTITION OF public.listed FOR VALUES IN ('(1)', '(3)');
 CREATE TABLE public.listed_even PARTITION OF public.listed FOR VALUES IN ('(2)', '(4)');
+CREATE TABLE public.greatest_indexed (a int);
+CREATE INDEX ON public.greatest_indexed (a) WHERE (GREATEST('(1)'::public.ordered, '(2)'::public.ordered)).n > 0;
 CREATE EXTENSION postgres_fdw;
 CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', dbname 'postgres');
 CREATE USER MAPPING FOR CURRENT_USER SERVER elsewhere;
@@ -479,6 +481,8 @@ async fn functions_the_planner_runs_for_a_table_are_checked() {
         ("SELECT * FROM parent WHERE a = 1", "public.child_const"),
         // PostgreSQL sorts a partitioned table's bounds with its key's operator class when it loads the table.
         ("SELECT * FROM listed", "public.keyed_*"),
+        // Simplifying `GREATEST` of two constants compares them with their type's operator class.
+        ("SELECT * FROM greatest_indexed", "public.ordered_*"),
         (
             "SELECT count(*) FROM canary JOIN (SELECT * FROM indexed) AS i ON i.a = canary.id",
             "public.index_const",
