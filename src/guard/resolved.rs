@@ -311,8 +311,10 @@ JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
 /// extended statistics' expressions, its partition key's expressions and its CHECK constraints. The planner
 /// simplifies each, and simplifying calls an IMMUTABLE function whose arguments are constants and inlines a
 /// function written in SQL; no tree of the statement shows any of it. `pg_statistic_ext.stxexprs` is read through
-/// `to_jsonb` because PostgreSQL 13 has no such column. Only expressions that call something are returned, each
-/// once, with one relation that holds it (for the refusal's wording).
+/// `to_jsonb` because PostgreSQL 13 has no such column. Each expression is returned once, with one relation that
+/// holds it (for the refusal's wording), whether or not it names a function: constants of a type the database
+/// defined are looked up by type (`GREATEST('(1)'::t, '(2)'::t) IS NOT NULL` compares them, and calls nothing by
+/// name).
 ///
 /// Rows of a second kind carry a function instead of an expression: the support functions and operators' functions
 /// of a partitioned table's key operator classes, which PostgreSQL calls to sort the partitions' bounds when it
@@ -361,7 +363,7 @@ key_support(relation, f) AS (
       ) AS f(oid)
 )
 SELECT min(relation), expr, NULL::oid, NULL::text, NULL::text
-FROM expressions WHERE expr LIKE '%funcid%' GROUP BY expr
+FROM expressions WHERE expr IS NOT NULL GROUP BY expr
 UNION ALL
 SELECT min(relation), NULL, f, NULL, NULL FROM key_support WHERE f >= 16384 GROUP BY f
 UNION ALL

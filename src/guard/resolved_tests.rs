@@ -102,6 +102,8 @@ CREATE TABLE public.listed_odd PARTITION OF public.listed FOR VALUES IN ('(1)', 
 CREATE TABLE public.listed_even PARTITION OF public.listed FOR VALUES IN ('(2)', '(4)');
 CREATE TABLE public.greatest_indexed (a int);
 CREATE INDEX ON public.greatest_indexed (a) WHERE (GREATEST('(1)'::public.ordered, '(2)'::public.ordered)).n > 0;
+CREATE TABLE public.greatest_only (a int);
+CREATE INDEX ON public.greatest_only (a) WHERE GREATEST('(1)'::public.ordered, '(2)'::public.ordered) IS NOT NULL;
 CREATE EXTENSION postgres_fdw;
 CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1', dbname 'postgres');
 CREATE USER MAPPING FOR CURRENT_USER SERVER elsewhere;
@@ -483,6 +485,8 @@ async fn functions_the_planner_runs_for_a_table_are_checked() {
         ("SELECT * FROM listed", "public.keyed_*"),
         // Simplifying `GREATEST` of two constants compares them with their type's operator class.
         ("SELECT * FROM greatest_indexed", "public.ordered_*"),
+        // The same with no call of a function anywhere in the predicate.
+        ("SELECT * FROM greatest_only", "public.ordered_*"),
         (
             "SELECT count(*) FROM canary JOIN (SELECT * FROM indexed) AS i ON i.a = canary.id",
             "public.index_const",
