@@ -615,10 +615,6 @@ async fn planner_calls(
     Ok(calls)
 }
 
-/// Function fields of the nodes a stored expression can hold: calls, operators, `IS DISTINCT FROM`, `NULLIF`,
-/// `= ANY(…)`.
-const EXPRESSION_FUNCTION_FIELDS: &[&str] = &["funcid", "opfuncid", "hashfuncid", "negfuncid"];
-
 /// Sorts every function an expression tree calls into [`PlannerCalls`]; `Err` names a function field that holds
 /// anything but an OID.
 pub fn calls_in_expression(
@@ -646,7 +642,7 @@ pub fn calls_in_expression(
             looked_up(&mut calls.operators, node.number("opno"));
         }
         for (field, value) in &node.fields {
-            if !EXPRESSION_FUNCTION_FIELDS.contains(&field.as_str()) {
+            if !FUNCTION_FIELDS.contains(&field.as_str()) {
                 continue;
             }
             let mut found = BTreeSet::new();
@@ -704,16 +700,30 @@ async fn check_planned(
             }
         }
     }
-    if !calls.types.is_empty() || !calls.operators.is_empty() {
-        let relation = calls.relation_of_lookups.as_deref().unwrap_or("");
+    // One flight: check_called returns at once when there is nothing to look up.
+    let no_functions = BTreeSet::new();
+    let lookups = Reached::Planned {
+        relation: calls.relation_of_lookups.as_deref().unwrap_or(""),
+    };
+    let (looked_up, called) = tokio::join!(
         check_called(
             client,
-            [&BTreeSet::new(), &calls.operators, &calls.types],
+            [&no_functions, &calls.operators, &calls.types],
             policy,
-            &Reached::Planned { relation },
-        )
-        .await?;
-    }
+            &lookups,
+        ),
+        check_planner_called(client, calls, policy),
+    );
+    looked_up?;
+    called
+}
+
+/// The functions of [`PlannerCalls`] the planner may run, judged.
+async fn check_planner_called(
+    client: &tokio_postgres::Client,
+    calls: &PlannerCalls,
+    policy: &GuardPolicy,
+) -> Result<(), GuardError> {
     if calls.unbound.is_empty() && calls.bound.is_empty() && calls.always.is_empty() {
         return Ok(());
     }
