@@ -205,25 +205,32 @@ macro_rules! shipped {
 ///
 /// `nested` lists the functions in each one's default arguments, which PostgreSQL inserts into the call and which
 /// [`check_functions`] follows in turn. No recursion over functions here: the planner estimates a recursive union so
-/// large that it compiles the query with JIT, which costs a second. The operators' closure is recursive, so it is
-/// gathered into an array first: its estimate of hundreds of rows made the rest of the query hash whole catalogs,
-/// which cost about 3 ms a statement; an array's elements are estimated at ten.
+/// large that it compiles the query with JIT, which costs a second. The types' and the operators' closures are
+/// recursive and the functions a union of many, so each is gathered into an array first: their estimates of
+/// thousands of rows made the rest of the query hash whole catalogs (`pg_proc` twice, `pg_type`, `pg_aggregate`),
+/// which cost milliseconds a statement; an array's elements are estimated at ten, and the catalogs are then read
+/// by index.
 const FUNCTIONS_SQL: &str = concat!(
     "\
-WITH RECURSIVE
+WITH
 types(oid) AS (
-    SELECT t FROM unnest($3::oid[]) AS t
-  UNION
-    SELECT v.next FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
-      LATERAL (
-          SELECT ty.typbasetype
-        UNION ALL SELECT ty.typelem
-        UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
-          WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-        UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = ty.oid
-        UNION ALL SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = ty.oid
-      ) AS v(next)
-    WHERE v.next <> 0
+    SELECT pg_catalog.unnest(ARRAY(
+        WITH RECURSIVE reachable(oid) AS (
+            SELECT t FROM unnest($3::oid[]) AS t
+          UNION
+            SELECT v.next FROM reachable JOIN pg_catalog.pg_type ty ON ty.oid = reachable.oid,
+              LATERAL (
+                  SELECT ty.typbasetype
+                UNION ALL SELECT ty.typelem
+                UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                UNION ALL SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = ty.oid
+                UNION ALL SELECT r.rngtypid FROM pg_catalog.pg_range r WHERE r.rngmultitypid = ty.oid
+              ) AS v(next)
+            WHERE v.next <> 0
+        )
+        SELECT reachable.oid FROM reachable
+    ))
 ),
 default_families(family, type) AS (
     SELECT oc.opcfamily, oc.opcintype FROM types
@@ -256,33 +263,35 @@ operators(oid) AS (
     ))
 ),
 direct(oid) AS (
-    SELECT f FROM unnest($1::oid[]) AS f
-  UNION
-    SELECT v.f FROM operators JOIN pg_catalog.pg_operator o ON o.oid = operators.oid,
-      LATERAL (VALUES (o.oprcode::oid), (o.oprrest::oid), (o.oprjoin::oid)) AS v(f)
-  UNION
-    SELECT ap.amproc::oid FROM operators
-      JOIN pg_catalog.pg_amop ao ON ao.amopopr = operators.oid
-      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = ao.amopfamily
-        AND (ap.amproclefttype IN (ao.amoplefttype, ao.amoprighttype)
-             OR ap.amprocrighttype IN (ao.amoplefttype, ao.amoprighttype))
-  UNION
-    SELECT ap.amproc::oid FROM default_families d
-      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = d.family
-        AND ap.amproclefttype = d.type AND ap.amprocrighttype = d.type
-  UNION
-    SELECT v.f FROM types JOIN pg_catalog.pg_range r ON r.rngtypid = types.oid,
-      LATERAL (VALUES (r.rngcanonical::oid), (r.rngsubdiff::oid)) AS v(f)
-  UNION
-    SELECT c.castfunc::oid FROM types JOIN pg_catalog.pg_cast c
-      ON c.castsource = types.oid AND c.casttarget = 'pg_catalog.json'::pg_catalog.regtype
-  UNION
-    SELECT v.f FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
-      LATERAL (VALUES (ty.typinput::oid), (ty.typoutput::oid), (ty.typreceive::oid), (ty.typsend::oid),
-                      (ty.typmodin::oid), (ty.typmodout::oid), (ty.typanalyze::oid), (ty.typsubscript::oid)) AS v(f)
-  UNION
-    SELECT m[1]::oid FROM types JOIN pg_catalog.pg_constraint c ON c.contypid = types.oid,
-      LATERAL regexp_matches(c.conbin::text, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\\d+)', 'g') AS m
+    SELECT pg_catalog.unnest(ARRAY(
+        SELECT f FROM unnest($1::oid[]) AS f
+      UNION
+        SELECT v.f FROM operators JOIN pg_catalog.pg_operator o ON o.oid = operators.oid,
+          LATERAL (VALUES (o.oprcode::oid), (o.oprrest::oid), (o.oprjoin::oid)) AS v(f)
+      UNION
+        SELECT ap.amproc::oid FROM operators
+          JOIN pg_catalog.pg_amop ao ON ao.amopopr = operators.oid
+          JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = ao.amopfamily
+            AND (ap.amproclefttype IN (ao.amoplefttype, ao.amoprighttype)
+                 OR ap.amprocrighttype IN (ao.amoplefttype, ao.amoprighttype))
+      UNION
+        SELECT ap.amproc::oid FROM default_families d
+          JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = d.family
+            AND ap.amproclefttype = d.type AND ap.amprocrighttype = d.type
+      UNION
+        SELECT v.f FROM types JOIN pg_catalog.pg_range r ON r.rngtypid = types.oid,
+          LATERAL (VALUES (r.rngcanonical::oid), (r.rngsubdiff::oid)) AS v(f)
+      UNION
+        SELECT c.castfunc::oid FROM types JOIN pg_catalog.pg_cast c
+          ON c.castsource = types.oid AND c.casttarget = 'pg_catalog.json'::pg_catalog.regtype
+      UNION
+        SELECT v.f FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid,
+          LATERAL (VALUES (ty.typinput::oid), (ty.typoutput::oid), (ty.typreceive::oid), (ty.typsend::oid),
+                          (ty.typmodin::oid), (ty.typmodout::oid), (ty.typanalyze::oid), (ty.typsubscript::oid)) AS v(f)
+      UNION
+        SELECT m[1]::oid FROM types JOIN pg_catalog.pg_constraint c ON c.contypid = types.oid,
+          LATERAL regexp_matches(c.conbin::text, ':(?:funcid|opfuncid|aggfnoid|winfnoid) (\\d+)', 'g') AS m
+    ))
 ),
 called(oid, nested) AS (
     SELECT p.oid, ARRAY(
