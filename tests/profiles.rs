@@ -811,6 +811,77 @@ async fn calls_after_a_deallocate_all_still_get_their_answers() {
     client.cancel().await.ok();
 }
 
+/// The guard's catalog queries, prepared once per connection, can be removed by a function the profile trusts
+/// while the connection stays clean enough to keep. The next statement checked meets a query that is gone: nothing
+/// was judged, so the queries are prepared again and the statement checked again, on the same connection, and a
+/// statement the check must refuse is still refused.
+#[tokio::test]
+async fn a_check_whose_catalog_queries_were_removed_prepares_them_again() {
+    let observer = common::observer().await;
+    observer
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION forget_catalog_queries() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+             DECLARE cached record;
+             BEGIN
+               FOR cached IN SELECT name FROM pg_prepared_statements
+                             WHERE statement LIKE '%pg_catalog.pg_amop%'
+                                OR statement LIKE '%pg_catalog.pg_partitioned_table%'
+                                OR statement LIKE '%pg_catalog.pg_language%' LOOP
+                 EXECUTE format('DEALLOCATE %I', cached.name);
+               END LOOP;
+               RETURN 1;
+             END $$;
+             CREATE OR REPLACE FUNCTION untrusted_bump() RETURNS int LANGUAGE sql VOLATILE AS 'SELECT 1';",
+        )
+        .await
+        .unwrap();
+    let client =
+        serve_on_one_connection("allow_volatile_functions = [\"public.forget_catalog_queries\"]\n")
+            .await;
+    let (backend, _) = session_probe(&client).await;
+    for round in 0..2 {
+        // A text of its own each round: a statement's first call is the one that is checked.
+        let forget = json!({"sql": format!("SELECT forget_catalog_queries() AS round_{round}")});
+        assert_eq!(
+            rows(&call_ok(&client, "execute_query", forget).await)[0],
+            json!([1])
+        );
+        let left: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&(backend as i32)],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 1, "round {round}: the connection was kept");
+        // Only the catalog tells that this function was written in the database and is VOLATILE.
+        let refused = call_err(
+            &client,
+            "execute_query",
+            json!({"sql": format!("SELECT untrusted_bump() AS round_{round}")}),
+        )
+        .await;
+        assert_eq!(
+            refused["error"],
+            json!("rejected"),
+            "round {round}: {refused}"
+        );
+        let fresh = call_ok(
+            &client,
+            "execute_query",
+            json!({"sql": format!("SELECT {round} + 1, pg_backend_pid()")}),
+        )
+        .await;
+        assert_eq!(
+            rows(&fresh)[0],
+            json!([round + 1, backend]),
+            "round {round}"
+        );
+    }
+    client.cancel().await.ok();
+}
+
 /// A write whose cached statement a function removed is refused at its Bind, before anything ran, so it is
 /// prepared again and run once: the row goes in exactly once, on the same connection.
 #[tokio::test]

@@ -28,7 +28,7 @@ use crate::db::session::{
 };
 use crate::db::tls::MakeRustlsConnect;
 use crate::guard::masks::{self, MaskMode};
-use crate::guard::resolved::{self, PRINT_TREES, RESTORE_JIT, STOP_PRINTING_TREES};
+use crate::guard::resolved::{self, CheckFailure, PRINT_TREES, PreparedQueries, RESTORE_SETTINGS};
 use crate::guard::{
     self, CACHEABLE_SQL_BYTES, CachedGuard, GuardPolicy, OutputMasks, StatementClass,
 };
@@ -371,6 +371,7 @@ async fn run_checked(
             // is safe, for writes too.
             Err(Failure::Refused(_)) => {
                 statements.forget_all();
+                client.catalog_queries.forget();
                 let again = execute(client, ctx, &statements, checked, sql, params, intent).await;
                 if let Err(Failure::Refused(Refusal::StatementGone)) = again {
                     // A statement prepared a moment ago is gone as well: the Parse and the Bind reached different
@@ -560,6 +561,12 @@ async fn execute(
     }
     let limits = ctx.limits;
     let notices = client.notices.clone();
+    // Kept across transactions only where the connection keeps statements at all.
+    let catalog = (statements.capacity > 0).then(|| client.catalog_queries.clone());
+    let resolver = Resolver {
+        notices: &notices,
+        catalog: catalog.as_ref(),
+    };
     let txn = client
         .build_transaction()
         .read_only(intent == Intent::ReadOnly)
@@ -580,7 +587,7 @@ async fn execute(
         (guard::ToResolve::Nothing, None) => (None, OutputMasks::default()),
         (guard::ToResolve::Itself, None) => {
             let (statement, masks) =
-                prepare_resolved(&txn, &notices, sql, checked.policy, Outputs::Returned).await?;
+                prepare_resolved(&txn, &resolver, sql, checked.policy, Outputs::Returned).await?;
             let masks = Arc::new(masks);
             if ctx.shared_resolution {
                 ctx.guard.confirm(sql, checked.mode, masks.clone());
@@ -595,7 +602,7 @@ async fn execute(
             } else {
                 Outputs::Returned
             };
-            prepare_resolved(&txn, &notices, inner, checked.policy, outputs).await?;
+            prepare_resolved(&txn, &resolver, inner, checked.policy, outputs).await?;
             if ctx.shared_resolution {
                 ctx.guard.confirm(sql, checked.mode, OutputMasks::default());
             }
@@ -630,9 +637,14 @@ async fn execute(
         statement = if remembered || matches!(checked.resolve, guard::ToResolve::Nothing) {
             statements.prepare(&txn, &wrapped).await?
         } else {
-            let (statement, _) =
-                prepare_resolved(&txn, &notices, &wrapped, checked.policy, Outputs::Unchecked)
-                    .await?;
+            let (statement, _) = prepare_resolved(
+                &txn,
+                &resolver,
+                &wrapped,
+                checked.policy,
+                Outputs::Unchecked,
+            )
+            .await?;
             if ctx.shared_resolution {
                 ctx.guard
                     .confirm(&wrapped, checked.mode, OutputMasks::default());
@@ -1030,21 +1042,28 @@ enum Outputs {
     Unchecked,
 }
 
+/// What a call resolves statements with: the connection's notices, where PostgreSQL prints the trees, and its
+/// prepared catalog queries (none behind a transaction-pooling proxy).
+struct Resolver<'a> {
+    notices: &'a Notices,
+    catalog: Option<&'a PreparedQueries>,
+}
+
 /// Has PostgreSQL parse `sql` and print how it resolved it, then checks every function that resolution calls and
 /// every use of a masked column. Nothing has run yet: the tree is printed while parsing, before planning. The
 /// statement comes back prepared (not cached: the next call on another connection prepares its own), with the
 /// mask each output column carries when they are returned.
 async fn prepare_resolved(
     txn: &Transaction<'_>,
-    notices: &Notices,
+    resolver: &Resolver<'_>,
     sql: &str,
     policy: &GuardPolicy,
     outputs: Outputs,
 ) -> Result<(Statement, Vec<Option<MaskMode>>), Failure> {
     txn.batch_execute(PRINT_TREES).await?;
-    notices.listen();
+    resolver.notices.listen();
     let prepared = txn.prepare(sql).await;
-    let trees = notices.take();
+    let trees = resolver.notices.take();
     let statement = prepared?;
     let trees = match trees {
         ResolvedTrees::Trees(trees) if !trees.is_empty() => trees,
@@ -1080,16 +1099,21 @@ async fn prepare_resolved(
     let trees = resolved::parse_trees(&trees).map_err(rejected)?;
     let referenced = resolved::referenced_objects(&trees).map_err(rejected)?;
     // One flight: printing stops before anything runs, and the catalog answers both questions at the same time.
+    // The statements' Parse, on a connection's first check, goes after printing stopped.
     let (stopped, judged, masked) = tokio::join!(
-        txn.batch_execute(STOP_PRINTING_TREES),
-        resolved::check_functions(txn.client(), &referenced, policy),
+        txn.batch_execute(resolved::stop_printing_trees(resolver.catalog.is_some())),
+        resolved::check_functions(txn.client(), &referenced, policy, resolver.catalog),
         masks::masked_columns(txn.client(), &policy.masks),
     );
     stopped?;
-    judged.map_err(rejected)?;
+    judged.map_err(|failure| match failure {
+        CheckFailure::Refused(error) => rejected(error),
+        // Nothing was judged and nothing ran: the call starts again with the queries prepared afresh.
+        CheckFailure::QueryGone => Failure::Refused(Refusal::StatementGone),
+    })?;
     let masked = masked.map_err(rejected)?;
     // Sent now, answered later: it runs before anything the call sends next, and cannot fail on its own.
-    drop(txn.client().simple_query_raw(RESTORE_JIT).await);
+    drop(txn.client().simple_query_raw(RESTORE_SETTINGS).await);
     let output = match outputs {
         _ if policy.masks.is_empty() => Vec::new(),
         Outputs::Unchecked => Vec::new(),

@@ -12,6 +12,8 @@ use tokio_postgres::error::DbError;
 use tokio_postgres::fallible_iterator::FallibleIterator;
 use tokio_postgres::{Client, Config};
 
+use crate::guard::resolved::PreparedQueries;
+
 pub type Pool = managed::Pool<SessionManager>;
 pub type Object = managed::Object<SessionManager>;
 pub type PoolError = managed::PoolError<tokio_postgres::Error>;
@@ -108,6 +110,8 @@ pub struct Session {
     /// The call holds a session advisory lock on purpose (hypopg's marker), which the check in a read's flight
     /// would release.
     keeps_advisory_locks: bool,
+    /// The guard's catalog queries, as this connection prepared them.
+    pub catalog_queries: PreparedQueries,
 }
 
 /// What the session check in a read's own flight found.
@@ -324,6 +328,7 @@ impl managed::Manager for SessionManager {
             flight_check: None,
             keeps_advisory_locks: false,
             own_statements: OwnStatements::Unprepared,
+            catalog_queries: PreparedQueries::default(),
         })
     }
 

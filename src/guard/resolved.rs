@@ -14,8 +14,11 @@
 //! the session check after each call bound the rest (README, "Security model").
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
-use tokio_postgres::types::Type;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row, Statement};
 
 use super::GuardError;
 use super::policy::GuardPolicy;
@@ -29,10 +32,30 @@ SET LOCAL debug_print_rewritten = on; SET LOCAL debug_pretty_print = off";
 /// Back to normal once the statement is parsed: function bodies run later would print trees of their own. JIT
 /// is off for the catalog lookups that follow: their recursive unions are estimated so large, with a few dozen
 /// types involved, that the server compiled them, which took seconds on a busy host for a few milliseconds of
-/// work. [`RESTORE_JIT`] sets it back before the statement runs.
-pub const STOP_PRINTING_TREES: &str = "SET LOCAL debug_print_rewritten = off; SET LOCAL client_min_messages TO DEFAULT; SET LOCAL jit = off";
-/// The session's own JIT setting again, for the statement itself.
-pub const RESTORE_JIT: &str = "SET LOCAL jit TO DEFAULT";
+/// work. [`RESTORE_SETTINGS`] sets it back before the statement runs.
+macro_rules! stop_printing_trees {
+    () => {
+        "SET LOCAL debug_print_rewritten = off; SET LOCAL client_min_messages TO DEFAULT; SET LOCAL jit = off"
+    };
+}
+
+/// What stops the printing of trees, when the catalog lookups are sent as text ([`check_functions`] without
+/// [`PreparedQueries`]), or bound to statements the connection prepared. Those are run with the plan they were
+/// given once: in PostgreSQL's default mode they were planned again on each of their first five runs, and kept on
+/// planning afresh after that, because the generic plan's estimate looked dearer than the custom ones', while
+/// planning was most of what they cost.
+pub fn stop_printing_trees(prepared: bool) -> &'static str {
+    if prepared {
+        concat!(
+            stop_printing_trees!(),
+            "; SET LOCAL plan_cache_mode = force_generic_plan"
+        )
+    } else {
+        stop_printing_trees!()
+    }
+}
+/// The session's own settings again, for the statement itself.
+pub const RESTORE_SETTINGS: &str = "SET LOCAL jit TO DEFAULT; SET LOCAL plan_cache_mode TO DEFAULT";
 
 /// Catalog objects a resolved tree refers to by OID.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -405,21 +428,135 @@ const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 /// default arguments before refusing: real schemas need one or two.
 const MAX_NESTING: usize = 8;
 
+/// Why [`check_functions`] did not pass a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckFailure {
+    /// Refused, or could not be checked; the reason is for the caller.
+    Refused(GuardError),
+    /// A catalog query the connection had prepared is gone: a function the profile trusts ran `DEALLOCATE`.
+    /// Nothing was judged. The caller forgets the connection's queries ([`PreparedQueries::forget`]) and checks
+    /// again.
+    QueryGone,
+}
+
+impl From<GuardError> for CheckFailure {
+    fn from(error: GuardError) -> CheckFailure {
+        CheckFailure::Refused(error)
+    }
+}
+
+/// The catalog queries of one connection, prepared by the first check that needs them and bound by the later
+/// ones: parsing and planning them again was most of what they cost a statement's first call (BENCHMARKS.md,
+/// issue 17's eighteenth step). The session holds them, and each call clones the handle, as it does the notices.
+///
+/// A function the profile trusts could `DEALLOCATE` one and `PREPARE` a statement of its own under its name,
+/// which would then answer the next check. That `PREPARE` is SQL-level, and the session check after the call that
+/// ran it lists SQL-level statements and closes the connection (`db::session`), as it does for pgmcp's other
+/// prepared statements.
+#[derive(Clone, Default)]
+pub struct PreparedQueries(Arc<Mutex<Option<Arc<CatalogStatements>>>>);
+
+impl std::fmt::Debug for PreparedQueries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedQueries")
+    }
+}
+
+struct CatalogStatements {
+    functions: Statement,
+    relations: Statement,
+    planned: Statement,
+}
+
+impl PreparedQueries {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<CatalogStatements>>> {
+        // Only a handle is kept under the lock: a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection's statements, prepared now (in one flight, one round trip) if it has none.
+    async fn statements(&self, client: &Client) -> Result<Arc<CatalogStatements>, CheckFailure> {
+        if let Some(statements) = self.slot().clone() {
+            return Ok(statements);
+        }
+        let oids = [Type::OID_ARRAY, Type::OID_ARRAY, Type::OID_ARRAY];
+        let (functions, relations, planned) = tokio::try_join!(
+            client.prepare_typed(FUNCTIONS_SQL, &oids),
+            client.prepare_typed(RELATION_EXPRESSIONS_SQL, &oids[..1]),
+            client.prepare_typed(PLANNED_FUNCTIONS_SQL, &oids),
+        )
+        .map_err(catalog_error)?;
+        let statements = Arc::new(CatalogStatements {
+            functions,
+            relations,
+            planned,
+        });
+        *self.slot() = Some(statements.clone());
+        Ok(statements)
+    }
+
+    /// Drops the statements; the next check prepares them again.
+    pub fn forget(&self) {
+        self.slot().take();
+    }
+}
+
+/// How a check sends its catalog queries: as text, parsed and planned each time (behind a transaction-pooling
+/// proxy, which may send a later Bind to a server that never saw the Parse), or bound to the connection's own.
+#[derive(Clone, Copy)]
+enum Catalog<'a> {
+    Text,
+    Prepared(&'a CatalogStatements),
+}
+
+impl Catalog<'_> {
+    async fn query(
+        self,
+        client: &Client,
+        choose: fn(&CatalogStatements) -> &Statement,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, CheckFailure> {
+        let rows = match self {
+            Catalog::Text => client.query_typed(sql, params).await,
+            Catalog::Prepared(statements) => {
+                let values: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|(value, _)| *value).collect();
+                client.query(choose(statements), &values).await
+            }
+        };
+        rows.map_err(catalog_error)
+    }
+}
+
 /// Catalog round trips, usually one: rejects the statement when anything it calls, or anything the planner may
 /// call for the relations it reads, is on the deny-list, or, in read-only mode, is VOLATILE and not on the
-/// allow-list, or was written in the database and is not trusted.
+/// allow-list, or was written in the database and is not trusted. With `prepared`, the queries are bound to the
+/// connection's statements, which the first check prepares; the transaction must then have run
+/// [`stop_printing_trees`]`(true)`.
 pub async fn check_functions(
-    client: &tokio_postgres::Client,
+    client: &Client,
     referenced: &Referenced,
     policy: &GuardPolicy,
-) -> Result<(), GuardError> {
+    prepared: Option<&PreparedQueries>,
+) -> Result<(), CheckFailure> {
     if referenced.is_empty() {
         return Ok(());
     }
+    let statements = match prepared {
+        Some(prepared) => Some(prepared.statements(client).await?),
+        None => None,
+    };
+    let catalog = statements
+        .as_deref()
+        .map_or(Catalog::Text, Catalog::Prepared);
     // One flight: both questions go to the server before either answer is read.
     let (called, planned) = tokio::join!(
         check_called(
             client,
+            catalog,
             [
                 &referenced.functions,
                 &referenced.operators,
@@ -428,19 +565,27 @@ pub async fn check_functions(
             policy,
             &Reached::Resolved,
         ),
-        planner_calls(client, &referenced.relations),
+        planner_calls(client, catalog, &referenced.relations),
     );
     called?;
-    check_planned(client, &planned?, policy).await
+    check_planned(client, catalog, &planned?, policy).await
 }
 
-fn catalog_error(error: tokio_postgres::Error) -> GuardError {
-    GuardError::new(format!(
+/// A catalog query that failed. A statement the connection had prepared and no longer has is told by its code
+/// and by its lack of context: an error raised while a query runs carries one.
+fn catalog_error(error: tokio_postgres::Error) -> CheckFailure {
+    if let Some(db) = error.as_db_error()
+        && db.code() == &SqlState::INVALID_SQL_STATEMENT_NAME
+        && db.where_().is_none()
+    {
+        return CheckFailure::QueryGone;
+    }
+    CheckFailure::Refused(GuardError::new(format!(
         "could not check the statement's functions in the catalog: {}",
         error
             .as_db_error()
             .map_or_else(|| error.to_string(), |db| db.message().to_owned())
-    ))
+    )))
 }
 
 fn unexpected_row() -> GuardError {
@@ -453,12 +598,16 @@ fn oid_vec(set: &BTreeSet<u32>) -> Vec<u32> {
 
 /// A catalog query whose three parameters are OID arrays.
 async fn query_oids(
-    client: &tokio_postgres::Client,
+    client: &Client,
+    catalog: Catalog<'_>,
+    choose: fn(&CatalogStatements) -> &Statement,
     sql: &str,
     [first, second, third]: [&[u32]; 3],
-) -> Result<Vec<tokio_postgres::Row>, GuardError> {
-    client
-        .query_typed(
+) -> Result<Vec<Row>, CheckFailure> {
+    catalog
+        .query(
+            client,
+            choose,
             sql,
             &[
                 (&first, Type::OID_ARRAY),
@@ -467,7 +616,6 @@ async fn query_oids(
             ],
         )
         .await
-        .map_err(catalog_error)
 }
 
 /// A function as both catalog queries describe it: OID, schema, name, volatility, the functions its default
@@ -482,7 +630,7 @@ struct FunctionRow<'a> {
 }
 
 impl<'a> FunctionRow<'a> {
-    fn read(row: &'a tokio_postgres::Row) -> Result<FunctionRow<'a>, GuardError> {
+    fn read(row: &'a Row) -> Result<FunctionRow<'a>, GuardError> {
         let column = |_| unexpected_row();
         Ok(FunctionRow {
             oid: row.try_get(0).map_err(column)?,
@@ -508,11 +656,12 @@ impl<'a> FunctionRow<'a> {
 
 /// What the given functions, operators and types call, directly or through the catalogs (see [`FUNCTIONS_SQL`]).
 async fn check_called(
-    client: &tokio_postgres::Client,
+    client: &Client,
+    catalog: Catalog<'_>,
     [functions, operators, types]: [&BTreeSet<u32>; 3],
     policy: &GuardPolicy,
     reached: &Reached<'_>,
-) -> Result<(), GuardError> {
+) -> Result<(), CheckFailure> {
     let (mut functions, mut operators, mut types) =
         (oid_vec(functions), oid_vec(operators), oid_vec(types));
     if functions.is_empty() && operators.is_empty() && types.is_empty() {
@@ -520,7 +669,14 @@ async fn check_called(
     }
     let mut seen = BTreeSet::new();
     for _ in 0..MAX_NESTING {
-        let rows = query_oids(client, FUNCTIONS_SQL, [&functions, &operators, &types]).await?;
+        let rows = query_oids(
+            client,
+            catalog,
+            |statements| &statements.functions,
+            FUNCTIONS_SQL,
+            [&functions, &operators, &types],
+        )
+        .await?;
         let mut pending = BTreeSet::new();
         for row in &rows {
             let function = FunctionRow::read(row)?;
@@ -539,7 +695,8 @@ async fn check_called(
     }
     Err(GuardError::new(
         "the statement calls functions whose default arguments call functions nested too deeply to check",
-    ))
+    )
+    .into())
 }
 
 /// A foreign table a statement reads.
@@ -574,18 +731,23 @@ pub struct PlannerCalls {
 }
 
 async fn planner_calls(
-    client: &tokio_postgres::Client,
+    client: &Client,
+    catalog: Catalog<'_>,
     relations: &BTreeSet<u32>,
-) -> Result<PlannerCalls, GuardError> {
+) -> Result<PlannerCalls, CheckFailure> {
     let mut calls = PlannerCalls::default();
     if relations.is_empty() {
         return Ok(calls);
     }
     let relations = oid_vec(relations);
-    let rows = client
-        .query_typed(RELATION_EXPRESSIONS_SQL, &[(&relations, Type::OID_ARRAY)])
-        .await
-        .map_err(catalog_error)?;
+    let rows = catalog
+        .query(
+            client,
+            |statements| &statements.relations,
+            RELATION_EXPRESSIONS_SQL,
+            &[(&relations, Type::OID_ARRAY)],
+        )
+        .await?;
     for row in &rows {
         let relation: &str = row.try_get(0).map_err(|_| unexpected_row())?;
         let expression: Option<&str> = row.try_get(1).map_err(|_| unexpected_row())?;
@@ -688,10 +850,11 @@ fn is_column(node: &tree::Node) -> bool {
 }
 
 async fn check_planned(
-    client: &tokio_postgres::Client,
+    client: &Client,
+    catalog: Catalog<'_>,
     calls: &PlannerCalls,
     policy: &GuardPolicy,
-) -> Result<(), GuardError> {
+) -> Result<(), CheckFailure> {
     if policy.access_mode == AccessMode::ReadOnly {
         for ForeignTable {
             schema,
@@ -705,7 +868,8 @@ async fn check_planned(
                     "foreign table {table} is not allowed in read-only mode: reading it runs a query on server \
                      {server}, where a view or function may change state, and pgmcp cannot see what runs there — \
                      a profile may trust it with allow_foreign_tables = [\"{table}\"]"
-                )));
+                ))
+                .into());
             }
         }
     }
@@ -717,11 +881,12 @@ async fn check_planned(
     let (looked_up, called) = tokio::join!(
         check_called(
             client,
+            catalog,
             [&no_functions, &calls.operators, &calls.types],
             policy,
             &lookups,
         ),
-        check_planner_called(client, calls, policy),
+        check_planner_called(client, catalog, calls, policy),
     );
     looked_up?;
     called
@@ -729,10 +894,11 @@ async fn check_planned(
 
 /// The functions of [`PlannerCalls`] the planner may run, judged.
 async fn check_planner_called(
-    client: &tokio_postgres::Client,
+    client: &Client,
+    catalog: Catalog<'_>,
     calls: &PlannerCalls,
     policy: &GuardPolicy,
-) -> Result<(), GuardError> {
+) -> Result<(), CheckFailure> {
     if calls.unbound.is_empty() && calls.bound.is_empty() && calls.always.is_empty() {
         return Ok(());
     }
@@ -741,7 +907,14 @@ async fn check_planner_called(
         oid_vec(&calls.bound),
         oid_vec(&calls.always),
     );
-    let rows = query_oids(client, PLANNED_FUNCTIONS_SQL, [&unbound, &bound, &always]).await?;
+    let rows = query_oids(
+        client,
+        catalog,
+        |statements| &statements.planned,
+        PLANNED_FUNCTIONS_SQL,
+        [&unbound, &bound, &always],
+    )
+    .await?;
     for row in &rows {
         let function = FunctionRow::read(row)?;
         let relation = calls

@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 use tokio_postgres::{Client, NoTls};
 
 use super::corpus::parse_corpus;
-use super::resolved::{PRINT_TREES, check_functions, referenced_objects};
+use super::resolved::{
+    CheckFailure, PRINT_TREES, PreparedQueries, check_functions, referenced_objects,
+    stop_printing_trees,
+};
 use super::{GuardError, GuardPolicy, ToResolve, check, statement_that_runs};
 use crate::db::session::{Notices, ResolvedTrees};
 use crate::demo::cluster::TempCluster;
@@ -124,22 +127,54 @@ fn cluster() -> &'static TempCluster {
     })
 }
 
-async fn connect() -> (Client, Notices) {
+/// A connection as a pool hands it out: the client, its notices and its prepared catalog queries, which `queries_prepared`
+/// says to use (as pgmcp does unless the profile keeps no prepared statements).
+struct Connection {
+    client: Client,
+    notices: Notices,
+    queries: PreparedQueries,
+    queries_prepared: bool,
+}
+
+async fn connect() -> Connection {
     let (client, connection) = tokio_postgres::connect(&cluster().url("postgres"), NoTls)
         .await
         .expect("connect");
     let connected = crate::db::connect::drive(client, connection, "test".into());
-    (connected.client, connected.notices)
+    Connection {
+        client: connected.client,
+        notices: connected.notices,
+        queries: PreparedQueries::default(),
+        queries_prepared: true,
+    }
 }
 
 /// The resolved check as pgmcp runs it, in a read-only transaction that is rolled back. `Ok(Err(_))` is a
 /// refusal by the check; `Err(_)` is PostgreSQL refusing to parse.
 async fn resolve(
-    client: &Client,
-    notices: &Notices,
+    connection: &Connection,
     sql: &str,
     policy: &GuardPolicy,
 ) -> Result<Result<(), GuardError>, tokio_postgres::Error> {
+    Ok(resolve_once(connection, sql, policy)
+        .await?
+        .map_err(|failure| match failure {
+            CheckFailure::Refused(error) => error,
+            CheckFailure::QueryGone => panic!("{sql}: a catalog query went missing"),
+        }))
+}
+
+async fn resolve_once(
+    connection: &Connection,
+    sql: &str,
+    policy: &GuardPolicy,
+) -> Result<Result<(), CheckFailure>, tokio_postgres::Error> {
+    let Connection {
+        client,
+        notices,
+        queries,
+        queries_prepared,
+    } = connection;
     // What pgmcp resolves: the statement itself, or the statement inside EXPLAIN.
     let target = match check(sql, policy).map(|verdict| statement_that_runs(sql, verdict.class)) {
         Ok(Ok(ToResolve::Inner(inner))) => inner,
@@ -158,8 +193,14 @@ async fn resolve(
             assert!(!trees.is_empty(), "no tree printed for {sql}");
             match super::resolved::parse_trees(&trees).and_then(|trees| referenced_objects(&trees))
             {
-                Ok(referenced) => Ok(check_functions(client, &referenced, policy).await),
-                Err(error) => Ok(Err(error)),
+                Ok(referenced) => {
+                    client
+                        .batch_execute(stop_printing_trees(*queries_prepared))
+                        .await?;
+                    let queries = queries_prepared.then_some(queries);
+                    Ok(check_functions(client, &referenced, policy, queries).await)
+                }
+                Err(error) => Ok(Err(error.into())),
             }
         }
         Err(error) => Err(error),
@@ -176,8 +217,7 @@ fn trusting(function: &str) -> GuardPolicy {
 }
 
 async fn refusal(sql: &str, policy: &GuardPolicy) -> String {
-    let (client, notices) = connect().await;
-    resolve(&client, &notices, sql, policy)
+    resolve(&connect().await, sql, policy)
         .await
         .unwrap_or_else(|error| panic!("{sql} does not parse: {error}"))
         .expect_err(sql)
@@ -185,8 +225,7 @@ async fn refusal(sql: &str, policy: &GuardPolicy) -> String {
 }
 
 async fn passes(sql: &str, policy: &GuardPolicy) {
-    let (client, notices) = connect().await;
-    if let Err(error) = resolve(&client, &notices, sql, policy)
+    if let Err(error) = resolve(&connect().await, sql, policy)
         .await
         .unwrap_or_else(|error| panic!("{sql} does not parse: {error}"))
     {
@@ -214,37 +253,81 @@ async fn refused_until_trusted(sql: &str, function: &str) {
 
 #[tokio::test]
 async fn needs_db_attacks_are_rejected_and_allowed_statements_pass() {
-    let (client, notices) = connect().await;
     let policy = GuardPolicy::read_only();
     let mut failures = Vec::new();
-    for entry in parse_corpus(ATTACKS).iter().filter(|entry| entry.needs_db) {
-        check(&entry.sql, &policy).unwrap_or_else(|error| panic!("{}: {error}", entry.sql));
-        match resolve(&client, &notices, &entry.sql, &policy).await {
-            Ok(Err(_)) => {}
-            Ok(Ok(())) => failures.push(format!(
-                "attack at line {} passed: {}",
-                entry.line, entry.sql
-            )),
-            Err(error) => failures.push(format!(
-                "attack at line {} does not parse: {error}",
-                entry.line
-            )),
-        }
-    }
-    for entry in parse_corpus(ALLOWED) {
-        check(&entry.sql, &policy).unwrap_or_else(|error| panic!("{}: {error}", entry.sql));
-        match resolve(&client, &notices, &entry.sql, &policy).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                failures.push(format!("allowed at line {} rejected: {error}", entry.line))
+    // Both ways pgmcp sends its catalog queries: bound to the connection's prepared statements (run with a
+    // generic plan), and as text behind a transaction-pooling proxy.
+    for prepared in [true, false] {
+        let connection = Connection {
+            queries_prepared: prepared,
+            ..connect().await
+        };
+        let how = if prepared { "prepared" } else { "as text" };
+        for entry in parse_corpus(ATTACKS).iter().filter(|entry| entry.needs_db) {
+            check(&entry.sql, &policy).unwrap_or_else(|error| panic!("{}: {error}", entry.sql));
+            match resolve(&connection, &entry.sql, &policy).await {
+                Ok(Err(_)) => {}
+                Ok(Ok(())) => failures.push(format!(
+                    "attack at line {} passed ({how}): {}",
+                    entry.line, entry.sql
+                )),
+                Err(error) => failures.push(format!(
+                    "attack at line {} does not parse: {error}",
+                    entry.line
+                )),
             }
-            Err(error) => failures.push(format!(
-                "allowed at line {} fails in PostgreSQL: {error}",
-                entry.line
-            )),
+        }
+        for entry in parse_corpus(ALLOWED) {
+            check(&entry.sql, &policy).unwrap_or_else(|error| panic!("{}: {error}", entry.sql));
+            match resolve(&connection, &entry.sql, &policy).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => failures.push(format!(
+                    "allowed at line {} rejected ({how}): {error}",
+                    entry.line
+                )),
+                Err(error) => failures.push(format!(
+                    "allowed at line {} fails in PostgreSQL: {error}",
+                    entry.line
+                )),
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A catalog query the connection prepared can be removed (`DEALLOCATE ALL` in a function the profile trusts).
+/// The check then says so instead of refusing, nothing having been judged, and checks again once its queries are
+/// forgotten and prepared afresh.
+#[tokio::test]
+async fn a_catalog_query_gone_is_reported_and_prepared_again() {
+    let connection = connect().await;
+    let policy = GuardPolicy::read_only();
+    let field_selection = "SELECT (-1).pg_terminate_backend";
+    let refused = |outcome: Result<Result<(), CheckFailure>, _>| {
+        matches!(outcome, Ok(Err(CheckFailure::Refused(_))))
+    };
+    assert!(refused(
+        resolve_once(&connection, field_selection, &policy).await
+    ));
+    connection
+        .client
+        .batch_execute("DEALLOCATE ALL")
+        .await
+        .expect("deallocate");
+    assert_eq!(
+        resolve_once(&connection, field_selection, &policy)
+            .await
+            .expect("parses"),
+        Err(CheckFailure::QueryGone)
+    );
+    connection.queries.forget();
+    assert!(refused(
+        resolve_once(&connection, field_selection, &policy).await
+    ));
+    resolve(&connection, "SELECT lower('A') = 'a'", &policy)
+        .await
+        .expect("parses")
+        .expect("PostgreSQL's own functions pass");
 }
 
 #[tokio::test]
@@ -326,18 +409,19 @@ async fn stable_views_operators_and_casts_pass() {
 #[tokio::test]
 async fn unqualified_names_resolve_through_the_search_path() {
     let policy = trusting("hidden.calm");
-    let (client, notices) = connect().await;
+    let connection = connect().await;
     // Not on the search_path: PostgreSQL reports it as unknown before anything runs.
     assert!(
-        resolve(&client, &notices, "SELECT sneaky()", &policy)
+        resolve(&connection, "SELECT sneaky()", &policy)
             .await
             .is_err()
     );
-    client
+    connection
+        .client
         .batch_execute("SET search_path = public, hidden")
         .await
         .expect("set search_path");
-    let refused = resolve(&client, &notices, "SELECT sneaky()", &policy)
+    let refused = resolve(&connection, "SELECT sneaky()", &policy)
         .await
         .expect("parses")
         .expect_err("volatile through the search_path");
@@ -347,7 +431,7 @@ async fn unqualified_names_resolve_through_the_search_path() {
             .starts_with("function hidden.sneaky is VOLATILE"),
         "{refused}"
     );
-    resolve(&client, &notices, "SELECT calm(), lower('A')", &policy)
+    resolve(&connection, "SELECT calm(), lower('A')", &policy)
         .await
         .expect("parses")
         .expect("stable and immutable pass");
