@@ -450,9 +450,9 @@ impl From<GuardError> for CheckFailure {
 /// issue 17's eighteenth step). The session holds them, and each call clones the handle, as it does the notices.
 ///
 /// A function the profile trusts could `DEALLOCATE` one and `PREPARE` a statement of its own under its name,
-/// which would then answer the next check. That `PREPARE` is SQL-level, and the session check after the call that
-/// ran it lists SQL-level statements and closes the connection (`db::session`), as it does for pgmcp's other
-/// prepared statements.
+/// which would then answer the checks on that connection. That `PREPARE` is SQL-level, so the session check finds
+/// it and closes the connection, with the limits it has for pgmcp's other prepared statements (`db::session`); and
+/// a function that runs whatever SQL it is given can already run what the check would refuse.
 #[derive(Clone, Default)]
 pub struct PreparedQueries(Arc<Mutex<Option<Arc<CatalogStatements>>>>);
 
