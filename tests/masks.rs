@@ -225,6 +225,58 @@ async fn masked_values_never_leave_pgmcp() {
     assert_no_seeded_value("check --pii", &report);
 }
 
+/// A masked column of a type the connection has not met yet (an enum, and an array of it): preparing the
+/// statement makes tokio-postgres parse its own type lookups while PostgreSQL still prints trees, and the masks must
+/// be read from the statement's tree, not from theirs. Each call is a fresh server's first, and is repeated while its
+/// verdict is remembered.
+#[tokio::test]
+async fn a_masked_column_of_a_type_new_to_the_connection_comes_back_masked() {
+    let _ = cluster();
+    observer()
+        .await
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS loyalty CASCADE;
+             CREATE SCHEMA loyalty;
+             CREATE TYPE loyalty.tier AS ENUM ('tier_platinum_hidden', 'tier_gold_hidden');
+             CREATE TABLE loyalty.members (id int PRIMARY KEY, tier loyalty.tier, past loyalty.tier[]);
+             INSERT INTO loyalty.members VALUES (1, 'tier_platinum_hidden', '{tier_gold_hidden}');",
+        )
+        .await
+        .unwrap();
+    let config = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::write(
+        config.path(),
+        format!(
+            "[profiles.loyalty]\nurl = \"{}\"\n[[profiles.loyalty.masks]]\ntable = \"loyalty.members\"\n\
+             columns = [\"tier\", \"past\"]\n",
+            common::superuser_url()
+        ),
+    )
+    .unwrap();
+    for sql in [
+        "SELECT tier, past, id FROM loyalty.members",
+        "SELECT id, past FROM loyalty.members",
+        "SELECT * FROM loyalty.members WHERE id = 1",
+    ] {
+        let client = spawn(
+            &["serve", "--config", config.path().to_str().unwrap()],
+            &[],
+            Era::Legacy,
+        )
+        .await;
+        for _ in 0..2 {
+            let (ok, text) = answer(&client, "execute_query", json!({"sql": sql})).await;
+            assert!(ok, "{sql}: {text}");
+            assert!(
+                !text.contains("_hidden"),
+                "{sql} leaks a masked value: {text}"
+            );
+            assert!(text.contains("[masked]"), "{sql}: {text}");
+        }
+        client.cancel().await.ok();
+    }
+}
+
 #[tokio::test]
 async fn a_bad_mask_fails_start_up_naming_the_setting() {
     let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();

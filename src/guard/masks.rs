@@ -73,8 +73,11 @@ const EXISTS_SUBLINK: i64 = 0;
 /// pg_catalog.count("any"): counting non-null values reveals no value.
 const COUNT_ANY: i64 = 2147;
 
-/// Checks every resolved statement in `trees` and returns, for the output columns of the last one (the statement
-/// itself; earlier ones are rule actions), the mask each carries.
+/// Checks every resolved statement in `trees` and returns, for the output columns of the statement, the mask each
+/// carries. The statement's are those of the first tree, whose last query is the statement itself (earlier ones are
+/// rule actions). Trees after the first are what tokio-postgres parsed while preparing the statement, to look up a
+/// result type the connection had not met (an enum, an extension's type); taking the last tree's columns once
+/// returned an enum column unmasked in place of the lookup's columns.
 pub fn output_masks(
     trees: &[Value],
     masked: &MaskedColumns,
@@ -99,7 +102,7 @@ pub fn stored_outputs(trees: &[Value], masked: &MaskedColumns) -> Result<(), Gua
 
 fn carried_outputs(trees: &[Value], masked: &MaskedColumns) -> Result<Vec<Carried>, GuardError> {
     let mut outputs = Vec::new();
-    for tree in trees {
+    for (index, tree) in trees.iter().enumerate() {
         let queries: Vec<&Node> = match tree {
             Value::List(items) => items
                 .iter()
@@ -117,6 +120,9 @@ fn carried_outputs(trees: &[Value], masked: &MaskedColumns) -> Result<Vec<Carrie
                 checked: RefCell::new(HashMap::new()),
             };
             let carried = analysis.query(query, &[])?;
+            if index > 0 {
+                continue;
+            }
             let is_select = query.number("commandType") == Some(CMD_SELECT);
             outputs = query
                 .nodes("targetList")

@@ -71,6 +71,11 @@ pub const COLUMNS: &[Column] = &[
         mode: Mode::Partial,
     },
     Column {
+        name: "clearance",
+        table: Table::People,
+        mode: Mode::Redact,
+    },
+    Column {
         name: "card_number",
         table: Table::Cards,
         mode: Mode::Partial,
@@ -1004,6 +1009,7 @@ pub const RELATIONS: &[(&str, &[&str], bool)] = &[
             "secret_code",
             "token",
             "geo",
+            "clearance",
         ],
         true,
     ),
@@ -1051,6 +1057,7 @@ pub const MASKED_NAMES: &[&str] = &[
     "secret_code",
     "token",
     "geo",
+    "clearance",
     "card_number",
 ];
 

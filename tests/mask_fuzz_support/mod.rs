@@ -39,7 +39,7 @@ pub const SEEDED: &[&str] = &[
     "5318027.19",
     "1923-11-04",
     "KPTZ7735190",
-    "xqnvtrwk",
+    "xqnwtrvk",
     "73519064",
     "pltkrqwz",
     "(12.6617394,58.3307716)",
@@ -53,6 +53,9 @@ pub const SEEDED: &[&str] = &[
     "66148273",
     "xzqwvtkp",
     "(64.2281937,-21.9046615)",
+    "clr_vqzxkwtm",
+    "clr_hpqzrnwd",
+    "clr_zmtqvkpx",
     "4929 7310 8452 6617",
     "5301 8846 2279 9034",
     "3714 496353 98431",
@@ -178,7 +181,7 @@ mode = "hash"
 
 [[profiles.NAME.masks]]
 table = "pii.people"
-columns = ["profile"]
+columns = ["profile", "clearance"]
 mode = "redact"
 
 [[profiles.NAME.masks]]
