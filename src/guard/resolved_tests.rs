@@ -127,8 +127,8 @@ fn cluster() -> &'static TempCluster {
     })
 }
 
-/// A connection as a pool hands it out: the client, its notices and its prepared catalog queries, which `queries_prepared`
-/// says to use (as pgmcp does unless the profile keeps no prepared statements).
+/// A connection as a pool hands it out: the client, its notices and its prepared catalog queries, which the checks
+/// use when `queries_prepared` says so (as pgmcp does unless the profile keeps no prepared statements).
 struct Connection {
     client: Client,
     notices: Notices,
