@@ -1,5 +1,6 @@
 //! A randomized differential test of column masking. Distinctive values are seeded in masked columns of every
-//! kind of type (text, varchar, numeric, date, jsonb, int, bytea, point, an enum the database defined; a partitioned table; an inheritance
+//! kind of type (text, varchar, numeric, date, jsonb, int, bytea, point; an enum and a composite the database
+//! defined and an extension's citext, which a connection has to look up; a partitioned table; an inheritance
 //! child); statements of many shapes reach them — through tables, views, subqueries, CTEs, joins, LATERAL, set
 //! operations and functions, in every clause position, as expressions, casts and deliberate errors, as whole rows
 //! — and run through every tool that can carry a value (execute_query, explain_query, index_advice, read_table,

@@ -13,6 +13,9 @@ CREATE SCHEMA pii;
 -- A type of the database's own: a connection meets it first when it reads the column, and tokio-postgres then
 -- looks it up with queries of its own while PostgreSQL still prints trees for the guard.
 CREATE TYPE pii.clearance AS ENUM ('clr_vqzxkwtm', 'clr_hpqzrnwd', 'clr_zmtqvkpx');
+-- So are a composite type and an extension's type.
+CREATE TYPE pii.postal AS (street text, code text);
+CREATE EXTENSION IF NOT EXISTS citext;
 
 CREATE TABLE pii.people (
     id          int PRIMARY KEY,
@@ -26,7 +29,9 @@ CREATE TABLE pii.people (
     secret_code int,
     token       bytea,
     geo         point,
-    clearance   pii.clearance
+    clearance   pii.clearance,
+    alias       citext,
+    postal      pii.postal
 );
 -- An inheritance child holds masked values of its own: the parent's masks cover it.
 CREATE TABLE pii.vip (tier text NOT NULL DEFAULT 'gold') INHERITS (pii.people);
@@ -41,17 +46,17 @@ CREATE TABLE pii.orders (id int PRIMARY KEY, person_id int NOT NULL, total numer
 INSERT INTO pii.people VALUES
   (1, 'Alice', 'Lisbon', 'kvzqmrtx.plwhgn@brqfzd.com', '+44 7700 913827', 7261938.45, '1911-07-23',
    '{"passport": "XJQW4829173", "note": "wmkrtzvq"}', 48291736, 'zqvwmpkr', '(71.4829163,-33.9172846)',
-   'clr_vqzxkwtm'),
+   'clr_vqzxkwtm', 'Qvzkrwtm', '(wrtzqvmk,tqxwzpvr)'),
   (2, 'Bob', 'Oslo', 'ghtwxpqz@dvlkmrsn.org', '+1 415 839 2741', 5318027.19, '1923-11-04',
    '{"passport": "KPTZ7735190", "note": "xqnwtrvk"}', 73519064, 'pltkrqwz', '(12.6617394,58.3307716)',
-   'clr_hpqzrnwd'),
+   'clr_hpqzrnwd', 'Mzwqtvkr', '(kvrmzwtq,zpwtvqxr)'),
   -- Alice's phone again: a value that occurs twice lands in the planner's most-common-values list.
-  (3, 'Carol', 'Lisbon', 'mwqrtzkv@pxlnvq.com', '+44 7700 913827', NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-  (4, 'Dan', 'Quito', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+  (3, 'Carol', 'Lisbon', 'mwqrtzkv@pxlnvq.com', '+44 7700 913827', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  (4, 'Dan', 'Quito', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 INSERT INTO pii.vip VALUES
   (10, 'Erin', 'Rome', 'tkzvwqrp.xmlnq@vwhtzk.net', '+39 06 4928 7713', 6648213.07, '1907-02-14',
    '{"passport": "ZRVM6614827", "note": "qvtzrkmw"}', 66148273, 'xzqwvtkp', '(64.2281937,-21.9046615)',
-   'clr_zmtqvkpx', 'platinum');
+   'clr_zmtqvkpx', 'Twzqkvrm', '(qmvtzrwk,xwrkqtzv)', 'platinum');
 INSERT INTO pii.cards VALUES
   (1, 'europe', 1, '4929 7310 8452 6617'),
   (2, 'americas', 2, '5301 8846 2279 9034'),

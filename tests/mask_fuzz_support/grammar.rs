@@ -76,6 +76,16 @@ pub const COLUMNS: &[Column] = &[
         mode: Mode::Redact,
     },
     Column {
+        name: "alias",
+        table: Table::People,
+        mode: Mode::Partial,
+    },
+    Column {
+        name: "postal",
+        table: Table::People,
+        mode: Mode::Redact,
+    },
+    Column {
         name: "card_number",
         table: Table::Cards,
         mode: Mode::Partial,
@@ -1010,6 +1020,8 @@ pub const RELATIONS: &[(&str, &[&str], bool)] = &[
             "token",
             "geo",
             "clearance",
+            "alias",
+            "postal",
         ],
         true,
     ),
@@ -1058,6 +1070,8 @@ pub const MASKED_NAMES: &[&str] = &[
     "token",
     "geo",
     "clearance",
+    "alias",
+    "postal",
     "card_number",
 ];
 

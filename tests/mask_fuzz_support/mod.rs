@@ -56,6 +56,15 @@ pub const SEEDED: &[&str] = &[
     "clr_vqzxkwtm",
     "clr_hpqzrnwd",
     "clr_zmtqvkpx",
+    "Qvzkrwtm",
+    "Mzwqtvkr",
+    "Twzqkvrm",
+    "wrtzqvmk",
+    "tqxwzpvr",
+    "kvrmzwtq",
+    "zpwtvqxr",
+    "qmvtzrwk",
+    "xwrkqtzv",
     "4929 7310 8452 6617",
     "5301 8846 2279 9034",
     "3714 496353 98431",
@@ -171,7 +180,7 @@ pub fn world() -> &'static World {
 pub const MASKS: &str = r#"
 [[profiles.NAME.masks]]
 table = "pii.people"
-columns = ["email", "phone", "born", "token", "geo"]
+columns = ["email", "phone", "born", "token", "geo", "alias"]
 mode = "partial"
 
 [[profiles.NAME.masks]]
@@ -181,7 +190,7 @@ mode = "hash"
 
 [[profiles.NAME.masks]]
 table = "pii.people"
-columns = ["profile", "clearance"]
+columns = ["profile", "clearance", "postal"]
 mode = "redact"
 
 [[profiles.NAME.masks]]
